@@ -1,0 +1,1 @@
+"""Pure functions for the science: no Dagster, no I/O. Tested on their own."""
