@@ -1,0 +1,212 @@
+"""The study config: one pydantic model, one YAML file per profile.
+
+`VALLEY_PROFILE` picks `valley_assets/profiles/<profile>.yaml` (default `demo`); `VALLEY_CONFIG` points at any other
+YAML file. Relative storage roots resolve against `VALLEY_PROJECT_DIR` (default: the current directory), so the demo's
+artefacts land inside the repo folder next to its Dagster home.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from valley_assets.partitions import ABLATION_ARMS, validate_data_size_key, validate_release_key
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StudentSpec(_Strict):
+    name: str = Field(description="partition key of the student, e.g. qwen2.5-7b-instruct")
+    model: str = Field(description="hub id or local folder; 'demo:tiny-qwen2' is built by the demo world")
+    recipe: str = Field(description="training recipe name (valley_assets/training/recipes) or a YAML path")
+    max_length: int = Field(gt=0, description="token budget of a training example (prompt + trace)")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_partition_safe(cls, v: str) -> str:
+        validate_release_key(v)  # same character rules as release keys
+        return v
+
+
+class DemoDataConfig(_Strict):
+    n_train_problems: int = 360
+    n_eval_problems: int = 36
+    wrong_fraction: float = 0.3
+    defect_fraction: float = 0.04
+    pretrain_steps: int = Field(default=300, ge=0, description="generic-text pre-training of the tiny student")
+
+
+class HubDataConfig(_Strict):
+    """Production sources. Each is a hub id or a local/object-store folder (same `datasets` code path)."""
+
+    ocr2: str = "nvidia/OpenCodeReasoning-2"
+    taco: str = "BAAI/TACO"
+    apps: str = "codeparrot/apps"
+    code_contests: str = "deepmind/code_contests"
+    codeforces: str = "open-r1/codeforces"
+    max_rows: int | None = Field(default=None, description="read only the first N OCR2 rows (smoke runs)")
+
+
+class DataConfig(_Strict):
+    source: Literal["demo", "hub"]
+    seed: int = 0
+    demo: DemoDataConfig = DemoDataConfig()
+    hub: HubDataConfig = HubDataConfig()
+
+
+class PoolConfig(_Strict):
+    seed: int = 0
+    chars_per_token_low: float = Field(
+        default=2.0, description="fewest characters a token can stand for, for the length pre-filter"
+    )
+
+
+class BenchmarkConfig(_Strict):
+    source: Literal["demo", "lcb"]
+    lcb: str = Field(default="livecodebench/code_generation_lite", description="hub id or folder of test*.jsonl")
+    releases: list[str] = Field(description="releases registered as lcb_release partitions at start-up")
+    start_date: str | None = None
+    end_date: str | None = None
+
+    @field_validator("releases")
+    @classmethod
+    def _valid_releases(cls, v: list[str]) -> list[str]:
+        return [validate_release_key(r) for r in v]
+
+
+class KubernetesConfig(_Strict):
+    namespace: str = "valley"
+    image: str = "ghcr.io/valley-study/valley-trainer:latest"
+    gpus_per_node: int = 8
+    nodes: int = 1
+    node_selector: dict[str, str] = {}
+    service_account: str = "valley-runner"
+    hf_token_secret: str | None = "hf-token"
+    checkpoint_pvc: str | None = None
+
+
+class LaunchConfig(_Strict):
+    launcher: Literal["local", "kubernetes"]
+    kubernetes: KubernetesConfig = KubernetesConfig()
+
+
+class EvaluationConfig(_Strict):
+    backend: Literal["transformers", "vllm"]
+    prompt_id: str = "lcb-reasoning"
+    n_samples: int = Field(default=4, ge=1)
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = Field(default=512, gt=0)
+    chunk_size: int = Field(default=64, gt=0)
+    seed: int = 0
+    tensor_parallel_size: int = 1
+
+
+class GradingConfig(_Strict):
+    backend: Literal["auto", "docker", "process"] = "auto"
+    timeout_s: float = 6.0
+    workers: int | None = None
+    memory_mb: int = 1024
+
+
+class AblationConfig(_Strict):
+    base_data_size: str = Field(description="stage checkpoint the ablation arms continue from")
+    rows: dict[str, int] = Field(description="rows per arm: easy, hard, correct, incorrect")
+
+    @field_validator("base_data_size")
+    @classmethod
+    def _valid_base(cls, v: str) -> str:
+        return validate_data_size_key(v)
+
+    @field_validator("rows")
+    @classmethod
+    def _arms_known(cls, v: dict[str, int]) -> dict[str, int]:
+        unknown = set(v) - set(ABLATION_ARMS)
+        missing = set(ABLATION_ARMS) - set(v)
+        if unknown or missing:
+            raise ValueError(f"ablation.rows needs exactly the arms {ABLATION_ARMS}; unknown {sorted(unknown)}, "
+                             f"missing {sorted(missing)}")
+        for arm, n in v.items():
+            if n < 1:
+                raise ValueError(f"ablation.rows.{arm} must be >= 1, got {n}")
+        return v
+
+
+class AnalysisConfig(_Strict):
+    bootstrap_samples: int = 1000
+    seed: int = 0
+
+
+class StudyConfig(_Strict):
+    profile: str
+    storage_root: str
+    students: list[StudentSpec]
+    data_sizes: list[str] = Field(description="data_size partitions registered at start-up")
+    rows_per_k: int = Field(default=1000, ge=1, description="rows behind '1k'; the demo shrinks it")
+    data: DataConfig
+    pool: PoolConfig = PoolConfig()
+    benchmark: BenchmarkConfig
+    launch: LaunchConfig
+    evaluation: EvaluationConfig
+    grading: GradingConfig = GradingConfig()
+    ablation: AblationConfig
+    analysis: AnalysisConfig = AnalysisConfig()
+
+    @field_validator("data_sizes")
+    @classmethod
+    def _valid_sizes(cls, v: list[str]) -> list[str]:
+        return [validate_data_size_key(k) for k in v]
+
+    @model_validator(mode="after")
+    def _unique_students(self) -> StudyConfig:
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"students must be a non-empty list of unique names, got {names}")
+        return self
+
+    def student(self, name: str) -> StudentSpec:
+        for s in self.students:
+            if s.name == name:
+                return s
+        raise KeyError(f"unknown student {name!r}; the profile defines {[s.name for s in self.students]}")
+
+    @property
+    def student_names(self) -> list[str]:
+        return [s.name for s in self.students]
+
+    def resolved_storage_root(self) -> str:
+        if "://" in self.storage_root or os.path.isabs(self.storage_root):
+            return self.storage_root
+        return str(Path(os.environ.get("VALLEY_PROJECT_DIR", os.getcwd())) / self.storage_root)
+
+
+def load_study_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> StudyConfig:
+    """Load a profile (by `VALLEY_CONFIG`, else `VALLEY_PROFILE`, default demo), deep-merging `overrides`."""
+    if path is None:
+        path = os.environ.get("VALLEY_CONFIG") or PROFILES_DIR / f"{os.environ.get('VALLEY_PROFILE', 'demo')}.yaml"
+    path = Path(path)
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"study config {path} not found; built-in profiles: {known}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    try:
+        return StudyConfig.model_validate(raw)
+    except Exception as exc:  # pydantic names the field; say which file it came from
+        raise ValueError(f"invalid study config {path}:\n{exc}") from exc
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,79 @@
+"""Decontamination of training questions against benchmark (LiveCodeBench) problems.
+
+Two rules, both on normalised text (lowercase; every run of characters that is not a letter or digit becomes one
+space; trimmed):
+- exact: the normalised training question equals a normalised benchmark `question_content`;
+- n-gram: the training question shares at least one word n-gram (default 13, the GPT-3 / Llama decontamination
+  convention) with a benchmark problem. Texts shorter than n words are covered by the exact rule only.
+A hit names the benchmark question_ids it matched, so a report can say which problems leaked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase, non-alphanumeric runs to one space, trimmed (Unicode letters outside a-z count as separators)."""
+    return _NON_ALNUM_RE.sub(" ", text.lower()).strip()
+
+
+def _digest(text: str) -> int:
+    # Python's hash() of str is salted per process; a fixed digest keeps results reproducible across runs.
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def word_ngrams(normalised: str, n: int) -> set[int]:
+    """Digests of every word n-gram of an already normalised text (empty when it has fewer than n words)."""
+    words = normalised.split()
+    return {_digest(" ".join(words[i : i + n])) for i in range(len(words) - n + 1)}
+
+
+@dataclass(frozen=True)
+class ContaminationHit:
+    rule: str  # "exact" or "13-gram" (the n used)
+    question_ids: tuple[str, ...]  # benchmark problems matched, sorted
+
+
+class ContaminationIndex:
+    """Exact-text and n-gram index over benchmark problems; `match(question)` says whether a question leaks."""
+
+    def __init__(self, problems: Iterable[dict], *, ngram: int = 13):
+        if ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {ngram}")
+        self.ngram = ngram
+        self._exact: dict[str, set[str]] = {}
+        self._ngrams: dict[int, set[str]] = {}
+        self.n_problems = 0
+        for i, problem in enumerate(problems):
+            for key in ("question_id", "question_content"):
+                if not isinstance(problem.get(key), str):
+                    raise ValueError(f"benchmark problem #{i}: field {key!r} must be a string, "
+                                     f"got {type(problem.get(key)).__name__}")
+            qid = problem["question_id"]
+            normalised = normalise_text(problem["question_content"])
+            if not normalised:
+                raise ValueError(f"benchmark problem #{i} ({qid}): question_content is empty")
+            self._exact.setdefault(normalised, set()).add(qid)
+            for gram in word_ngrams(normalised, ngram):
+                self._ngrams.setdefault(gram, set()).add(qid)
+            self.n_problems += 1
+
+    def match(self, question: str) -> ContaminationHit | None:
+        normalised = normalise_text(question)
+        exact = self._exact.get(normalised)
+        if exact:
+            return ContaminationHit("exact", tuple(sorted(exact)))
+        ids: set[str] = set()
+        for gram in word_ngrams(normalised, self.ngram):
+            found = self._ngrams.get(gram)
+            if found:
+                ids.update(found)
+        if ids:
+            return ContaminationHit(f"{self.ngram}-gram", tuple(sorted(ids)))
+        return None

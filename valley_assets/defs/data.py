@@ -1,0 +1,160 @@
+"""Data stage: problems, the distillation pool and its nested subsets, the ablation arms.
+
+Traces come from the teacher stage (`teacher_traces`); tokenizers from the students' base models, because "within
+the token limit" is a property of the student that will read the trace.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from valley_assets import partitions as P
+from valley_assets.config import StudyConfig
+from valley_assets.data import pool as pool_lib
+from valley_assets.defs.common import json_meta, md_table, mix, storage_for
+from valley_assets.models import base_model_ref, load_tokenizer
+
+
+def build(cfg: StudyConfig) -> dg.Definitions:
+    storage = storage_for(cfg)
+    arm_partitions = P.ablation_partitions(cfg.student_names).get_partitions_def_for_dimension("arm")
+
+    @dg.asset(group_name="data", required_resource_keys={"problem_source"}, kinds={"python"})
+    def training_problems(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Problems the teacher solved: the demo generator's training split, or TACO in production."""
+        problems = context.resources.problem_source.training_problems()
+        if not problems:
+            raise ValueError("the problem source returned no training problems")
+        storage.write_jsonl(problems, "problems", "training.jsonl")
+        return dg.MaterializeResult(metadata={
+            "n_problems": len(problems),
+            "difficulty_mix": json_meta(mix(p.get("difficulty", "") for p in problems)),
+            "platform_mix": json_meta(mix(p.get("platform", "") for p in problems)),
+            "path": storage.uri("problems", "training.jsonl"),
+        })
+
+    @dg.asset(
+        partitions_def=P.lcb_release_partitions, group_name="data", required_resource_keys={"benchmark"},
+        kinds={"python"},
+    )
+    def lcb_problems(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """The evaluation problems of one LiveCodeBench release (the demo's own release in the embedded profile)."""
+        release = P.validate_release_key(context.partition_key)
+        problems = context.resources.benchmark.load_release(release)
+        if not problems:
+            raise ValueError(f"release {release!r} has no problems in the configured benchmark source")
+        storage.write_jsonl(problems, "lcb", release, "problems.jsonl")
+        dates = sorted(p["contest_date"] for p in problems if p.get("contest_date"))
+        return dg.MaterializeResult(metadata={
+            "n_problems": len(problems),
+            "difficulty_mix": json_meta(mix(p.get("difficulty", "") for p in problems)),
+            "n_functional": sum(1 for p in problems if p.get("starter_code")),
+            "first_contest_date": dates[0] if dates else "",
+            "last_contest_date": dates[-1] if dates else "",
+            "path": storage.uri("lcb", release, "problems.jsonl"),
+        })
+
+    @dg.asset(
+        group_name="data", deps=["teacher_traces", "student_base_model"], required_resource_keys={"benchmark"},
+        kinds={"polars"},
+    )
+    def distill_pool(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Usable traces in a deterministic seeded order: closed think tag, extractable code, within every student's
+        token limit, deduplicated, decontaminated against every configured LCB release; bad rows quarantined."""
+        contamination = context.resources.benchmark.contamination_problems(cfg.benchmark.releases)
+        # The pool is shared by all students (subsets must be the same rows for each), so a trace must fit the
+        # tightest student: the token count is the max over their tokenizers, the limit the min of their budgets.
+        tokenizers = [load_tokenizer(base_model_ref(cfg, storage, s.name)) for s in cfg.students]
+        max_tokens = min(s.max_length for s in cfg.students)
+
+        def count_tokens(texts: list[str]) -> list[int]:
+            counts = [tok(texts, add_special_tokens=False)["input_ids"] for tok in tokenizers]
+            return [max(len(c[i]) for c in counts) for i in range(len(texts))]
+
+        result = pool_lib.build_pool(
+            storage.uri("traces", "teacher_traces.parquet"),
+            contamination_problems=contamination,
+            count_tokens=count_tokens,
+            max_tokens=max_tokens,
+            seed=cfg.pool.seed,
+            chars_per_token_low=cfg.pool.chars_per_token_low,
+        )
+        pool_df = result.pool.collect() if isinstance(result.pool, pl.LazyFrame) else result.pool
+        storage.write_parquet(pool_df, "pool", "pool.parquet")
+        storage.write_parquet(result.quarantine, "pool", "quarantine.parquet")
+        context.log.info(f"pool: {pool_df.height} rows kept, {result.quarantine.height} quarantined")
+        return dg.MaterializeResult(metadata={
+            "n_rows": pool_df.height,
+            "n_quarantined": result.quarantine.height,
+            "max_tokens": max_tokens,
+            "stats": json_meta(result.stats),
+            "difficulty_mix": json_meta(mix(pool_df["difficulty"].to_list())),
+            "judgement_mix": json_meta(mix(pool_df["judgement"].to_list())),
+            "path": storage.uri("pool", "pool.parquet"),
+        })
+
+    @dg.asset(partitions_def=P.data_size_partitions, group_name="data", deps=["distill_pool"], kinds={"polars"})
+    def distill_subset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """The first N rows of the pool's seeded order: 1k ⊂ 10k ⊂ 30k by construction. `0` is empty."""
+        key = P.validate_data_size_key(context.partition_key)
+        n_rows = P.data_size_rows(key, cfg.rows_per_k)
+        pool_df = storage.read_parquet("pool", "pool.parquet")
+        subset = pool_lib.select_subset(pool_df, n_rows)
+        storage.write_parquet(subset, "subsets", f"{key}.parquet")
+        return dg.MaterializeResult(metadata={
+            "n_rows": subset.height,
+            "rows_per_k": cfg.rows_per_k,
+            "n_tokens_total": int(subset["n_tokens"].sum()) if subset.height else 0,
+            "difficulty_mix": json_meta(mix(subset["difficulty"].to_list())),
+            "judgement_mix": json_meta(mix(subset["judgement"].to_list())),
+        })
+
+    @dg.asset_check(asset=distill_subset, blocking=True)
+    def subsets_are_nested(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        """Every materialized subset contains every smaller one."""
+        subsets = {}
+        for key in P.sort_data_sizes(context.instance.get_dynamic_partitions(P.DATA_SIZE)):
+            if storage.exists("subsets", f"{key}.parquet"):
+                subsets[key] = storage.read_parquet("subsets", f"{key}.parquet")
+        passed, details = pool_lib.check_nested(subsets)
+        return dg.AssetCheckResult(passed=passed, metadata={"details": json_meta(details),
+                                                            "subsets": json_meta(sorted(subsets))})
+
+    @dg.asset_check(asset=distill_pool, blocking=True)
+    def pool_is_clean(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        """No LCB contamination, no empty trace or question, the declared schema."""
+        pool_df = storage.read_parquet("pool", "pool.parquet")
+        problems = []
+        for release in cfg.benchmark.releases:
+            if storage.exists("lcb", release, "problems.jsonl"):
+                problems += storage.read_jsonl("lcb", release, "problems.jsonl")
+        results = {
+            "no_contamination": pool_lib.check_no_contamination(pool_df, problems),
+            "non_empty": pool_lib.check_non_empty(pool_df),
+            "schema": pool_lib.check_schema(pool_df),
+        }
+        return dg.AssetCheckResult(
+            passed=all(ok for ok, _ in results.values()),
+            metadata={name: json_meta({"passed": ok, **details}) for name, (ok, details) in results.items()},
+        )
+
+    @dg.asset(partitions_def=arm_partitions, group_name="data", deps=["distill_pool"], kinds={"polars"})
+    def ablation_subset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """One ablation arm: easy vs hard TACO problems, correct vs incorrect teacher answers (sizes from config)."""
+        arm = context.partition_key
+        pool_df = storage.read_parquet("pool", "pool.parquet")
+        subset = pool_lib.select_ablation_arm(pool_df, arm, cfg.ablation.rows[arm], cfg.pool.seed)
+        storage.write_parquet(subset, "ablation", arm, "subset.parquet")
+        return dg.MaterializeResult(metadata={
+            "n_rows": subset.height,
+            "difficulty_mix": json_meta(mix(subset["difficulty"].to_list())),
+            "judgement_mix": json_meta(mix(subset["judgement"].to_list())),
+            "preview": dg.MetadataValue.md(md_table(
+                subset.select("id", "difficulty", "judgement", "n_tokens").head(5).to_dicts())),
+        })
+
+    return dg.Definitions(
+        assets=[training_problems, lcb_problems, distill_pool, distill_subset, ablation_subset],
+        asset_checks=[subsets_are_nested, pool_is_clean],
+    )

@@ -1,0 +1,177 @@
+"""Evaluation stage: LiveCodeBench generations and scores for every checkpoint (and every ablation checkpoint).
+
+Dagster allows two partition dimensions, and checkpoints already use both (data_size × student), so the release is
+run config (`release`, default: the newest release whose `lcb_problems` is materialized). Each release's samples,
+grades and scores live under their own path, so re-scoring on a new release never overwrites an older one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from valley_assets import partitions as P
+from valley_assets.config import StudyConfig
+from valley_assets.defs.common import json_meta, md_table, storage_for
+from valley_assets.models import checkpoint_model_ref
+from valley_assets.science import metrics
+from valley_assets.storage import StudyStorage
+
+GENERATION_MODULE = "valley_assets.generation.run"
+
+
+class EvalRunConfig(dg.Config):
+    release: str = ""  # empty: the newest release whose lcb_problems is materialized
+
+
+def resolve_release(context, storage: StudyStorage, requested: str) -> str:
+    if requested:
+        release = P.validate_release_key(requested)
+        if not storage.exists("lcb", release, "problems.jsonl"):
+            raise FileNotFoundError(f"release {release!r}: materialize lcb_problems[{release}] first")
+        return release
+    known = context.instance.get_dynamic_partitions(P.lcb_release_partitions.name)
+    ready = [r for r in known if storage.exists("lcb", r, "problems.jsonl")]
+    if not ready:
+        raise FileNotFoundError(f"no lcb_problems partition is materialized yet (registered releases: {known})")
+    return ready[-1]  # registration order: the sensor adds releases as they appear
+
+
+def eval_parts(kind: str, student: str, label: str, release: str, prompt_id: str) -> tuple[str, ...]:
+    return (kind, student, label, release, prompt_id)
+
+
+def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, student: str, label: str,
+             release: str) -> dict:
+    ev = cfg.evaluation
+    out_parts = (*eval_parts("generations", student, label, release, ev.prompt_id), "samples.jsonl")
+    params = {
+        "model": model,
+        "problems_file": storage.uri("lcb", release, "problems.jsonl"),
+        "out_path": storage.uri(*out_parts),
+        "backend": ev.backend,
+        "prompt_id": ev.prompt_id,
+        "n": ev.n_samples,
+        "temperature": ev.temperature,
+        "top_p": ev.top_p,
+        "max_new_tokens": ev.max_new_tokens,
+        "chunk_size": ev.chunk_size,
+        "seed": ev.seed,
+        "tensor_parallel_size": ev.tensor_parallel_size,
+    }
+    storage.path(*out_parts[:-1]).mkdir(parents=True, exist_ok=True)
+    report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
+                                            name=f"gen-{student}-{label}", gpus=ev.tensor_parallel_size)
+    return {"release": release, "prompt_id": ev.prompt_id, "samples_path": storage.uri(*out_parts), **report}
+
+
+def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, data_size: str, arm: str,
+          label: str, release: str) -> dg.MaterializeResult:
+    """Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten)."""
+    prompt_id = cfg.evaluation.prompt_id
+    parts = eval_parts("generations", student, label, release, prompt_id)
+    samples = storage.read_jsonl(*parts, "samples.jsonl")
+    problems = storage.read_jsonl("lcb", release, "problems.jsonl")
+    started = time.time()
+    grade_dir = _local_work_dir(storage, "grades", student, label, release, prompt_id)
+    grades = context.resources.grader.grade(problems, metrics.samples_to_generations(samples),
+                                            results_path=str(grade_dir / "results.json"))
+    storage.write_json(grades, *eval_parts("grades", student, label, release, prompt_id), "results.json")
+
+    identity = {"student": student, "data_size": data_size, "arm": arm, "release": release, "prompt_id": prompt_id}
+    per_problem = [{**identity, **row} for row in metrics.per_problem_table(samples, grades, problems)]
+    scored_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    rows = [{**identity, **row, "scored_at": scored_at} for row in metrics.score_rows(per_problem)]
+    run_tag = f"{student}__{label}__{release}__{prompt_id}__{context.run.run_id[:8]}"
+    # One file per scoring run: concurrent runs append without racing on a shared file.
+    storage.write_parquet(pl.DataFrame(per_problem), "scores", "per_problem", f"{run_tag}.parquet")
+    storage.write_parquet(pl.DataFrame(rows), "scores", "runs", f"{run_tag}.parquet")
+
+    overall = {r["metric"]: r for r in rows if r["difficulty"] == "all" and r["date_window"] == "all"}
+    return dg.MaterializeResult(metadata={
+        "release": release,
+        "prompt_id": prompt_id,
+        "pass@1": overall["pass@1"]["value"],
+        "pass@1_stderr": overall["pass@1"]["stderr"],
+        "completion_rate": overall["completion_rate"]["value"],
+        "think_rate": overall["think_rate"]["value"],
+        "n_problems": overall["pass@1"]["n_problems"],
+        "n_samples": overall["pass@1"]["n_samples"],
+        "grader": json_meta({k: grades.get(k) for k in ("backend", "isolation", "warning") if k in grades}),
+        "grading_wall_s": round(time.time() - started, 2),
+        "scores": dg.MetadataValue.md(md_table(
+            [r for r in rows if r["date_window"] == "all"],
+            ["difficulty", "metric", "value", "stderr", "n_problems", "n_samples"])),
+    })
+
+
+def _local_work_dir(storage: StudyStorage, *parts: str) -> Path:
+    """Grading writes its resumable per-sample log to local disk; remote roots get a local cache directory."""
+    if storage.is_local:
+        path = storage.local_path(*parts)
+    else:
+        path = Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache")).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build(cfg: StudyConfig) -> dg.Definitions:
+    storage = storage_for(cfg)
+    checkpoints = P.checkpoint_partitions(cfg.student_names)
+    ablations = P.ablation_partitions(cfg.student_names)
+
+    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", "lcb_problems"],
+              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
+    def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+        """n samples per LCB problem from one checkpoint, LCB prompt through the student's chat template."""
+        data_size, student = P.checkpoint_key(context)
+        release = resolve_release(context, storage, config.release)
+        report = generate(context, cfg=cfg, storage=storage, model=checkpoint_model_ref(storage, student, data_size),
+                          student=student, label=data_size, release=release)
+        return dg.MaterializeResult(metadata=_generation_metadata(report))
+
+    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"],
+              required_resource_keys={"grader"}, kinds={"docker"})
+    def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+        """pass@1 (unbiased over n), completion rate and think-tag rate, overall and per difficulty."""
+        data_size, student = P.checkpoint_key(context)
+        release = resolve_release(context, storage, config.release)
+        return score(context, cfg=cfg, storage=storage, student=student, data_size=data_size, arm="main",
+                     label=data_size, release=release)
+
+    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", "lcb_problems"],
+              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
+    def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        arm, student = keys["arm"], keys[P.STUDENT]
+        release = resolve_release(context, storage, config.release)
+        model = checkpoint_model_ref(storage, student, cfg.ablation.base_data_size, arm)
+        report = generate(context, cfg=cfg, storage=storage, model=model, student=student,
+                          label=f"ablation-{arm}", release=release)
+        return dg.MaterializeResult(metadata=_generation_metadata(report))
+
+    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"],
+              required_resource_keys={"grader"}, kinds={"docker"})
+    def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        arm, student = keys["arm"], keys[P.STUDENT]
+        release = resolve_release(context, storage, config.release)
+        return score(context, cfg=cfg, storage=storage, student=student, data_size=cfg.ablation.base_data_size,
+                     arm=arm, label=f"ablation-{arm}", release=release)
+
+    return dg.Definitions(assets=[lcb_generations, lcb_scores, ablation_generations, ablation_scores])
+
+
+def _generation_metadata(report: dict) -> dict:
+    meta = {}
+    for key, value in report.items():
+        if isinstance(value, (int, float, str)):
+            meta[key] = value
+        elif isinstance(value, (dict, list)):
+            meta[key] = json_meta(value)
+    return meta

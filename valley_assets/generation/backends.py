@@ -1,0 +1,400 @@
+"""Generation backends behind one interface: Hugging Face transformers (CPU/GPU) and vLLM (GPU).
+
+Both take the same `GenerationRequest`s (a question, its chat prompt already rendered to token ids through the
+student's chat template, and which sample indices to produce) and return one `Completion` per requested sample, so
+the chunked/resumable driver (`valley_assets.generation.samples`) and the sample schema do not depend on the backend.
+
+vLLM is an optional extra (GPU images only): it is imported when a `VLLMBackend` is built, never at module import.
+Everything that decides *what* vLLM is asked (`vllm_sampling_kwargs`, `build_vllm_requests`) and how its answer is
+read (`completions_from_vllm_output`) is a pure function, tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+FINISH_REASONS = ("stop", "length")
+# The paper samples up to 32K new tokens; more than that exceeds every student's context.
+MAX_NEW_TOKENS_LIMIT = 32768
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. `n` (samples per problem) lives with the driver, because a resumed run asks for fewer."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise ValueError(f"sampling.temperature must be a number >= 0, got {self.temperature!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise ValueError(f"sampling.top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.max_new_tokens, int) or not 0 < self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(
+                f"sampling.max_new_tokens must be an int in 1..{MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens!r}"
+            )
+        if not isinstance(self.seed, int):
+            raise ValueError(f"sampling.seed must be an int, got {self.seed!r}")
+        stop = tuple(self.stop)
+        if any(not isinstance(s, str) or not s for s in stop):
+            raise ValueError(f"sampling.stop must be non-empty strings, got {self.stop!r}")
+        object.__setattr__(self, "stop", stop)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SamplingConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown sampling keys {unknown}; known keys: {sorted(known)}")
+        return cls(**{k: (tuple(v) if k == "stop" else v) for k, v in values.items()})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    question_id: str
+    prompt_token_ids: tuple[int, ...]
+    sample_indices: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.prompt_token_ids:
+            raise ValueError(f"question {self.question_id!r}: empty prompt")
+        if not self.sample_indices:
+            raise ValueError(f"question {self.question_id!r}: a request must ask for at least one sample")
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop": ended by EOS or a stop string; "length": hit max_new_tokens (or the context end)
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __post_init__(self) -> None:
+        if self.finish_reason not in FINISH_REASONS:
+            raise ValueError(f"finish_reason must be one of {FINISH_REASONS}, got {self.finish_reason!r}")
+
+
+class GenerationBackend(Protocol):
+    name: str
+
+    def render(self, messages: list[dict]) -> list[int]:
+        """Prompt token ids of chat messages, through the model's own chat template, ready for the answer."""
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+        """One list per request, one Completion per entry of `request.sample_indices`, in that order."""
+
+
+def sample_seed(base_seed: int, question_id: str, sample_idx: int) -> int:
+    """A seed for one (question, sample) that is stable across processes (unlike `hash()`), in [0, 2**31)."""
+    digest = hashlib.sha256(f"{base_seed}:{question_id}:{sample_idx}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def render_chat(tokenizer, messages: list[dict]) -> list[int]:
+    """Render through the chat template as text, then tokenize without adding special tokens again.
+
+    Templates already start with BOS where the model wants it (Llama 3's `<|begin_of_text|>`); tokenizing the
+    rendered text with `add_special_tokens=True` would add a second one.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+            "generation prompts are chat messages and need one"
+        )
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# ----------------------------------------------------------------------------------------------------- transformers
+
+
+class TransformersBackend:
+    """`model.generate`, batched with left padding; works on CPU (demo) and GPU.
+
+    `batch_size` counts sequences (a problem asking for 4 samples fills 4 rows). Sampling randomness comes from
+    torch's global generator, seeded per batch from the (question, sample) pairs in it, so a rerun of the same batch
+    reproduces its samples.
+    """
+
+    name = "transformers"
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 8):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.eos_token_ids = _eos_token_ids(model, tokenizer)
+        if not self.eos_token_ids:
+            raise ValueError("the model has no EOS token id (generation_config or tokenizer); cannot tell stop from length")
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else min(self.eos_token_ids)
+
+    @classmethod
+    def from_pretrained(cls, model_path: str, *, batch_size: int = 8, device: str | None = None, dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+        model.eval()
+        return cls(model, tokenizer, batch_size=batch_size)
+
+    def render(self, messages: list[dict]) -> list[int]:
+        return render_chat(self.tokenizer, messages)
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+        rows = [(ri, idx) for ri, req in enumerate(requests) for idx in req.sample_indices]
+        by_row: dict[tuple[int, int], Completion] = {}
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            prompts = [requests[ri].prompt_token_ids for ri, _ in batch]
+            seed = sample_seed(sampling.seed, requests[batch[0][0]].question_id, batch[0][1])
+            for key, completion in zip(batch, self._generate_batch(prompts, sampling, seed)):
+                by_row[key] = completion
+        return [[by_row[(ri, idx)] for idx in req.sample_indices] for ri, req in enumerate(requests)]
+
+    def _generate_batch(self, prompts: list[tuple[int, ...]], sampling: SamplingConfig, seed: int) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig
+
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: the answer starts at the same column for every row
+            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            attention_mask[i, width - len(p):] = 1
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=not sampling.greedy,
+            temperature=sampling.temperature if not sampling.greedy else None,
+            top_p=sampling.top_p if not sampling.greedy else None,
+            top_k=None,  # vLLM applies no top-k by default; neither do we
+            eos_token_id=sorted(self.eos_token_ids),
+            pad_token_id=self.pad_token_id,
+            stop_strings=list(sampling.stop) or None,
+        )
+        device = self.model.device
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                generation_config=config,
+                tokenizer=self.tokenizer if sampling.stop else None,
+            )
+        new_tokens = out[:, width:].tolist()
+        return [
+            finish_generated_tokens(
+                tokens,
+                prompt_tokens=len(p),
+                eos_token_ids=self.eos_token_ids,
+                pad_token_id=self.pad_token_id,
+                stop=sampling.stop,
+                decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            )
+            for p, tokens in zip(prompts, new_tokens)
+        ]
+
+
+def finish_generated_tokens(
+    tokens: Sequence[int],
+    *,
+    prompt_tokens: int,
+    eos_token_ids: Iterable[int],
+    pad_token_id: int,
+    stop: Sequence[str],
+    decode,
+) -> Completion:
+    """Turn one row of `generate`'s new tokens into a Completion with vLLM's conventions.
+
+    The row ends at the first EOS (counted as a generated token, as vLLM counts it). A row that finished before the
+    others is right-filled with the pad token; when there is no EOS, the first pad marks where a stop string ended
+    it. The text is cut before the first stop string, which vLLM also leaves out.
+    """
+    eos = set(eos_token_ids)
+    end = next((i for i, t in enumerate(tokens) if t in eos), None)
+    if end is not None:
+        body, n_generated, stopped = tokens[:end], end + 1, True
+    else:
+        pad_at = next((i for i, t in enumerate(tokens) if t == pad_token_id), len(tokens))
+        body, n_generated, stopped = tokens[:pad_at], pad_at, False
+    text = decode(list(body))
+    cut = min((i for i in (text.find(s) for s in stop) if i != -1), default=-1)
+    if cut != -1:
+        text, stopped = text[:cut], True
+    return Completion(
+        text=text,
+        finish_reason="stop" if stopped else "length",
+        prompt_tokens=prompt_tokens,
+        completion_tokens=n_generated,
+    )
+
+
+def _eos_token_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    return ids
+
+
+# ------------------------------------------------------------------------------------------------------------- vLLM
+
+
+def vllm_sampling_kwargs(cfg: SamplingConfig, *, n: int = 1, seed: int | None = None, max_tokens: int | None = None):
+    """Keyword arguments for `vllm.SamplingParams`; a dict so that it is checked without vLLM installed."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    kwargs: dict[str, Any] = {
+        "n": n,
+        "temperature": float(cfg.temperature),
+        "top_p": float(cfg.top_p) if not cfg.greedy else 1.0,
+        "max_tokens": cfg.max_new_tokens if max_tokens is None else max_tokens,
+        "seed": cfg.seed if seed is None else seed,
+        "skip_special_tokens": True,
+    }
+    if cfg.stop:
+        kwargs["stop"] = list(cfg.stop)
+    return kwargs
+
+
+def build_vllm_requests(
+    requests: Sequence[GenerationRequest], cfg: SamplingConfig, *, max_model_len: int | None = None
+) -> tuple[list[dict], list[dict]]:
+    """(prompts, SamplingParams kwargs) for `LLM.generate`, one pair per request.
+
+    One prompt per question with `n = len(sample_indices)`, so vLLM shares the prompt's KV cache among its samples.
+    Each request is seeded from (seed, question, first sample index): a rerun that asks for the same samples draws
+    the same ones. With `max_model_len`, max_tokens is capped to the room the prompt leaves (vLLM rejects more).
+    """
+    prompts, params = [], []
+    for req in requests:
+        max_tokens = cfg.max_new_tokens
+        if max_model_len is not None:
+            room = max_model_len - len(req.prompt_token_ids)
+            if room < 1:
+                raise ValueError(
+                    f"question {req.question_id!r}: prompt has {len(req.prompt_token_ids)} tokens, no room left in "
+                    f"max_model_len={max_model_len}"
+                )
+            max_tokens = min(max_tokens, room)
+        prompts.append({"prompt_token_ids": list(req.prompt_token_ids)})
+        params.append(
+            vllm_sampling_kwargs(
+                cfg,
+                n=len(req.sample_indices),
+                seed=sample_seed(cfg.seed, req.question_id, req.sample_indices[0]),
+                max_tokens=max_tokens,
+            )
+        )
+    return prompts, params
+
+
+def completions_from_vllm_output(request_output) -> list[Completion]:
+    """Read one `vllm.RequestOutput` (its `.prompt_token_ids` and `.outputs[*]`) into Completions."""
+    prompt_tokens = len(request_output.prompt_token_ids)
+    completions = []
+    for out in request_output.outputs:
+        reason = out.finish_reason
+        if reason not in FINISH_REASONS:
+            raise RuntimeError(
+                f"vLLM returned finish_reason={reason!r} for request {getattr(request_output, 'request_id', '?')}; "
+                f"expected one of {FINISH_REASONS}"
+            )
+        completions.append(
+            Completion(text=out.text, finish_reason=reason, prompt_tokens=prompt_tokens,
+                       completion_tokens=len(out.token_ids))
+        )
+    return completions
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ImportError(
+            "the vllm backend needs the optional 'vllm' package (GPU images install it); "
+            "use backend='transformers' on machines without it"
+        ) from exc
+    return vllm
+
+
+@dataclass
+class VLLMBackend:
+    """`vllm.LLM` over the checkpoint folder; one `LLM.generate` call per chunk."""
+
+    model_path: str
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    gpu_memory_utilization: float = 0.9
+    seed: int = 0
+    llm_kwargs: dict = field(default_factory=dict)
+    name: str = "vllm"
+
+    def __post_init__(self) -> None:
+        vllm = _import_vllm()
+        self._sampling_params_cls = vllm.SamplingParams
+        self.llm = vllm.LLM(
+            model=self.model_path,
+            tensor_parallel_size=self.tensor_parallel_size,
+            max_model_len=self.max_model_len,
+            dtype=self.dtype,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            seed=self.seed,
+            **self.llm_kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        if self.max_model_len is None:
+            self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+
+    def render(self, messages: list[dict]) -> list[int]:
+        return render_chat(self.tokenizer, messages)
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+        prompts, kwargs = build_vllm_requests(requests, sampling, max_model_len=self.max_model_len)
+        params = [self._sampling_params_cls(**kw) for kw in kwargs]
+        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        return [completions_from_vllm_output(o) for o in outputs]
+
+
+def load_backend(name: str, model_path: str, *, options: Mapping[str, Any] | None = None) -> GenerationBackend:
+    """Build a backend by name: `transformers` (options: batch_size, device, dtype) or `vllm` (options: the
+    `VLLMBackend` fields: tensor_parallel_size, max_model_len, dtype, gpu_memory_utilization, seed, llm_kwargs)."""
+    options = dict(options or {})
+    if name == "transformers":
+        allowed = {"batch_size", "device", "dtype"}
+        _check_options(name, options, allowed)
+        return TransformersBackend.from_pretrained(model_path, **options)
+    if name == "vllm":
+        allowed = {"tensor_parallel_size", "max_model_len", "dtype", "gpu_memory_utilization", "seed", "llm_kwargs"}
+        _check_options(name, options, allowed)
+        return VLLMBackend(model_path, **options)
+    raise ValueError(f"unknown generation backend {name!r}; use 'transformers' or 'vllm'")
+
+
+def _check_options(backend: str, options: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"unknown backend_options {unknown} for backend {backend!r}; allowed: {sorted(allowed)}")
