@@ -14,12 +14,13 @@ done
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
 
-# --variant=apt: essential packages + apt only; python3-minimal would lack json/decimal, so take python3.
+# --variant=apt: essential packages + apt only; python3 (not -minimal: json/decimal are needed), plus numpy and
+# sortedcontainers, which LeetCode-style solutions import and the LiveCodeBench evaluation environment provides.
 # The docs/man/locale dpkg filters keep the image small; the grader needs none of them.
-mmdebstrap --quiet --variant=apt --include=python3 \
-    --dpkg-opt='path-exclude=/usr/share/doc/*' \
-    --dpkg-opt='path-exclude=/usr/share/man/*' \
-    --dpkg-opt='path-exclude=/usr/share/locale/*' \
+mmdebstrap --quiet --variant=apt --include=python3,python3-numpy,python3-sortedcontainers \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
     "$suite" "$workdir/rootfs.tar"
 
 # The runner is mounted read-only at run time, so the image carries only the interpreter and a scratch dir.

@@ -85,7 +85,7 @@ class AblationReport:
 
 def _per_problem_rates(frame: pl.DataFrame, metric: str) -> dict[str, float]:
     values = frame[_NUMERATOR[metric]].to_numpy() / frame["n"].to_numpy()
-    return dict(zip(frame["question_id"].to_list(), values.tolist()))
+    return dict(zip(frame["question_id"].to_list(), values.tolist(), strict=True))
 
 
 def ablation_report(
@@ -116,8 +116,10 @@ def ablation_report(
     ).sort(["student", "_k", "release", "prompt_id"])
     for student, data_size, release, prompt_id, _ in groups.iter_rows():
         group = frame.filter(
-            (pl.col("student") == student) & (pl.col("data_size") == data_size)
-            & (pl.col("release") == release) & (pl.col("prompt_id") == prompt_id)
+            (pl.col("student") == student)
+            & (pl.col("data_size") == data_size)
+            & (pl.col("release") == release)
+            & (pl.col("prompt_id") == prompt_id)
         )
         arms = set(group["arm"].to_list())
         where = f"(student={student!r}, data_size={data_size!r}, release={release!r}, prompt_id={prompt_id!r})"
@@ -134,17 +136,33 @@ def ablation_report(
                 a, b = _per_problem_rates(rows_a, metric), _per_problem_rates(rows_b, metric)
                 common = sorted(set(a) & set(b))
                 if not common:
-                    raise ValueError(f"{where}: arms {arm_a!r} and {arm_b!r} share no problem; a paired delta needs some")
+                    raise ValueError(
+                        f"{where}: arms {arm_a!r} and {arm_b!r} share no problem; a paired delta needs some"
+                    )
                 a_vals = np.array([a[q] for q in common])
                 b_vals = np.array([b[q] for q in common])
                 est = paired_bootstrap_difference(
-                    a_vals, b_vals, n_boot=n_boot, confidence=confidence,
+                    a_vals,
+                    b_vals,
+                    n_boot=n_boot,
+                    confidence=confidence,
                     seed=derive_seed(seed, student, data_size, release, prompt_id, arm_a, arm_b, metric),
                 )
-                deltas.append(AblationDelta(
-                    student=student, data_size=data_size, release=release, prompt_id=prompt_id,
-                    arm_a=arm_a, arm_b=arm_b, metric=metric,
-                    value_a=float(a_vals.mean()), value_b=float(b_vals.mean()),
-                    delta=est.value, ci_low=est.ci_low, ci_high=est.ci_high, n_problems=est.n_problems,
-                ))
+                deltas.append(
+                    AblationDelta(
+                        student=student,
+                        data_size=data_size,
+                        release=release,
+                        prompt_id=prompt_id,
+                        arm_a=arm_a,
+                        arm_b=arm_b,
+                        metric=metric,
+                        value_a=float(a_vals.mean()),
+                        value_b=float(b_vals.mean()),
+                        delta=est.value,
+                        ci_low=est.ci_low,
+                        ci_high=est.ci_high,
+                        n_problems=est.n_problems,
+                    )
+                )
     return AblationReport(tuple(deltas), tuple(missing), confidence, n_boot, seed)

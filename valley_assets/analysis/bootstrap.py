@@ -121,7 +121,9 @@ def paired_bootstrap_difference(
     _check_args(n_boot, confidence)
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a_arr.ndim != 1 or a_arr.shape != b_arr.shape:
-        raise ValueError(f"paired bootstrap needs two 1-D arrays over the same problems, got {a_arr.shape} and {b_arr.shape}")
+        raise ValueError(
+            f"paired bootstrap needs two 1-D arrays over the same problems, got {a_arr.shape} and {b_arr.shape}"
+        )
     diff = a_arr - b_arr
     reps = resampled_means(diff, n_boot=n_boot, seed=seed)[:, 0]
     low, high = percentile_interval(reps, confidence)

@@ -16,7 +16,6 @@ Definitions used throughout (and in the report):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -148,7 +147,9 @@ class ValleyCurve:
 def log_linear_slope(rows: Sequence[int], values: Sequence[float]) -> tuple[float, float]:
     """Least-squares (slope, intercept) of values on log10(rows): the change per tenfold more data."""
     if len(rows) != len(values) or len(rows) < 2:
-        raise ValueError(f"a slope needs at least two (rows, value) pairs of equal length, got {len(rows)} and {len(values)}")
+        raise ValueError(
+            f"a slope needs at least two (rows, value) pairs of equal length, got {len(rows)} and {len(values)}"
+        )
     if any(r <= 0 for r in rows):
         raise ValueError(f"log-linear slope needs positive row counts, got {list(rows)}")
     x = np.log10(np.asarray(rows, dtype=float))
@@ -199,6 +200,7 @@ def fit_valley(points: Sequence[tuple[str, int, float]]) -> ValleyFit:
 
 def _fit_intervals(
     fit: ValleyFit,
+    keys: Sequence[str],
     rows: Sequence[int],
     matrix: np.ndarray,
     *,
@@ -211,7 +213,8 @@ def _fit_intervals(
     rows_arr = np.asarray(rows)
     trained = np.flatnonzero(rows_arr > 0)
     base_col = int(np.flatnonzero(rows_arr == 0)[0])
-    valley_col = int(trained[_valley_index(matrix[trained].mean(axis=1))])
+    # The observed valley (from each point's full problem set), even if the common subset alone would put it elsewhere.
+    valley_col = list(keys).index(fit.location)
     out: dict = {"n_common_problems": matrix.shape[1]}
     base_reps, valley_reps = reps[:, base_col], reps[:, valley_col]
     usable = base_reps > 0  # a resample whose base scores 0 has no relative drop
@@ -237,7 +240,9 @@ def paper_key(student: str) -> str:
     return student.rsplit("/", 1)[-1].strip().lower()
 
 
-def paper_points_for(student: str, paper: Mapping[str, Mapping[str, float]] = PAPER_PASS_AT_1) -> tuple[PaperPoint, ...]:
+def paper_points_for(
+    student: str, paper: Mapping[str, Mapping[str, float]] = PAPER_PASS_AT_1
+) -> tuple[PaperPoint, ...]:
     values = paper.get(paper_key(student), {})
     keys = sorted(values, key=data_size_thousands)
     return tuple(PaperPoint(k, data_size_thousands(k) * PAPER_ROWS_PER_K, float(values[k])) for k in keys)
@@ -264,9 +269,7 @@ def _curve_point(
 
     difficulties = frame["difficulty"].to_numpy()
     per_difficulty = {
-        d: estimate(rates["pass@1"][difficulties == d], "pass@1", d)
-        for d in DIFFICULTIES
-        if np.any(difficulties == d)
+        d: estimate(rates["pass@1"][difficulties == d], "pass@1", d) for d in DIFFICULTIES if np.any(difficulties == d)
     }
     return CurvePoint(
         data_size=data_size,
@@ -281,8 +284,10 @@ def _curve_point(
 
 def _common_problem_matrix(frame: pl.DataFrame, keys: Sequence[str]) -> np.ndarray | None:
     """(points, common problems) matrix of per-problem pass@1, problems in a fixed order; None if none are shared."""
-    by_size = {k: dict(zip(g["question_id"].to_list(), (g["c"] / g["n"]).to_list())) for k in keys
-               for g in [frame.filter(pl.col("data_size") == k)]}
+    by_size = {}
+    for key in keys:
+        rows = frame.filter(pl.col("data_size") == key)
+        by_size[key] = dict(zip(rows["question_id"].to_list(), (rows["c"] / rows["n"]).to_list(), strict=True))
     common = sorted(set.intersection(*(set(v) for v in by_size.values())))
     if not common:
         return None
@@ -332,7 +337,12 @@ def valley_curves(
             matrix = _common_problem_matrix(rows_s, keys)
             if matrix is not None:
                 extra = _fit_intervals(
-                    fit, [p.rows for p in points], matrix, n_boot=n_boot, confidence=confidence,
+                    fit,
+                    keys,
+                    [p.rows for p in points],
+                    matrix,
+                    n_boot=n_boot,
+                    confidence=confidence,
                     seed=derive_seed(seed, student, "fit"),
                 )
                 fit = ValleyFit(**{**fit.__dict__, **extra})
@@ -341,8 +351,17 @@ def valley_curves(
         if any(p.rows == 0 for p in paper_pts) and any(p.rows > 0 for p in paper_pts):
             paper_fit = fit_valley([(p.data_size, p.rows, p.pass_at_1) for p in paper_pts])
         curves[student] = ValleyCurve(
-            student=student, arm=arm, release=release, prompt_id=prompt_id, points=points, fit=fit,
-            paper=paper_pts, paper_fit=paper_fit, confidence=confidence, n_boot=n_boot, seed=seed,
+            student=student,
+            arm=arm,
+            release=release,
+            prompt_id=prompt_id,
+            points=points,
+            fit=fit,
+            paper=paper_pts,
+            paper_fit=paper_fit,
+            confidence=confidence,
+            n_boot=n_boot,
+            seed=seed,
         )
     return curves
 
@@ -353,19 +372,24 @@ def curve_table_rows(curves: Mapping[str, ValleyCurve]) -> list[dict]:
     for curve in curves.values():
         paper = {p.data_size: p.pass_at_1 for p in curve.paper}
         for p in curve.points:
-            out.append({
-                "student": curve.student,
-                "data_size": p.data_size,
-                "rows": p.rows,
-                "pass@1": p.pass_at_1.value,
-                "pass@1 CI": (p.pass_at_1.ci_low, p.pass_at_1.ci_high),
-                "paper pass@1": paper.get(p.data_size),
-                "completion": p.completion_rate.value,
-                "think": p.think_rate.value,
-                **{f"{d} pass@1": (p.per_difficulty[d].value if d in p.per_difficulty else None) for d in DIFFICULTIES},
-                "problems": p.pass_at_1.n_problems,
-                "samples": p.n_samples,
-            })
+            out.append(
+                {
+                    "student": curve.student,
+                    "data_size": p.data_size,
+                    "rows": p.rows,
+                    "pass@1": p.pass_at_1.value,
+                    "pass@1 CI": (p.pass_at_1.ci_low, p.pass_at_1.ci_high),
+                    "paper pass@1": paper.get(p.data_size),
+                    "completion": p.completion_rate.value,
+                    "think": p.think_rate.value,
+                    **{
+                        f"{d} pass@1": (p.per_difficulty[d].value if d in p.per_difficulty else None)
+                        for d in DIFFICULTIES
+                    },
+                    "problems": p.pass_at_1.n_problems,
+                    "samples": p.n_samples,
+                }
+            )
     return out
 
 
@@ -376,20 +400,18 @@ def fit_table_rows(curves: Mapping[str, ValleyCurve]) -> list[dict]:
         for source, fit in (("ours", curve.fit), ("paper", curve.paper_fit)):
             if fit is None:
                 continue
-            out.append({
-                "student": curve.student,
-                "source": source,
-                "valley at": fit.location,
-                "base": fit.base_value,
-                "valley": fit.valley_value,
-                "depth": fit.depth,
-                "depth CI": fit.depth_ci,
-                "slope/decade": fit.slope_per_decade,
-                "slope CI": fit.slope_ci,
-                "argmin stability": fit.location_stability,
-            })
+            out.append(
+                {
+                    "student": curve.student,
+                    "source": source,
+                    "valley at": fit.location,
+                    "base": fit.base_value,
+                    "valley": fit.valley_value,
+                    "depth": fit.depth,
+                    "depth CI": fit.depth_ci,
+                    "slope/decade": fit.slope_per_decade,
+                    "slope CI": fit.slope_ci,
+                    "argmin stability": fit.location_stability,
+                }
+            )
     return out
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

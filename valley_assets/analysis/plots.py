@@ -49,8 +49,10 @@ def _format_rows(rows: int) -> str:
 
 def _style_axis(ax, curves: list[ValleyCurve], base_x: float, ylabel: str) -> None:
     ax.set_xscale("log")
-    ticks = sorted({p.rows for c in curves for p in c.points if p.rows > 0}
-                   | {p.rows for c in curves for p in c.paper if p.rows > 0})
+    ticks = sorted(
+        {p.rows for c in curves for p in c.points if p.rows > 0}
+        | {p.rows for c in curves for p in c.paper if p.rows > 0}
+    )
     ax.xaxis.set_major_locator(FixedLocator([base_x, *ticks]))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels(["base\n(0 rows)", *(_format_rows(t) for t in ticks)])
@@ -63,8 +65,14 @@ def _style_axis(ax, curves: list[ValleyCurve], base_x: float, ylabel: str) -> No
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def _draw_series(ax, points: Sequence[CurvePoint], get: Callable[[CurvePoint], Estimate | None], base_x: float,
-                 color: str, label: str) -> None:
+def _draw_series(
+    ax,
+    points: Sequence[CurvePoint],
+    get: Callable[[CurvePoint], Estimate | None],
+    base_x: float,
+    color: str,
+    label: str,
+) -> None:
     pairs = [(p, get(p)) for p in points]
     pairs = [(p, e) for p, e in pairs if e is not None]
     if not pairs:
@@ -73,7 +81,7 @@ def _draw_series(ax, points: Sequence[CurvePoint], get: Callable[[CurvePoint], E
     ys = [e.value for _, e in pairs]
     yerr = [[max(e.value - e.ci_low, 0.0) for _, e in pairs], [max(e.ci_high - e.value, 0.0) for _, e in pairs]]
     ax.errorbar(xs, ys, yerr=yerr, fmt="o", color=color, capsize=4, label=label, zorder=3)
-    trained = [(x, y) for (p, _), x, y in zip(pairs, xs, ys) if p.rows > 0]
+    trained = [(x, y) for (p, _), x, y in zip(pairs, xs, ys, strict=True) if p.rows > 0]
     if trained:
         ax.plot([x for x, _ in trained], [y for _, y in trained], "-", color=color, zorder=2)
     if pairs[0][0].rows == 0 and trained:
@@ -117,13 +125,16 @@ def plot_rates(curves: Curves) -> bytes:
     items = _as_list(curves)
     base_x = _base_x(items)
     fig = Figure(figsize=(11, 4.2))
-    panels = (("completion rate (finished within the token budget)", lambda p: p.completion_rate),
-              ("think-tag rate (closed <think>…</think>)", lambda p: p.think_rate))
-    for j, (ylabel, get) in enumerate(panels):
+    panels = (
+        ("completion rate", "finished within the token budget", lambda p: p.completion_rate),
+        ("think-tag rate", "closed <think>…</think> pair", lambda p: p.think_rate),
+    )
+    for j, (ylabel, subtitle, get) in enumerate(panels):
         ax = fig.add_subplot(1, 2, j + 1)
         for i, curve in enumerate(items):
             _draw_series(ax, curve.points, get, base_x, _COLORS[i % len(_COLORS)], curve.student)
         _style_axis(ax, items, base_x, ylabel)
+        ax.set_title(subtitle, fontsize=10)
         ax.set_ylim(-0.03, 1.03)
         ax.legend(fontsize=8, loc="best")
     return _to_png(fig)
@@ -137,8 +148,14 @@ def plot_difficulty(curves: Curves) -> bytes:
     for j, difficulty in enumerate(DIFFICULTIES):
         ax = fig.add_subplot(1, len(DIFFICULTIES), j + 1)
         for i, curve in enumerate(items):
-            _draw_series(ax, curve.points, lambda p, d=difficulty: p.per_difficulty.get(d), base_x,
-                         _COLORS[i % len(_COLORS)], curve.student)
+            _draw_series(
+                ax,
+                curve.points,
+                lambda p, d=difficulty: p.per_difficulty.get(d),
+                base_x,
+                _COLORS[i % len(_COLORS)],
+                curve.student,
+            )
         _style_axis(ax, items, base_x, "pass@1")
         ax.set_title(difficulty)
         ax.legend(fontsize=8, loc="best")

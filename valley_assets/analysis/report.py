@@ -69,7 +69,19 @@ def to_html_table(rows: Rows, columns: Sequence[str] | None = None, *, digits: i
         "<tr>" + "".join(f"<td>{html.escape(format_cell(r.get(c), digits))}</td>" for c in cols) + "</tr>"
         for r in records
     )
-    return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def summary_markdown(curves: Mapping[str, ValleyCurve], ablation: AblationReport | None = None) -> str:
+    """Fit, points and (optionally) ablation tables as one markdown string, e.g. for Dagster asset metadata."""
+    parts = []
+    fits = fit_table_rows(curves)
+    if fits:
+        parts += ["### Valley fit", to_markdown_table(fits)]
+    parts += ["### Points", to_markdown_table(curve_table_rows(curves))]
+    if ablation is not None and ablation.deltas:
+        parts += ["### Ablation (first arm - second arm, paired bootstrap)", to_markdown_table(ablation.table_rows())]
+    return "\n".join(parts)
 
 
 def png_data_uri(png: bytes) -> str:
@@ -124,26 +136,41 @@ def render_html_report(
     if not curves:
         raise ValueError("render_html_report needs at least one valley curve")
     first = next(iter(curves.values()))
-    when = (generated_at or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    when = (generated_at or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">generated {html.escape(when)} · release {html.escape(first.release)} · prompt '
         f"{html.escape(first.prompt_id)} · arm {html.escape(first.arm)}</p>",
         *(f"<p>{html.escape(n)}</p>" for n in notes),
     ]
-    parts.append(_section("Valley curve", _figure(plot_valley(curves), "pass@1 against distillation rows")
-                          + f'<p class="note">{html.escape(_DEFINITIONS.format(pct=round(first.confidence * 100), n_boot=first.n_boot, seed=first.seed))}</p>'))
+    parts.append(
+        _section(
+            "Valley curve",
+            _figure(plot_valley(curves), "pass@1 against distillation rows")
+            + f'<p class="note">{html.escape(_DEFINITIONS.format(pct=round(first.confidence * 100), n_boot=first.n_boot, seed=first.seed))}</p>',
+        )
+    )
     fits = fit_table_rows(curves)
-    parts.append(_section("Valley location, depth and slope",
-                          to_html_table(fits) if fits else '<p class="note">No fit: a base point and a trained point are both needed.</p>'))
+    parts.append(
+        _section(
+            "Valley location, depth and slope",
+            to_html_table(fits)
+            if fits
+            else '<p class="note">No fit: a base point and a trained point are both needed.</p>',
+        )
+    )
     parts.append(_section("Points", to_html_table(curve_table_rows(curves))))
-    parts.append(_section("Completion and think-tag rates", _figure(plot_rates(curves), "completion and think-tag rates")))
+    parts.append(
+        _section("Completion and think-tag rates", _figure(plot_rates(curves), "completion and think-tag rates"))
+    )
     parts.append(_section("By difficulty", _figure(plot_difficulty(curves), "pass@1 per difficulty")))
     if ablation is not None:
         body = to_html_table(ablation.table_rows()) if ablation.deltas else '<p class="note">No ablation deltas.</p>'
-        body += (f'<p class="note">Paired bootstrap over the problems both arms were scored on '
-                 f"({round(ablation.confidence * 100)}%, {ablation.n_boot} resamples, seed {ablation.seed}); "
-                 "delta = first arm - second arm; “differs” = the interval excludes 0.</p>")
+        body += (
+            f'<p class="note">Paired bootstrap over the problems both arms were scored on '
+            f"({round(ablation.confidence * 100)}%, {ablation.n_boot} resamples, seed {ablation.seed}); "
+            "delta = first arm - second arm; “differs” = the interval excludes 0.</p>"
+        )
         if ablation.missing:
             body += "<ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in ablation.missing) + "</ul>"
         parts.append(_section("Ablation", body))
@@ -153,8 +180,6 @@ def render_html_report(
         text = json.dumps(provenance, indent=2, sort_keys=True, default=str)
         parts.append(_section("Provenance", f"<pre>{html.escape(text)}</pre>"))
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
     )

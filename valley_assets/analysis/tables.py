@@ -87,6 +87,10 @@ def _cast_columns(frame: pl.DataFrame, columns: Mapping[str, type], name: str) -
         if nulls is not None:
             raise TableError(f"{name} row {nulls['_row']}: field {column!r} is missing (null)")
         source = frame.schema[column]
+        if kind is str and source.is_temporal():
+            # contest_date read back from parquet may be typed as a date; the contract's ISO string is its cast.
+            frame = frame.with_columns(pl.col(column).cast(pl.String))
+            continue
         if kind is str and source != pl.String:
             raise TableError(f"{name}: column {column!r} must hold strings, found {source}")
         if kind is int and not source.is_integer():
@@ -202,7 +206,9 @@ def read_scores(table: TableLike) -> pl.DataFrame:
     _check_data_sizes(frame, name)
     bad = _first_bad_row(frame, ~pl.col("metric").is_in(list(SCORE_METRICS)))
     if bad is not None:
-        raise TableError(f"{name} row {bad['_row']}: field 'metric' is {bad['metric']!r}, expected one of {SCORE_METRICS}")
+        raise TableError(
+            f"{name} row {bad['_row']}: field 'metric' is {bad['metric']!r}, expected one of {SCORE_METRICS}"
+        )
     bad = _first_bad_row(frame, ~pl.col("difficulty").is_in(["all", *DIFFICULTIES]))
     if bad is not None:
         raise TableError(f"{name} row {bad['_row']}: field 'difficulty' is {bad['difficulty']!r}")
@@ -218,9 +224,11 @@ def latest_scores(table: TableLike) -> pl.DataFrame:
     frame = read_scores(table)
     key = ["student", "data_size", "arm", "release", "date_window", "prompt_id", "difficulty", "metric"]
     latest = frame.sort("scored_at").group_by(key, maintain_order=True).last()
-    return latest.with_columns(
-        pl.col("data_size").map_elements(data_size_thousands, return_dtype=pl.Int64).alias("_k")
-    ).sort(["student", "arm", "_k", "difficulty", "metric"]).drop("_k")
+    return (
+        latest.with_columns(pl.col("data_size").map_elements(data_size_thousands, return_dtype=pl.Int64).alias("_k"))
+        .sort(["student", "arm", "_k", "difficulty", "metric"])
+        .drop("_k")
+    )
 
 
 def single_value(frame: pl.DataFrame, column: str, wanted: str | None, context: str) -> str:

@@ -84,8 +84,9 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
     storage.write_json(grades, *eval_parts("grades", student, label, release, prompt_id), "results.json")
 
     identity = {"student": student, "data_size": data_size, "arm": arm, "release": release, "prompt_id": prompt_id}
-    per_problem = [{**identity, **row} for row in metrics.per_problem_table(samples, grades, problems)]
     scored_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    per_problem = [{**identity, **row, "scored_at": scored_at}
+                   for row in metrics.per_problem_table(samples, grades, problems)]
     rows = [{**identity, **row, "scored_at": scored_at} for row in metrics.score_rows(per_problem)]
     run_tag = f"{student}__{label}__{release}__{prompt_id}__{context.run.run_id[:8]}"
     # One file per scoring run: concurrent runs append without racing on a shared file.

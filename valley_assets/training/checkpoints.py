@@ -210,6 +210,13 @@ def publish_final(local_model_dir: str, output_dir: str, summary: dict) -> None:
     mark_complete(output_dir, {"final_step": summary.get("steps")})
 
 
+def remove_tree(path: str) -> None:
+    """Delete a folder (local or remote) if it exists."""
+    fs, root = url_to_fs(str(path))
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
 def read_summary(output_dir: str) -> dict:
     fs, root = url_to_fs(str(output_dir))
     with fs.open(join(root, SUMMARY_FILE), "r") as fh:

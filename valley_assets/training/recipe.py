@@ -150,7 +150,8 @@ class Recipe(BaseModel):
             save_total_limit=self.save_total_limit,
             logging_steps=self.logging_steps,
             logging_first_step=True,
-            include_num_input_tokens_seen="non_padding",
+            # padding-free batches hold no padding, so every input token is a real one
+            include_num_input_tokens_seen="all" if self.padding_free or self.packing else "non_padding",
             dataset_num_proc=self.dataset_num_proc,
             **extra,
         )

@@ -1,0 +1,287 @@
+"""The demo's student: a byte-level BPE tokenizer and a tiny Qwen2 causal LM, pre-trained briefly on generic text.
+
+Everything is saved with `save_pretrained`, so the rest of the study loads it with `AutoTokenizer.from_pretrained` /
+`AutoModelForCausalLM.from_pretrained(folder)`: the same code path production uses with hub ids.
+
+The tokenizer follows Qwen2: the Qwen2 pre-tokenizer regex (digits split one by one, which helps a small model copy
+numbers from a statement), byte-level BPE, `<|endoftext|>` / `<|im_start|>` / `<|im_end|>` as special tokens,
+`<think>` / `</think>` as ordinary added tokens (kept when decoding with `skip_special_tokens=True`, as with Qwen3 and
+R1 distills), and a ChatML template whose assistant content sits inside `{% generation %}` markers so that
+`apply_chat_template(..., return_assistant_tokens_mask=True)` (TRL's `assistant_only_loss`) masks exactly the
+assistant's reply and its `<|im_end|>`.
+
+The base model is pre-trained on project-made generic text only (English sentences, arithmetic, python snippets,
+short ChatML exchanges) and never on the teacher's traces, so the `0` data size is a real "before distillation" point.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+THINK_TOKENS = ("<think>", "</think>")
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+# Qwen2's pre-tokenizer split (tokenizer.json of Qwen2/Qwen2.5).
+QWEN2_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+# ChatML as in Qwen2.5, with TRL's generation markers around what the assistant writes (content and <|im_end|>).
+CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' or (message['role'] == 'system' and not loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Generic text made by the project (pre-training data; also part of the tokenizer's training corpus).
+# --------------------------------------------------------------------------------------------------------------------
+
+_SUBJECTS = ("The cat", "A student", "My friend", "The old man", "Our team", "The computer", "This program",
+             "The teacher", "A small robot", "Every player", "The river", "She", "He", "They", "The baker")
+_VERBS = ("reads", "writes", "finds", "counts", "sorts", "prints", "checks", "builds", "opens", "moves", "paints",
+          "carries", "watches", "fixes", "measures")
+_OBJECTS = ("a book", "the list", "every number", "the answer", "a short story", "the largest value", "two strings",
+            "the red door", "a long table", "the whole grid", "three apples", "the last line", "a new idea")
+_TAILS = ("in the morning.", "before lunch.", "very quickly.", "step by step.", "without any help.",
+          "again and again.", "with great care.", "at the end of the day.", "for the first time.", ".")
+_NAMES = ("x", "y", "n", "k", "total", "count", "value", "items", "data", "result", "nums", "words", "s", "best")
+_FUNCS = ("solve", "helper", "compute", "process", "check", "build", "main", "update", "score", "transform")
+
+
+def _sentence(rng: random.Random) -> str:
+    tail = rng.choice(_TAILS)
+    return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}" + ("." if tail == "." else f" {tail}")
+
+
+def _arithmetic(rng: random.Random) -> str:
+    a, b = rng.randint(0, 99), rng.randint(0, 99)
+    return rng.choice([f"{a} + {b} = {a + b}.", f"{a} times {b} is {a * b}.", f"The difference of {a} and {b} is "
+                       f"{a - b}.", f"{max(a, b)} is larger than {min(a, b)}." if a != b else f"{a} equals {b}."])
+
+
+def _python_snippet(rng: random.Random) -> str:
+    v, w = rng.sample(_NAMES, 2)
+    f = rng.choice(_FUNCS)
+    k = rng.randint(1, 9)
+    templates = [
+        f"def {f}({v}):\n    return {v} * {k}\n\nprint({f}({rng.randint(0, 20)}))",
+        f"{v} = int(input())\n{w} = 0\nfor i in range({v}):\n    {w} += i\nprint({w})",
+        f"{v} = list(map(int, input().split()))\nprint(sum({v}))",
+        f"{v} = [i * i for i in range({k + 2})]\nprint({v})",
+        f"{v} = {rng.randint(0, 50)}\nif {v} % {k + 1} == 0:\n    print('yes')\nelse:\n    print('no')",
+        f"{v} = input().strip()\nprint(len({v}))",
+        f"{v} = {k}\nwhile {v} > 0:\n    print({v})\n    {v} -= 1",
+        f"class {f.capitalize()}:\n    def __init__(self, {v}):\n        self.{v} = {v}\n\n"
+        f"    def get(self):\n        return self.{v}",
+        f"def {f}({v}, {w}):\n    if {v} > {w}:\n        return {v}\n    return {w}",
+        f"{v} = {{}}\nfor {w} in ['a', 'b', 'a']:\n    {v}[{w}] = {v}.get({w}, 0) + 1\nprint({v})",
+    ]
+    return rng.choice(templates)
+
+
+def _chat(rng: random.Random) -> str:
+    a, b = rng.randint(0, 50), rng.randint(0, 50)
+    user, reply = rng.choice([
+        (f"What is {a} + {b}?", f"{a} + {b} = {a + b}."),
+        ("Write a sentence about a cat.", _sentence(rng)),
+        (f"Write python code that prints the numbers from 1 to {a % 9 + 1}.",
+         f"```python\nfor i in range(1, {a % 9 + 2}):\n    print(i)\n```"),
+        ("Show me a small python function.", f"```python\n{_python_snippet(rng)}\n```"),
+        (f"Is {a} even?", "Yes." if a % 2 == 0 else "No."),
+    ])
+    return (f"{IM_START}system\n{DEFAULT_SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{user}{IM_END}\n"
+            f"{IM_START}assistant\n{reply}{IM_END}\n")
+
+
+def generic_corpus(seed: int, n: int) -> list[str]:
+    """`n` generic documents (paragraphs, arithmetic, python snippets, short chats), deterministic for a seed."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = random.Random(f"valley-demo-generic|{seed}")
+    makers = (lambda: " ".join(_sentence(rng) for _ in range(rng.randint(2, 5))),
+              lambda: " ".join(_arithmetic(rng) for _ in range(rng.randint(2, 4))),
+              lambda: _python_snippet(rng),
+              lambda: _chat(rng))
+    return [makers[i % len(makers)]() for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tokenizer.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, model_max_length: int = 2048):
+    """A byte-level BPE trained on `texts`, wrapped as a `PreTrainedTokenizerFast` with Qwen2's specials."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if not texts:
+        raise ValueError("the tokenizer corpus is empty")
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=[ENDOFTEXT, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=IM_END, pad_token=ENDOFTEXT, chat_template=CHAT_TEMPLATE,
+        model_max_length=model_max_length, clean_up_tokenization_spaces=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model and pre-training.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def tiny_qwen2_config(tokenizer, hidden_size: int, num_layers: int, num_heads: int, num_kv_heads: int,
+                      intermediate_size: int, max_position_embeddings: int):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END), pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None, use_cache=True,
+    )
+
+
+def _token_blocks(tokenizer, texts: list[str], seq_len: int) -> torch.Tensor:
+    """All documents, each ended by <|endoftext|>, concatenated and cut into rows of seq_len tokens."""
+    ids: list[int] = []
+    for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(row)
+        ids.append(tokenizer.pad_token_id)
+    n_blocks = len(ids) // seq_len
+    if n_blocks < 2:
+        raise ValueError(f"pre-training text is too short: {len(ids)} tokens for blocks of {seq_len}")
+    return torch.tensor(ids[: n_blocks * seq_len]).view(n_blocks, seq_len)
+
+
+@torch.no_grad()
+def _mean_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    losses = [model(input_ids=blocks[i:i + batch_size], labels=blocks[i:i + batch_size]).loss.item()
+              for i in range(0, len(blocks), batch_size)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def build_tiny_student(
+    out_dir: str | Path,
+    corpus_texts: list[str],
+    seed: int,
+    pretrain_steps: int,
+    *,
+    vocab_size: int = 4096,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 384,
+    max_position_embeddings: int = 2048,
+    seq_len: int = 128,
+    batch_size: int = 8,
+    learning_rate: float = 3e-3,
+    pretrain_texts: list[str] | None = None,
+) -> dict:
+    """Train the tokenizer on `corpus_texts` (+ the pre-training text), build a tiny Qwen2, pre-train it for
+    `pretrain_steps` on generic text, and save model, generation config and tokenizer into `out_dir`.
+
+    Returns metadata: n_params, vocab_size, the per-step pre-training loss curve, held-out loss before and after,
+    and wall time.
+    """
+    from transformers import GenerationConfig, Qwen2ForCausalLM
+
+    started = time.time()
+    if pretrain_steps < 0:
+        raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps}")
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if pretrain_texts is None:
+        pretrain_texts = generic_corpus(seed + 1, 3000)
+    tokenizer = train_tokenizer(list(corpus_texts) + list(pretrain_texts), vocab_size, max_position_embeddings)
+    config = tiny_qwen2_config(tokenizer, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
+                               max_position_embeddings)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.convert_tokens_to_ids(IM_END), tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None, do_sample=False,
+    )
+
+    blocks = _token_blocks(tokenizer, pretrain_texts, seq_len)
+    n_heldout = max(1, len(blocks) // 20)
+    heldout, train = blocks[:n_heldout], blocks[n_heldout:]
+    loss_before = _mean_loss(model, heldout, batch_size)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, pretrain_steps // 10)
+
+    def lr_factor(step: int) -> float:  # linear warmup, then cosine decay to 10%
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, pretrain_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    generator = torch.Generator().manual_seed(seed)
+    curve = []
+    model.train()
+    for _step in range(pretrain_steps):
+        batch = train[torch.randint(len(train), (batch_size,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        curve.append(round(loss.item(), 4))
+    loss_after = _mean_loss(model, heldout, batch_size)
+    model.eval()
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "architecture": "Qwen2ForCausalLM",
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "pretrain_steps": pretrain_steps,
+        "pretrain_tokens": pretrain_steps * batch_size * seq_len,
+        "pretrain_loss_curve": curve,
+        "heldout_loss_before": round(loss_before, 4),
+        "heldout_loss_after": round(loss_after, 4),
+        "wall_time_s": round(time.time() - started, 2),
+    }

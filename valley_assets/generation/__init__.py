@@ -1,0 +1,1 @@
+"""LiveCodeBench prompts, generation backends (transformers, vLLM), the generation entrypoint, release discovery."""

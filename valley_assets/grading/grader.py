@@ -1,0 +1,289 @@
+"""grade(): LiveCodeBench-exact grading of generated programs on a warm pool of sandboxes.
+
+Every sample is graded on all of its problem's tests (public then private), stopping at the first failure, with a
+per-test CPU-time limit (default 6 s, as in the harness) and a wall-clock backstop. With `results_path`, each sample's
+result is appended to `<results stem>.samples.jsonl` as soon as it is known, and a rerun grades only what that log
+lacks (entries whose code, tests or limits changed are graded again); the final results file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from valley_assets.grading.backends import (
+    Isolation,
+    SandboxError,
+    Worker,
+    choose_isolation,
+    remove_leftover_containers,
+    start_worker,
+)
+from valley_assets.grading.problems import GradingProblem, ProblemFormatError, problem_from_record, validate_generations
+from valley_assets.science.passk import mean_pass_at_k
+
+DEFAULT_TIMEOUT_S = 6.0
+DEFAULT_MEMORY_MB = 1024
+# Captured stdout above this many characters is an OLE; LCB expected outputs are far smaller.
+DEFAULT_OUTPUT_CAP = 32 * 1024 * 1024
+# Wall-clock backstop per step = this many times the CPU limit: catches sleeping/blocked programs while leaving
+# room for a loaded machine (2 workers per core), so CPU time alone decides ordinary verdicts.
+WALL_FACTOR = 3.0
+VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
+RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s")
+
+
+def samples_log_path(results_path: str | Path) -> Path:
+    """The append-only per-sample log kept next to the results file."""
+    results_path = Path(results_path)
+    return results_path.with_name(results_path.stem + ".samples.jsonl")
+
+
+def _problem_digest(problem: GradingProblem) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([problem.fn_name, problem.inputs, problem.outputs]).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _sample_key(problem_digest: str, code: str, timeout_s: float, memory_mb: int, output_cap: int) -> str:
+    h = hashlib.sha256()
+    h.update(f"{problem_digest}|{timeout_s!r}|{memory_mb}|{output_cap}|".encode())
+    h.update(code.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
+
+
+def _read_samples_log(path: Path) -> dict[tuple[str, int], dict]:
+    """Entries of an earlier, possibly interrupted run; a torn last line (killed mid-write) is ignored."""
+    done: dict[tuple[str, int], dict] = {}
+    if not path.exists():
+        return done
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            key = (entry["question_id"], int(entry["sample_idx"]))
+            if entry["verdict"] not in VERDICTS:
+                raise ValueError(entry["verdict"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if line_no == len(lines):
+                continue
+            raise ProblemFormatError(f"{path}:{line_no}: corrupt sample log entry: {exc!r}") from exc
+        done[key] = entry
+    return done
+
+
+def summarize(results: dict[str, list[dict]], difficulty_of: dict[str, str]) -> dict:
+    """pass@1 over problems (unbiased estimator, per problem then averaged), overall and per difficulty."""
+    counts = {qid: (len(samples), sum(1 for s in samples if s["passed"])) for qid, samples in results.items()}
+    summary = {
+        "pass@1": mean_pass_at_k(counts.values(), k=1) if counts else None,
+        "per_difficulty": {},
+        "n_problems_per_difficulty": {},
+        "n_problems": len(counts),
+        "n_samples": sum(n for n, _ in counts.values()),
+        "verdicts": {v: 0 for v in VERDICTS},
+    }
+    for difficulty in sorted({difficulty_of[qid] for qid in counts}):
+        group = [counts[qid] for qid in counts if difficulty_of[qid] == difficulty]
+        summary["per_difficulty"][difficulty] = mean_pass_at_k(group, k=1)
+        summary["n_problems_per_difficulty"][difficulty] = len(group)
+    for samples in results.values():
+        for sample in samples:
+            summary["verdicts"][sample["verdict"]] += 1
+    return summary
+
+
+class _Pool:
+    """One thread per sandbox; each pulls samples from a shared queue. Sandbox failures restart the sandbox once
+    per sample; a second failure stops the whole grading with that error."""
+
+    def __init__(self, isolation: Isolation, n_workers: int, memory_mb: int):
+        self.isolation = isolation
+        self.n_workers = n_workers
+        self.memory_mb = memory_mb
+        self.workers: dict[int, Worker] = {}
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+
+    def run(self, jobs: list[dict], on_result: Callable[[dict, dict], None]) -> None:
+        todo: queue.Queue = queue.Queue()
+        for job in jobs:
+            todo.put(job)
+        threads = [threading.Thread(target=self._serve, args=(i, todo, on_result), daemon=True,
+                                    name=f"valley-grader-{i}") for i in range(self.n_workers)]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=0.2)
+        finally:
+            self.close()
+        if self.error is not None:
+            raise self.error
+
+    def _serve(self, index: int, todo: queue.Queue, on_result) -> None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                on_result(job, self._grade_with_retry(index, job["request"]))
+        except BaseException as exc:  # noqa: BLE001 - surfaced by run()
+            with self.lock:
+                if self.error is None:
+                    self.error = exc
+            self.stopping.set()
+
+    def _grade_with_retry(self, index: int, request: dict) -> dict:
+        for attempt in (1, 2):
+            worker = self._worker(index)
+            try:
+                return worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+            except SandboxError:
+                self._drop(index)
+                if attempt == 2 or self.stopping.is_set():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _worker(self, index: int) -> Worker:
+        with self.lock:
+            worker = self.workers.get(index)
+        if worker is None:
+            if self.stopping.is_set():
+                raise SandboxError("grading was stopped")
+            worker = start_worker(self.isolation, index, self.memory_mb)
+            with self.lock:
+                self.workers[index] = worker
+        return worker
+
+    def _drop(self, index: int) -> None:
+        with self.lock:
+            worker = self.workers.pop(index, None)
+        if worker is not None:
+            worker.kill()
+
+    def close(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            worker.kill()
+
+
+def grade(
+    problems: list[dict],
+    generations: list[dict],
+    *,
+    backend: str = "auto",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    results_path: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    output_cap: int = DEFAULT_OUTPUT_CAP,
+) -> dict:
+    """Grade `generations` ([{question_id, code_list}]) against LCB `problems` records; see the module docstring.
+
+    Returns {"results": {qid: [{passed, verdict, tests_run, time_s}, ...]}, "summary": {...}, "backend": ...,
+    "isolation": ..., "warning": ...}; problems without generations are not scored and are listed in
+    summary["problems_without_generations"].
+    """
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if memory_mb < 64:
+        raise ValueError(f"memory_mb must be at least 64, got {memory_mb}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    by_id: dict[str, GradingProblem] = {}
+    for i, record in enumerate(problems):
+        try:
+            problem = problem_from_record(record)
+        except ProblemFormatError as exc:
+            raise ProblemFormatError(f"problems[{i}]: {exc}") from exc
+        if problem.question_id in by_id:
+            raise ProblemFormatError(f"problems[{i}]: question_id {problem.question_id!r} appears twice")
+        by_id[problem.question_id] = problem
+    codes_by_id = validate_generations(generations, set(by_id))
+
+    log_path = samples_log_path(results_path) if results_path is not None else None
+    previous = _read_samples_log(log_path) if log_path is not None else {}
+    results: dict[str, list[dict | None]] = {qid: [None] * len(codes) for qid, codes in codes_by_id.items()}
+    jobs = []
+    for qid, codes in codes_by_id.items():
+        problem = by_id[qid]
+        digest = _problem_digest(problem)
+        for idx, code in enumerate(codes):
+            key = _sample_key(digest, code, timeout_s, memory_mb, output_cap)
+            earlier = previous.get((qid, idx))
+            if earlier is not None and earlier.get("key") == key:
+                results[qid][idx] = {f: earlier[f] for f in RESULT_FIELDS}
+                continue
+            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": {
+                "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "inputs": list(problem.inputs),
+                "outputs": list(problem.outputs), "timeout_s": timeout_s, "wall_s": timeout_s * WALL_FACTOR,
+                "memory_mb": memory_mb, "output_cap": output_cap,
+            }})
+
+    isolation = choose_isolation(backend)
+    total = sum(len(c) for c in codes_by_id.values())
+    total_done = [total - len(jobs)]
+    log_lock = threading.Lock()
+    log_file = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(log_path, "a", encoding="utf-8")
+
+    def on_result(job: dict, response: dict) -> None:
+        result = {f: response[f] for f in RESULT_FIELDS}
+        with log_lock:
+            results[job["question_id"]][job["sample_idx"]] = result
+            if log_file is not None:
+                entry = {"question_id": job["question_id"], "sample_idx": job["sample_idx"], "key": job["key"],
+                         **result, "detail": response.get("detail", "")}
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+            total_done[0] += 1
+            if progress is not None:
+                progress(total_done[0], total)
+
+    started = time.monotonic()
+    try:
+        if jobs:
+            if isolation.backend == "docker":
+                remove_leftover_containers()
+            n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+            _Pool(isolation, n_workers, memory_mb).run(jobs, on_result)
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+    difficulty_of = {qid: p.difficulty for qid, p in by_id.items()}
+    summary = summarize(results, difficulty_of)
+    summary["problems_without_generations"] = sorted(set(by_id) - set(codes_by_id))
+    output = {
+        "results": results,
+        "summary": summary,
+        "backend": isolation.backend,
+        "isolation": isolation.isolation,
+        "warning": isolation.warning,
+        "settings": {"timeout_s": timeout_s, "memory_mb": memory_mb, "output_cap": output_cap,
+                     "wall_factor": WALL_FACTOR, "graded_now": len(jobs), "reused": total - len(jobs),
+                     "elapsed_s": round(time.monotonic() - started, 3)},
+    }
+    if results_path is not None:
+        results_path = Path(results_path)
+        tmp = results_path.with_name(results_path.name + ".tmp")
+        tmp.write_text(json.dumps(output, indent=1), encoding="utf-8")
+        os.replace(tmp, results_path)
+    return output

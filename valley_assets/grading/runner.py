@@ -1,0 +1,716 @@
+"""Sandbox runner: grades one program sample at a time, the way LiveCodeBench's harness does.
+
+This file is self-contained (standard library only, Python >= 3.9) because it runs inside the sandbox image, which
+has a bare Debian python3 and no valley package. The grader starts one long-lived runner per worker (inside a
+container, inside bubblewrap, or as a plain process) and talks to it over stdin/stdout with frames: a 4-byte
+big-endian length, then that many bytes of UTF-8 JSON.
+
+    runner -> grader   {"ready": true, "python": "3.11.2", "pid": 1}            once, at start
+    grader -> runner   {"id", "code", "fn_name", "inputs", "outputs", "timeout_s", "wall_s", "memory_mb",
+                        "output_cap", "nproc"}                                     one sample
+    runner -> grader   {"id", "passed", "verdict", "tests_run", "time_s", "detail"}
+
+Per sample the runner forks a fresh child, which drops privileges, applies rlimits, and then does what
+`lcb_runner/evaluation/testing_util.py` does: compile the program once (stdin programs wrapped in a function,
+functional programs instantiated as `Solution()`), run the tests in order in that same process (state carries over
+from test to test, as in the harness), and report each test's outcome over a pipe. The runner compares stdin
+outputs itself (the child never sees the expected outputs as separate data) and stops the child at the first
+failing test. Time is CPU time (ITIMER_PROF, whose default action kills the child) with a wall-clock backstop, so
+verdicts do not depend on how loaded the machine is. Afterwards everything the sample started is killed.
+
+Verdicts: AC, WA, TLE (CPU limit or wall backstop), RE (exception, crash, compile error), MLE (MemoryError or
+killed by the memory cgroup), OLE (captured output over `output_cap` characters).
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+from decimal import Decimal, InvalidOperation
+
+# --------------------------------------------------------------------------------------------------------------
+# Harness rules (pure functions; the grader imports these for its own checks and tests)
+# --------------------------------------------------------------------------------------------------------------
+
+# The prelude the harness puts in front of every program: star imports of common modules, then a high recursion
+# limit. Programs rely on it (e.g. calling `deque` without importing it), so it is part of the semantics.
+HARNESS_PRELUDE_MODULES = (
+    "string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random", "statistics",
+    "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing",
+)
+HARNESS_PRELUDE = (
+    "".join(f"from {m} import *\n" for m in HARNESS_PRELUDE_MODULES)
+    + "".join(f"import {m}\n" for m in HARNESS_PRELUDE_MODULES if m not in ("builtins", "typing"))
+    + "sys.setrecursionlimit(50000)\n"
+)
+WRAPPED_FUNCTION = "wrapped_function"
+# The harness runs in a process where this was raised (compute_code_generation_metrics sets it at import).
+INT_MAX_STR_DIGITS = 50000
+
+
+def strip_main_guard(code: str) -> str:
+    """If the last top-level statement is `if __name__ == '__main__':`, replace it by its body.
+
+    Only the last statement counts, the test must unparse to exactly `__name__ == '__main__'` (so the reversed
+    comparison is left alone), and code that does not parse is returned unchanged.
+    """
+    try:
+        tree = ast.parse(code)
+        last = tree.body[-1]
+        if isinstance(last, ast.If) and ast.unparse(last.test).strip() == "__name__ == '__main__'":
+            return ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body)
+    except Exception:  # the harness swallows everything here, including an empty program
+        pass
+    return code
+
+
+def wrap_stdin_program(code: str) -> str:
+    """Hoist top-level imports, put every other top-level statement into `def wrapped_function():`.
+
+    Top-level names therefore become function locals (so `global x` in a nested function no longer sees them),
+    exactly as in the harness. Code that does not parse is returned unchanged and fails when compiled.
+    """
+    try:
+        tree = ast.parse(code)
+        imports = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+        others = [s for s in tree.body if not isinstance(s, (ast.Import, ast.ImportFrom))]
+        function = ast.FunctionDef(
+            name=WRAPPED_FUNCTION,
+            args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
+            body=others,
+            decorator_list=[],
+            lineno=-1,
+        )
+        return HARNESS_PRELUDE + "\n" + ast.unparse(imports) + "\n" + ast.unparse(function)
+    except Exception:
+        return code
+
+
+def stripped_lines(text: str) -> list[str]:
+    """Strip the whole text, split on newlines, strip each line (empty inner lines are kept)."""
+    return [line.strip() for line in text.strip().split("\n")]
+
+
+def decimal_tokens(line: str) -> list[Decimal] | None:
+    """Whitespace-separated tokens as Decimals, or None if any token is not a number."""
+    try:
+        return [Decimal(token) for token in line.split()]
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def stdin_output_matches(actual: str, expected: str) -> bool:
+    """The harness's stdout check: same number of stripped lines; each line equal, or equal token-wise as Decimals."""
+    actual_lines, expected_lines = stripped_lines(actual), stripped_lines(expected)
+    if len(actual_lines) != len(expected_lines):
+        return False
+    for got, want in zip(actual_lines, expected_lines):
+        if got == want:
+            continue
+        got_numbers, want_numbers = decimal_tokens(got), decimal_tokens(want)
+        if got_numbers is None or want_numbers is None or got_numbers != want_numbers:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Framing
+# --------------------------------------------------------------------------------------------------------------
+
+_HEADER = struct.Struct(">I")
+MAX_REQUEST_BYTES = 1 << 30
+
+
+def write_frame(fd: int, obj) -> None:
+    payload = json.dumps(obj, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    data = memoryview(_HEADER.pack(len(payload)) + payload)
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    chunks, remaining = [], n
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int):
+    header = read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_REQUEST_BYTES:
+        raise ValueError(f"frame of {length} bytes is over the {MAX_REQUEST_BYTES} byte limit")
+    payload = read_exact(fd, length)
+    if payload is None:
+        return None
+    return json.loads(payload.decode("utf-8", "surrogatepass"))
+
+
+class FrameBuffer:
+    """Accumulates bytes from a pipe and yields complete frames; a frame over `limit` bytes is an error."""
+
+    def __init__(self, limit: int):
+        self.buffer = bytearray()
+        self.limit = limit
+
+    def feed(self, data: bytes) -> list:
+        self.buffer += data
+        frames = []
+        while len(self.buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self.buffer)
+            if length > self.limit:
+                raise OverflowError(length)
+            if len(self.buffer) < _HEADER.size + length:
+                break
+            payload = bytes(self.buffer[_HEADER.size:_HEADER.size + length])
+            del self.buffer[:_HEADER.size + length]
+            frames.append(json.loads(payload.decode("utf-8", "surrogatepass")))
+        return frames
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The child: runs untrusted code
+# --------------------------------------------------------------------------------------------------------------
+
+
+class OutputLimitExceeded(Exception):
+    pass
+
+
+class CappedStringIO:
+    """Stands in for sys.stdout while a stdin program runs (the harness uses a StringIO); refuses past `cap` chars."""
+
+    def __init__(self, cap: int):
+        import io
+
+        self._io = io.StringIO()
+        self._cap = cap
+        self._size = 0
+        self.overflowed = False
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._size += len(text)
+        if self._size > self._cap:
+            self.overflowed = True
+            raise OutputLimitExceeded(f"output over {self._cap} characters")
+        return self._io.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def getvalue(self) -> str:
+        return self._io.getvalue()
+
+    def close(self):  # the harness makes close() a no-op so programs cannot break the capture
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._io, name)
+
+
+class MockStdin:
+    """sys.stdin as the harness replaces it: read() is the whole input, readline() walks lines (with newline),
+    readlines() splits without newlines, buffer.read() is the bytes; other attributes go to a StringIO.
+    It defines no __iter__, so `for line in sys.stdin` fails there too."""
+
+    def __init__(self, data: str):
+        import io
+
+        self._data = data
+        self._io = io.StringIO(data)
+        self.buffer = MockStdinBuffer(data)
+
+    def read(self, *args):
+        return self._data
+
+    def readline(self, *args):
+        return self._io.readline(*args)
+
+    def readlines(self, *args):
+        return self._data.split("\n")
+
+    def __getattr__(self, name):
+        return getattr(self._io, name)
+
+
+class MockStdinBuffer:
+    def __init__(self, data: str):
+        self._data = data.encode("utf-8")
+
+    def read(self, *args):
+        return self._data
+
+    def readline(self, *args):  # the harness always returns the first line here
+        return self._data.split(b"\n")[0] + b"\n"
+
+
+def _set_rlimit(which: int, value: int) -> None:
+    try:
+        resource.setrlimit(which, (value, value))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            resource.setrlimit(which, (min(value, hard), hard))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _confine_child(request: dict, report_fd: int, child_uid) -> None:
+    """Everything the child does before touching the program: session, fds, identity, limits, environment."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the harness's child
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, report_fd)
+    os.closerange(report_fd + 1, 65536)
+    if child_uid is not None:
+        os.setgroups([])
+        os.setgid(child_uid)
+        os.setuid(child_uid)
+    memory = int(request["memory_mb"]) * 1024 * 1024
+    _set_rlimit(resource.RLIMIT_AS, memory)
+    _set_rlimit(resource.RLIMIT_CORE, 0)
+    _set_rlimit(resource.RLIMIT_FSIZE, 16 * 1024 * 1024)
+    _set_rlimit(resource.RLIMIT_NOFILE, 256)
+    if request.get("nproc"):
+        _set_rlimit(resource.RLIMIT_NPROC, int(request["nproc"]))
+    # CPU backstop for the whole sample (the per-step limit is the ITIMER_PROF below); at the hard limit: SIGKILL.
+    cpu_cap = int(cpu_limit_s(request)) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_cap, cpu_cap + 2))  # SIGXCPU first, SIGKILL two seconds later
+    scratch = request.get("scratch") or "/tmp"
+    try:
+        os.chdir(scratch)
+    except OSError:
+        pass
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"})
+    # What a multiprocessing child of the harness sees: stdin an open /dev/null, stdout/stderr its terminal.
+    sys.stdin = open(os.devnull)
+    sys.stdout = open(os.devnull, "w")
+    sys.stderr = open(os.devnull, "w")
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
+
+
+def _disable_destructive_functions() -> None:
+    """The harness's reliability_guard: these become None, so programs calling them raise (a runtime error)."""
+    import builtins
+    import shutil
+    import subprocess
+
+    builtins.quit = None
+    for name in (
+        "kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+        "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
+        "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir",
+    ):
+        setattr(os, name, None)
+    shutil.rmtree = None
+    shutil.move = None
+    shutil.chown = None
+    subprocess.Popen = None
+    builtins.help = None
+    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[name] = None
+
+
+def _start_cpu_timer(seconds: float) -> None:
+    # ITIMER_PROF counts user+system CPU of the whole process; SIGPROF's default action terminates it.
+    signal.setitimer(signal.ITIMER_PROF, max(seconds, 0.001))
+
+
+def _stop_cpu_timer() -> None:
+    signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _exception_verdict(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "MLE"
+    if isinstance(exc, OutputLimitExceeded):
+        return "OLE"
+    return "RE"
+
+
+def _describe(exc: BaseException) -> str:
+    return repr(exc)[:500]
+
+
+def _child_main(request: dict, report_fd: int, child_uid) -> None:
+    """Compile the program once and run every test in order, reporting each outcome; never returns."""
+    _confine_child(request, report_fd, child_uid)
+    code, fn_name, inputs = request["code"], request.get("fn_name"), request["inputs"]
+    timeout = float(request["timeout_s"])
+    output_cap = int(request["output_cap"])
+    expected_call_outputs = [json.loads(o) for o in request["outputs"]] if fn_name else None
+    # Drop the copy of the expected stdin outputs the fork gave us: the runner compares those.
+    request = None
+    report = lambda **fields: write_frame(report_fd, fields)  # noqa: E731
+
+    import types
+
+    _disable_destructive_functions()
+    program = (HARNESS_PRELUDE + "\n\n" + code) if fn_name else wrap_stdin_program(strip_main_guard(code))
+    _start_cpu_timer(timeout)
+    try:
+        module = types.ModuleType("tmp_sol", "")
+        exec(program, module.__dict__)
+        target = module.Solution() if "class Solution" in program else module
+        method = getattr(target, fn_name if fn_name else WRAPPED_FUNCTION, None)
+        if method is None:
+            raise AttributeError(f"program defines no {fn_name or WRAPPED_FUNCTION}")
+    except BaseException as exc:  # noqa: BLE001 - any failure to compile fails the sample, as in the harness
+        _stop_cpu_timer()
+        report(kind="compile_error", verdict=_exception_verdict(exc), error=_describe(exc))
+        os._exit(0)
+    _stop_cpu_timer()
+    report(kind="compiled")
+
+    if fn_name:
+        for index, line_block in enumerate(inputs):
+            arguments = [json.loads(line) for line in line_block.split("\n")]
+            expected = expected_call_outputs[index]
+            started = _cpu_seconds()
+            _start_cpu_timer(timeout)
+            try:
+                prediction = method(*arguments)
+                _stop_cpu_timer()
+                if isinstance(prediction, tuple):  # tuples count as lists at the top level only
+                    prediction = list(prediction)
+                equal = bool(prediction == expected)
+            except BaseException as exc:  # noqa: BLE001
+                _stop_cpu_timer()
+                report(kind="error", index=index, verdict=_exception_verdict(exc), error=_describe(exc))
+                os._exit(0)
+            report(kind="result", index=index, equal=equal, cpu_s=_cpu_seconds() - started)
+        os._exit(0)
+
+    import builtins
+    from unittest import mock
+
+    for index, test_input in enumerate(inputs):
+        capture = CappedStringIO(output_cap)
+        lines = iter(test_input.split("\n"))
+        real_stdin = sys.stdin
+        patches = [
+            # The harness patches these on the stdin object that is current when the patch starts (the real one,
+            # which is what `from sys import stdin` bound), then replaces sys.stdin and open().
+            mock.patch.object(real_stdin, "read", lambda *a, _d=test_input: _d, create=True),
+            mock.patch.object(real_stdin, "readlines", lambda *a, _d=test_input: _d.split("\n"), create=True),
+            mock.patch.object(real_stdin, "readline", lambda *a, _l=lines: next(_l), create=True),
+            mock.patch.object(sys, "stdin", MockStdin(test_input)),
+            mock.patch.object(builtins, "open", mock.mock_open(read_data=test_input)),
+        ]
+        started = _cpu_seconds()
+        saved_stdout = sys.stdout
+        sys.stdout = capture
+        failure = None
+        try:
+            for patch in patches:
+                patch.start()
+            _start_cpu_timer(timeout)
+            try:
+                method()
+            except SystemExit:
+                pass
+            finally:
+                _stop_cpu_timer()
+        except BaseException as exc:  # noqa: BLE001
+            _stop_cpu_timer()
+            failure = exc
+        finally:
+            sys.stdout = saved_stdout
+            for patch in reversed(patches):
+                try:
+                    patch.stop()
+                except RuntimeError:
+                    pass
+        if capture.overflowed:
+            report(kind="error", index=index, verdict="OLE", error=f"output over {output_cap} characters")
+            os._exit(0)
+        if failure is not None:
+            report(kind="error", index=index, verdict=_exception_verdict(failure), error=_describe(failure))
+            os._exit(0)
+        report(kind="output", index=index, output=capture.getvalue(), cpu_s=_cpu_seconds() - started)
+    os._exit(0)
+
+
+def _patchable_stdin_check() -> None:
+    """The stdin mocks above set attributes on a TextIOWrapper; fail loudly at start if this Python forbids it."""
+    with open(os.devnull) as f:
+        f.read = lambda *a: ""  # noqa: E731
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The runner: forks a child per sample, referees it, cleans up
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, cleanup: str, child_uid):
+        if cleanup not in ("namespace", "uid", "pgroup"):
+            raise ValueError(f"unknown cleanup mode {cleanup!r}")
+        self.cleanup = cleanup
+        self.child_uid = child_uid
+
+    def grade(self, request: dict) -> dict:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_fd)
+                _child_main(request, write_fd, self.child_uid)
+            finally:
+                os._exit(70)
+        os.close(write_fd)
+        try:
+            outcome = self._referee(request, pid, read_fd)
+        finally:
+            os.close(read_fd)
+            status, usage = self._finish(pid)
+        cpu_s = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
+        if outcome.pop("_from_exit", False):
+            outcome.update(self._verdict_from_exit(status, cpu_s, cpu_limit_s(request)))
+        outcome["time_s"] = round(cpu_s, 4)
+        outcome["passed"] = outcome["verdict"] == "AC"
+        outcome["id"] = request["id"]
+        return outcome
+
+    def _referee(self, request: dict, pid: int, read_fd: int) -> dict:
+        """Read the child's reports; return as soon as the sample's fate is known."""
+        n_tests = len(request["inputs"])
+        outputs = request["outputs"]
+        wall_s = float(request["wall_s"])
+        frames = FrameBuffer(limit=int(request["output_cap"]) * 4 + 4096)
+        pidfd = os.pidfd_open(pid)
+        deadline = time.monotonic() + wall_s
+        tests_done = 0  # tests that finished and passed
+        compiled = False
+
+        def running() -> int:
+            return tests_done + (1 if compiled else 0)
+
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return {"verdict": "TLE", "tests_run": running(), "detail": f"wall-clock backstop of {wall_s:g}s"}
+                ready, _, _ = select.select([read_fd, pidfd], [], [], remaining)
+                child_gone = False
+                data = b""
+                if read_fd in ready:
+                    data = os.read(read_fd, 1 << 20)
+                    if not data:  # every writer closed the pipe: wait (within the backstop) for the exit itself
+                        if not select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))[0]:
+                            return {"verdict": "TLE", "tests_run": running(),
+                                    "detail": f"wall-clock backstop of {wall_s:g}s"}
+                        child_gone = True
+                elif pidfd in ready:
+                    child_gone = True
+                    data = self._drain(read_fd)  # what it wrote before dying
+                try:
+                    parsed = frames.feed(data) if data else []
+                except OverflowError:
+                    return {"verdict": "OLE", "tests_run": running(), "detail": "report over the output cap"}
+                except ValueError:
+                    return {"verdict": "RE", "tests_run": running(), "detail": "garbled report from the child"}
+                for frame in parsed:
+                    kind = frame.get("kind") if isinstance(frame, dict) else None
+                    if kind == "compiled":
+                        compiled = True
+                    elif kind == "compile_error":
+                        return {"verdict": frame.get("verdict", "RE"), "tests_run": 0, "detail": frame.get("error", "")}
+                    elif kind == "error":
+                        return {"verdict": frame.get("verdict", "RE"), "tests_run": running(),
+                                "detail": frame.get("error", "")}
+                    elif kind in ("output", "result") and frame.get("index") == tests_done:
+                        if kind == "output":
+                            ok = isinstance(frame.get("output"), str) and stdin_output_matches(
+                                frame["output"], outputs[tests_done])
+                        else:
+                            ok = frame.get("equal") is True
+                        if not ok:
+                            return {"verdict": "WA", "tests_run": running(),
+                                    "detail": f"wrong answer on test {tests_done}"}
+                        tests_done += 1
+                        if tests_done == n_tests:
+                            return {"verdict": "AC", "tests_run": n_tests, "detail": ""}
+                    else:
+                        return {"verdict": "RE", "tests_run": running(), "detail": "unexpected report from the child"}
+                    deadline = time.monotonic() + wall_s  # each step (compile, each test) gets its own backstop
+                if child_gone:
+                    return {"verdict": "RE", "tests_run": running(), "detail": "", "_from_exit": True}
+        finally:
+            os.close(pidfd)
+
+    @staticmethod
+    def _drain(fd: int) -> bytes:
+        chunks = []
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0)
+            if not ready:
+                break
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _verdict_from_exit(status, cpu_s: float, cpu_limit: float) -> dict:
+        if status is None:
+            return {"verdict": "RE", "detail": "child vanished"}
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig in (signal.SIGPROF, signal.SIGXCPU) or cpu_s >= cpu_limit:
+                return {"verdict": "TLE", "detail": "CPU time limit"}
+            if sig == signal.SIGKILL:
+                # Nobody here sends SIGKILL before the verdict is known; the kernel does for the memory cgroup.
+                return {"verdict": "MLE", "detail": "killed (out of memory)"}
+            return {"verdict": "RE", "detail": f"killed by signal {signal.Signals(sig).name}"}
+        return {"verdict": "RE", "detail": f"exited with status {os.WEXITSTATUS(status)} before reporting"}
+
+    def _finish(self, pid: int):
+        """Kill the child, collect its status and CPU usage, then kill whatever it left behind."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        status = usage = None
+        try:
+            _, status, usage = os.wait4(pid, 0)
+        except ChildProcessError:
+            pass
+        if self.cleanup == "namespace":
+            # Alone in our pid namespace: kill(-1) reaches every process but us and the namespace's init.
+            self._kill_leftovers(lambda p: p not in (1, os.getpid()))
+        elif self.cleanup == "uid" and self.child_uid is not None and self._survivors(self._owned_by_child_uid):
+            helper = os.fork()
+            if helper == 0:
+                try:
+                    os.setgroups([])
+                    os.setgid(self.child_uid)
+                    os.setuid(self.child_uid)
+                    self._kill_leftovers(self._owned_by_child_uid)
+                finally:
+                    os._exit(0)
+            os.waitpid(helper, 0)
+        self._reap_orphans()
+        return status, usage
+
+    def _owned_by_child_uid(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        return int(line.split()[1]) == self.child_uid
+        except (OSError, ValueError, IndexError):
+            pass
+        return False
+
+    @staticmethod
+    def _survivors(select_pid) -> list[int]:
+        """Live (non-zombie) processes chosen by select_pid, from /proc."""
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in ("Z", "X") and select_pid(pid):
+                alive.append(pid)
+        return alive
+
+    def _kill_leftovers(self, select_pid) -> None:
+        # A fork bomb can spawn between passes; repeat kill(-1) until a /proc scan finds nothing alive.
+        for _ in range(200):
+            if not self._survivors(select_pid):
+                return
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            self._reap_orphans()
+            time.sleep(0.001)
+
+    @staticmethod
+    def _reap_orphans() -> None:
+        while True:  # orphans reparented to us (in a container we are the namespace's init)
+            try:
+                reaped, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if reaped == 0:
+                return
+
+
+def cpu_limit_s(request: dict) -> float:
+    """The RLIMIT_CPU backstop for a whole sample: the per-step limit times (tests + compile), plus slack."""
+    return float(request["timeout_s"]) * (len(request["inputs"]) + 1) + 2
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="valley grader sandbox runner (speaks frames on stdin/stdout)")
+    parser.add_argument("--cleanup", choices=["namespace", "uid", "pgroup"], default="pgroup")
+    parser.add_argument("--child-uid", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    if args.cleanup == "namespace" and os.getpid() > 2:
+        # kill(-1) outside a private pid namespace would hit every process of this user on the host.
+        parser.error(f"--cleanup namespace needs a private pid namespace, but this runner is pid {os.getpid()}")
+    _patchable_stdin_check()
+    # A program must not be able to stop its referee with a signal that has a Python handler (SIGINT, ...).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Warm the imports every program gets, so each forked child starts with them loaded.
+    for module in HARNESS_PRELUDE_MODULES + ("types", "unittest.mock", "decimal"):
+        __import__(module)
+    request_fd, response_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    runner = Runner(args.cleanup, args.child_uid)
+    write_frame(response_fd, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
+    while True:
+        request = read_frame(request_fd)
+        if request is None:
+            return 0
+        try:
+            response = runner.grade(request)
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            response = {"id": request.get("id"), "error": f"runner failed: {exc!r}"}
+        write_frame(response_fd, response)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

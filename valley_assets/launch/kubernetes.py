@@ -1,0 +1,452 @@
+"""Run an entrypoint as a Kubernetes `batch/v1` Job, talking to Dagster through dagster-pipes.
+
+dagster-k8s's `PipesK8sClient` starts a bare Pod: nothing restarts it when a spot/preemptible H100 node goes away, and
+it cannot span nodes. Training wants a Job, so this module builds one and reuses the dagster-pipes pieces around it:
+
+- context injection: `PipesEnvContextInjector` (the context rides in the `DAGSTER_PIPES_CONTEXT` env var);
+- messages: `PipesK8sPodLogsMessageReader`; the program writes pipes messages to stderr and the launcher follows the
+  logs of the Job's index-0 pod (rank 0 is the only writer), following each replacement pod after a retry.
+
+The Job (`build_job`):
+- Indexed, `completions = parallelism = nodes`; for nodes > 1 a headless Service (`build_headless_service`) gives
+  pod `<job>-0.<job>` a DNS name for the torch rendezvous; `NODE_RANK` = the completion index.
+- `podFailurePolicy`: a pod with the `DisruptionTarget` condition (preemption, node drain/loss, eviction) is retried
+  without counting against `backoffLimit`; a non-zero exit code of the program fails the Job at once (a code or data
+  error will fail again); `backoffLimit` bounds the rest (e.g. image pull errors). Needs `restartPolicy: Never`.
+- GPU limits (`nvidia.com/gpu`), a toleration for the `nvidia.com/gpu` taint, a configurable nodeSelector/affinity
+  for the H100 pool (GKE: `cloud.google.com/gke-accelerator: nvidia-h100-80gb`; EKS:
+  `node.kubernetes.io/instance-type: p5.48xlarge`), `/dev/shm` as a memory emptyDir (NCCL and dataloader workers need
+  more than the 64 MiB default), `HF_TOKEN` from a Secret, `ttlSecondsAfterFinished`, labels with the asset key,
+  partition and run id (sanitised to label syntax; the raw values go in annotations).
+
+The launcher (`KubernetesJobLauncher.run`) creates the Service and Job, follows logs, polls the Job until it is
+`Complete` or `Failed`, and deletes the Job (and its pods) when the Dagster run is cancelled. All API calls go through
+one small object (`K8sApi`: batch + core clients) so tests drive the state handling with a recording double.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
+from kubernetes import client as k8s
+from pydantic import Field, PrivateAttr
+
+from valley_assets.launch.base import LaunchError, reported_metadata, validate_launch_args
+
+CONTAINER_NAME = "main"
+RENDEZVOUS_PORT = 29500
+LABEL_PREFIX = "valley.dev"
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+GKE_H100_NODE_SELECTOR = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+EKS_H100_NODE_SELECTOR = {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+# --- names and labels ---------------------------------------------------------------------------------------------
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+_DNS_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+def label_value(raw: str) -> str:
+    """`raw` as a valid label value: [A-Za-z0-9_.-], at most 63 chars, alphanumeric at both ends ('' allowed)."""
+    value = _LABEL_VALUE_BAD.sub("_", raw)[:63]
+    return value.strip("_.-")
+
+
+def job_name(name: str, run_id: str) -> str:
+    """A DNS-1123 Job name, short enough that pod hostnames (`<job>-<index>`) stay within 63 characters."""
+    digest = hashlib.sha1(f"{name}/{run_id}".encode()).hexdigest()[:8]
+    stem = _DNS_BAD.sub("-", name.lower()).strip("-")[:40].strip("-") or "run"
+    return f"{stem}-{digest}"
+
+
+# --- the manifest -------------------------------------------------------------------------------------------------
+@dataclass
+class JobSpec:
+    """Everything a Job manifest depends on; `build_job` is a pure function of it."""
+
+    name: str
+    namespace: str
+    image: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    gpus_per_node: int = 0
+    nodes: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    affinity: dict[str, Any] | None = None
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    service_account: str | None = None
+    hf_token_secret: str | None = None
+    hf_token_secret_key: str = "token"
+    shm_size: str = "64Gi"
+    cpu: str | None = None
+    memory: str | None = None
+    checkpoint_pvc: str | None = None
+    checkpoint_mount_path: str = "/checkpoints"
+    backoff_limit: int = 6
+    ttl_seconds_after_finished: int = 86400
+    active_deadline_seconds: int | None = None
+    image_pull_policy: str = "IfNotPresent"
+
+    @property
+    def headless_service_name(self) -> str:
+        return self.name
+
+
+def build_job(spec: JobSpec) -> k8s.V1Job:
+    """The `batch/v1` Job for one launch (see the module docstring for what each part is for)."""
+    if spec.nodes < 1:
+        raise LaunchError(f"{spec.name}: nodes must be >= 1, got {spec.nodes}")
+    labels = {"app.kubernetes.io/name": "valley", "app.kubernetes.io/managed-by": "valley-launcher", **spec.labels}
+    env = [k8s.V1EnvVar(name=key, value=value) for key, value in sorted(spec.env.items())]
+    env.append(k8s.V1EnvVar(
+        name="NODE_RANK",
+        value_from=k8s.V1EnvVarSource(
+            field_ref=k8s.V1ObjectFieldSelector(field_path=f"metadata.annotations['{INDEX_ANNOTATION}']")
+        ),
+    ))
+    if spec.nodes > 1:
+        env += [
+            k8s.V1EnvVar(name="MASTER_ADDR", value=f"{spec.name}-0.{spec.headless_service_name}"),
+            k8s.V1EnvVar(name="MASTER_PORT", value=str(RENDEZVOUS_PORT)),
+        ]
+    if spec.hf_token_secret:
+        env.append(k8s.V1EnvVar(
+            name="HF_TOKEN",
+            value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(
+                name=spec.hf_token_secret, key=spec.hf_token_secret_key, optional=False
+            )),
+        ))
+
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if spec.gpus_per_node:
+        limits["nvidia.com/gpu"] = str(spec.gpus_per_node)
+    if spec.cpu:
+        requests["cpu"] = spec.cpu
+    if spec.memory:
+        requests["memory"] = spec.memory
+        limits["memory"] = spec.memory
+
+    volumes = [k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=spec.shm_size))]
+    mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+    if spec.checkpoint_pvc:
+        volumes.append(k8s.V1Volume(
+            name="checkpoints",
+            persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=spec.checkpoint_pvc),
+        ))
+        mounts.append(k8s.V1VolumeMount(name="checkpoints", mount_path=spec.checkpoint_mount_path))
+
+    container = k8s.V1Container(
+        name=CONTAINER_NAME,
+        image=spec.image,
+        image_pull_policy=spec.image_pull_policy,
+        command=list(spec.command),
+        env=env,
+        resources=k8s.V1ResourceRequirements(limits=limits or None, requests=requests or None),
+        volume_mounts=mounts,
+        ports=[k8s.V1ContainerPort(container_port=RENDEZVOUS_PORT, name="rendezvous")] if spec.nodes > 1 else None,
+    )
+    tolerations = list(spec.tolerations) or ([GPU_TOLERATION] if spec.gpus_per_node else [])
+    pod_spec = k8s.V1PodSpec(
+        restart_policy="Never",  # required by podFailurePolicy; the Job controller does the retrying
+        containers=[container],
+        volumes=volumes,
+        service_account_name=spec.service_account,
+        node_selector=dict(spec.node_selector) or None,
+        affinity=spec.affinity,
+        tolerations=[k8s.V1Toleration(**t) for t in tolerations] or None,
+        subdomain=spec.headless_service_name if spec.nodes > 1 else None,
+    )
+    failure_policy = k8s.V1PodFailurePolicy(rules=[
+        # Preemption, node drain or loss, eviction: not the program's fault, retry without using up the budget.
+        k8s.V1PodFailurePolicyRule(
+            action="Ignore",
+            on_pod_conditions=[k8s.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")],
+        ),
+        # The program exited non-zero: a code or data error that would fail again; fail the Job now.
+        k8s.V1PodFailurePolicyRule(
+            action="FailJob",
+            on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
+                container_name=CONTAINER_NAME, operator="NotIn", values=[0]
+            ),
+        ),
+    ])
+    return k8s.V1Job(
+        api_version="batch/v1",
+        kind="Job",
+        metadata=k8s.V1ObjectMeta(
+            name=spec.name, namespace=spec.namespace, labels=labels, annotations=dict(spec.annotations) or None
+        ),
+        spec=k8s.V1JobSpec(
+            completion_mode="Indexed",
+            completions=spec.nodes,
+            parallelism=spec.nodes,
+            backoff_limit=spec.backoff_limit,
+            pod_failure_policy=failure_policy,
+            ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
+            active_deadline_seconds=spec.active_deadline_seconds,
+            template=k8s.V1PodTemplateSpec(
+                metadata=k8s.V1ObjectMeta(labels=labels, annotations=dict(spec.annotations) or None),
+                spec=pod_spec,
+            ),
+        ),
+    )
+
+
+def build_headless_service(spec: JobSpec) -> k8s.V1Service:
+    """Headless Service selecting the Job's pods, so `<job>-<index>.<job>` resolves for the rendezvous."""
+    return k8s.V1Service(
+        api_version="v1",
+        kind="Service",
+        metadata=k8s.V1ObjectMeta(name=spec.headless_service_name, namespace=spec.namespace, labels=spec.labels or None),
+        spec=k8s.V1ServiceSpec(
+            cluster_ip="None",
+            selector={"batch.kubernetes.io/job-name": spec.name},
+            publish_not_ready_addresses=True,  # rendezvous happens before any readiness
+            ports=[k8s.V1ServicePort(name="rendezvous", port=RENDEZVOUS_PORT, target_port=RENDEZVOUS_PORT)],
+        ),
+    )
+
+
+def to_manifest(obj) -> dict:
+    """A kubernetes client model as the camelCase dict `kubectl apply` takes (None fields dropped)."""
+    return k8s.ApiClient().sanitize_for_serialization(obj)
+
+
+def launch_command(module: str, gpus_per_node: int, nodes: int, accelerate_config: str | None) -> list[str]:
+    """The container command: plain python, or accelerate over every GPU of every node.
+
+    `$(NODE_RANK)`, `$(MASTER_ADDR)`, `$(MASTER_PORT)` are expanded by the kubelet from the container's env.
+    """
+    world = gpus_per_node * nodes
+    if accelerate_config is None or world <= 1:
+        return ["python", "-m", module]
+    command = [
+        "accelerate", "launch", "--config_file", accelerate_config,
+        "--num_machines", str(nodes), "--num_processes", str(world), "--machine_rank", "$(NODE_RANK)",
+    ]
+    if nodes > 1:
+        command += ["--main_process_ip", "$(MASTER_ADDR)", "--main_process_port", "$(MASTER_PORT)", "--rdzv_backend",
+                    "static"]
+    return command + ["-m", module]
+
+
+# --- the API surface the launcher uses (a double replaces it in tests) --------------------------------------------
+@dataclass
+class K8sApi:
+    batch: Any  # kubernetes.client.BatchV1Api
+    core: Any  # kubernetes.client.CoreV1Api
+
+    @classmethod
+    def from_config(cls, kubeconfig_file: str | None, in_cluster: bool) -> K8sApi:
+        from kubernetes import config
+
+        if in_cluster:
+            config.load_incluster_config()
+        else:
+            config.load_kube_config(config_file=kubeconfig_file)
+        return cls(batch=k8s.BatchV1Api(), core=k8s.CoreV1Api())
+
+
+def job_outcome(job) -> tuple[str, str]:
+    """('running'|'succeeded'|'failed', detail) from a Job's status conditions."""
+    for condition in (job.status.conditions or []) if job.status else []:
+        if condition.status != "True":
+            continue
+        if condition.type == "Complete":
+            return "succeeded", condition.message or ""
+        if condition.type == "Failed":
+            return "failed", f"{condition.reason}: {condition.message or ''}".strip()
+    return "running", ""
+
+
+def pod_exit_summary(pod) -> str:
+    statuses = (pod.status.container_statuses or []) if pod.status else []
+    for status in statuses:
+        terminated = status.state.terminated if status.state else None
+        if terminated is not None:
+            return f"pod {pod.metadata.name}: exit code {terminated.exit_code} ({terminated.reason or 'terminated'})"
+    return f"pod {pod.metadata.name}: phase {pod.status.phase if pod.status else 'unknown'}"
+
+
+class JobWatcher:
+    """Create a Job (+ Service), follow its index-0 pods' logs into pipes, wait for the outcome, clean up."""
+
+    def __init__(self, api: K8sApi, context, message_reader, poll_interval_s: float, timeout_s: float | None):
+        self.api = api
+        self.context = context
+        self.reader = message_reader
+        self.poll_interval_s = poll_interval_s
+        self.timeout_s = timeout_s
+        self.followed: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    def _follow(self, pod_name: str, namespace: str) -> None:
+        def consume():
+            try:
+                self.reader.consume_pod_logs(self.context, self.api.core, pod_name, namespace)
+            except Exception as exc:  # a lost log stream must not hide the Job's own outcome
+                self.context.log.warning(f"stopped following logs of {pod_name}: {exc}")
+
+        thread = threading.Thread(target=consume, name=f"logs-{pod_name}", daemon=True)
+        thread.start()
+        self.followed.append(pod_name)
+        self._threads.append(thread)
+        self.context.log.info(f"following logs of pod {pod_name}")
+
+    def _rank0_pods(self, name: str, namespace: str) -> list:
+        pods = self.api.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={name},{INDEX_ANNOTATION}=0"
+        )
+        return sorted(pods.items, key=lambda p: p.metadata.creation_timestamp or 0)
+
+    def run(self, job: k8s.V1Job, service: k8s.V1Service | None) -> None:
+        name, namespace = job.metadata.name, job.metadata.namespace
+        if service is not None:
+            self.api.core.create_namespaced_service(namespace, service)
+        self.api.batch.create_namespaced_job(namespace, job)
+        self.context.log.info(f"created Job {namespace}/{name}")
+        started = time.monotonic()
+        finished = False  # a finished Job is kept for inspection (ttlSecondsAfterFinished removes it)
+        try:
+            while True:
+                for pod in self._rank0_pods(name, namespace):
+                    phase = pod.status.phase if pod.status else None
+                    if pod.metadata.name not in self.followed and phase in ("Running", "Succeeded", "Failed"):
+                        if self.followed:
+                            self.context.log.warning(f"Job {name}: rank-0 pod replaced (retry), now {pod.metadata.name}")
+                        self._follow(pod.metadata.name, namespace)
+                outcome, detail = job_outcome(self.api.batch.read_namespaced_job_status(name, namespace))
+                if outcome == "succeeded":
+                    finished = True
+                    self._join_log_threads()
+                    return
+                if outcome == "failed":
+                    finished = True
+                    self._join_log_threads()
+                    pods = self._rank0_pods(name, namespace)
+                    last = pod_exit_summary(pods[-1]) if pods else "no pod was started"
+                    raise LaunchError(f"Job {namespace}/{name} failed ({detail}); last rank-0 {last}")
+                if self.timeout_s is not None and time.monotonic() - started > self.timeout_s:
+                    raise LaunchError(f"Job {namespace}/{name} still running after {self.timeout_s:.0f}s; deleting it")
+                time.sleep(self.poll_interval_s)
+        finally:
+            # Cancelled run (DagsterExecutionInterruptedError), timeout or API error: leave nothing running.
+            if not finished:
+                self.delete_job(name, namespace)
+            if service is not None:
+                self.api.core.delete_namespaced_service(name, namespace)
+
+    def _join_log_threads(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def delete_job(self, name: str, namespace: str) -> None:
+        self.context.log.warning(f"deleting Job {namespace}/{name} and its pods")
+        self.api.batch.delete_namespaced_job(
+            name, namespace, body=k8s.V1DeleteOptions(propagation_policy="Background")
+        )
+
+
+# --- the resource -------------------------------------------------------------------------------------------------
+class KubernetesJobLauncher(dg.ConfigurableResource):
+    """Launch entrypoints as Kubernetes Jobs on a GPU node pool; see the module docstring."""
+
+    namespace: str = "valley"
+    image: str = Field(description="trainer image (docker/trainer/Dockerfile), with the project installed")
+    gpus_per_node: int = Field(default=8, ge=1, description="GPUs of one node; gpus > this spreads over nodes")
+    node_selector: dict[str, str] = Field(default_factory=lambda: dict(GKE_H100_NODE_SELECTOR))
+    affinity: dict[str, Any] | None = Field(default=None, description="raw pod affinity (camelCase or snake_case)")
+    tolerations: list[dict[str, Any]] = Field(default_factory=lambda: [dict(GPU_TOLERATION)])
+    service_account: str | None = "valley-runner"
+    hf_token_secret: str | None = Field(default="hf-token", description="Secret holding HF_TOKEN under key 'token'")
+    checkpoint_pvc: str | None = Field(default=None, description="PVC mounted at /checkpoints (local-disk output_dir)")
+    accelerate_config: str | None = Field(
+        default="valley_assets/training/accelerate/fsdp2.yaml",
+        description="accelerate config for multi-GPU launches (path inside the image); None runs one process per pod",
+    )
+    shm_size: str = "64Gi"
+    cpu: str | None = "64"
+    memory: str | None = "800Gi"
+    env: dict[str, str] = Field(default_factory=dict)
+    backoff_limit: int = 6
+    ttl_seconds_after_finished: int = 86400
+    poll_interval_s: float = 10.0
+    timeout_s: float | None = Field(default=None, description="delete the Job after this long; None waits forever")
+    kubeconfig_file: str | None = None
+    in_cluster: bool = True
+
+    _api: K8sApi | None = PrivateAttr(default=None)
+
+    def with_api(self, api: K8sApi) -> KubernetesJobLauncher:
+        """Use these API clients instead of loading a kube config (tests pass a recording double)."""
+        self._api = api
+        return self
+
+    def nodes_for(self, gpus: int) -> tuple[int, int]:
+        """(nodes, gpus per node) for a request of `gpus`; a multi-node request must fill whole nodes."""
+        if gpus <= self.gpus_per_node:
+            return 1, gpus
+        if gpus % self.gpus_per_node:
+            raise LaunchError(f"gpus={gpus} spans nodes but is not a multiple of gpus_per_node={self.gpus_per_node}")
+        return gpus // self.gpus_per_node, self.gpus_per_node
+
+    def job_spec(self, context, *, module: str, gpus: int, name: str, env: dict[str, str]) -> JobSpec:
+        nodes, per_node = self.nodes_for(gpus)
+        run_id = context.run.run_id if hasattr(context, "run") else context.run_id
+        asset_key = context.asset_key.to_user_string() if getattr(context, "has_assets_def", False) else ""
+        partition = context.partition_key if getattr(context, "has_partition_key", False) else ""
+        return JobSpec(
+            name=job_name(name, run_id),
+            namespace=self.namespace,
+            image=self.image,
+            command=launch_command(module, per_node, nodes, self.accelerate_config),
+            env={**self.env, **env},
+            gpus_per_node=per_node,
+            nodes=nodes,
+            labels={
+                f"{LABEL_PREFIX}/asset-key": label_value(asset_key),
+                f"{LABEL_PREFIX}/partition": label_value(partition),
+                "dagster/run-id": label_value(run_id),
+                f"{LABEL_PREFIX}/launch": label_value(name),
+            },
+            annotations={f"{LABEL_PREFIX}/asset-key": asset_key, f"{LABEL_PREFIX}/partition": partition,
+                         "dagster/run-id": run_id},
+            node_selector=self.node_selector if per_node else {},
+            affinity=self.affinity,
+            tolerations=self.tolerations if per_node else [],
+            service_account=self.service_account,
+            hf_token_secret=self.hf_token_secret,
+            shm_size=self.shm_size,
+            cpu=self.cpu,
+            memory=self.memory,
+            checkpoint_pvc=self.checkpoint_pvc,
+            backoff_limit=self.backoff_limit,
+            ttl_seconds_after_finished=self.ttl_seconds_after_finished,
+        )
+
+    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str) -> dict:
+        validate_launch_args(module, params, gpus, name)
+        from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
+
+        api = self._api or K8sApi.from_config(self.kubeconfig_file, self.in_cluster)
+        reader = PipesK8sPodLogsMessageReader()
+        with open_pipes_session(
+            context=context, context_injector=PipesEnvContextInjector(), message_reader=reader, extras=params
+        ) as session:
+            spec = self.job_spec(context, module=module, gpus=gpus, name=name, env=session.get_bootstrap_env_vars())
+            job = build_job(spec)
+            service = build_headless_service(spec) if spec.nodes > 1 else None
+            JobWatcher(api, context, reader, self.poll_interval_s, self.timeout_s).run(job, service)
+        return reported_metadata(session, name)
