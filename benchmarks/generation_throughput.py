@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--prompt-id", default="lcb-reasoning")
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--max-model-len", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (transformers only)")
     args = parser.parse_args()
 
     problems = load_problems(args.problems, args.num_problems)
@@ -142,7 +143,8 @@ def main() -> None:
             import torch
 
             model = build_demo_tiny(Path(tmp) / "tiny") if args.model == "demo-tiny" else args.model
-            backend = TransformersBackend.from_pretrained(model, batch_size=args.batch_size, dtype="float32")
+            backend = TransformersBackend.from_pretrained(model, batch_size=args.batch_size, dtype="float32",
+                                                          num_threads=args.threads)
             machine["torch_threads"] = torch.get_num_threads()
             ours(backend, problems[:2], args, sampling)  # warm-up
             results = [raw_transformers(backend, problems, args, sampling), ours(backend, problems, args, sampling)]

@@ -65,8 +65,13 @@ class DataConfig(_Strict):
 class PoolConfig(_Strict):
     seed: int = 0
     chars_per_token_low: float = Field(
-        default=2.0, description="fewest characters a token can stand for, for the length pre-filter"
+        default=2.0, description="fewest characters (bytes) a token can stand for: the length pre-filter's upper bound"
     )
+    chars_per_token_high: float | None = Field(
+        default=None, description="most characters a token can stand for; rows below chars/this skip tokenizing"
+    )
+    prompt_overhead_tokens: int = Field(default=256, ge=0, description="tokens of the prompt template and chat markup")
+    ngram: int = Field(default=13, ge=5, description="word n-gram length of the decontamination overlap test")
 
 
 class BenchmarkConfig(_Strict):
@@ -95,6 +100,7 @@ class KubernetesConfig(_Strict):
 
 class LaunchConfig(_Strict):
     launcher: Literal["local", "kubernetes"]
+    training_gpus: int = Field(default=0, ge=0, description="GPUs per SFT run (0: CPU; > gpus_per_node: multi-node)")
     kubernetes: KubernetesConfig = KubernetesConfig()
 
 
@@ -145,6 +151,12 @@ class AnalysisConfig(_Strict):
     seed: int = 0
 
 
+class AutomationConfig(_Strict):
+    release_check_interval_s: int = Field(default=86400, ge=30, description="how often the release sensor looks")
+    release_sensor_running: bool = Field(default=True, description="start the release sensor with the daemon")
+    backfill_existing_releases: bool = False
+
+
 class StudyConfig(_Strict):
     profile: str
     storage_root: str
@@ -159,6 +171,7 @@ class StudyConfig(_Strict):
     grading: GradingConfig = GradingConfig()
     ablation: AblationConfig
     analysis: AnalysisConfig = AnalysisConfig()
+    automation: AutomationConfig = AutomationConfig()
 
     @field_validator("data_sizes")
     @classmethod

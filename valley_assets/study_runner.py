@@ -63,7 +63,10 @@ def run_study(defs: dg.Definitions, cfg: StudyConfig, instance: dg.DagsterInstan
         keys = [dg.AssetKey(name) for name in stage]
         partitions_def = graph.get(keys[0]).partitions_def
         for pkey in partition_keys(partitions_def, instance):
-            if only_missing and _all_materialized(instance, keys, pkey):
+            # An unpartitioned stage downstream of work done in this pass (e.g. the curve after a new data size)
+            # is stale, so it reruns; partitioned stages skip the partitions they already have.
+            fresh_upstream = pkey is None and summary["runs"] > 0
+            if only_missing and not fresh_upstream and _all_materialized(instance, keys, pkey):
                 summary["skipped"] += 1
                 continue
             label = f"{'+'.join(stage)}" + (f" [{pkey}]" if pkey is not None else "")

@@ -19,7 +19,6 @@ from valley_assets.generation.backends import (
 from valley_assets.generation.prompts import build_messages
 from valley_assets.generation.samples import generate_samples, read_samples
 
-
 # ------------------------------------------------------------------------------------------------ sampling config
 
 
@@ -146,7 +145,7 @@ def test_greedy_batched_left_padded_equals_one_at_a_time(tiny_backend):
     batched = tiny_backend.generate(requests, cfg)
     single = TransformersBackend(tiny_backend.model, tiny_backend.tokenizer, batch_size=1).generate(requests, cfg)
     assert batched == single
-    for req, [c] in zip(requests, batched):
+    for req, [c] in zip(requests, batched, strict=True):
         assert c.prompt_tokens == len(req.prompt_token_ids)
         assert c.finish_reason in ("stop", "length")
         assert (c.completion_tokens == 12) if c.finish_reason == "length" else (1 <= c.completion_tokens <= 12)

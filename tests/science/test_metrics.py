@@ -1,6 +1,7 @@
 """Metric definitions on crafted generations."""
 
 import math
+from datetime import UTC
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_scores_from_published_release_v6_per_question_results():
     """Per-question pass@1 of 16 models on release_v6 (LiveCodeBench leaderboard data, 10 samples per question)."""
     import json
     from collections import Counter
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lcb_release_v6_leaderboard.json"
@@ -136,7 +137,7 @@ def test_scores_from_published_release_v6_per_question_results():
         assert c == int(c), r  # 10 samples per question on the leaderboard
         per_problem.append({
             "prompt_id": "lcb-chat", "question_id": r["question_id"], "difficulty": r["difficulty"],
-            "contest_date": datetime.fromtimestamp(r["date"] / 1000, tz=timezone.utc).isoformat(),
+            "contest_date": datetime.fromtimestamp(r["date"] / 1000, tz=UTC).isoformat(),
             "n": 10, "c": int(c), "n_complete": 10, "n_think": 0,
         })
     rows = score_rows(per_problem, date_windows=[(None, None), ("2024-08-01", "2025-05-01")])

@@ -1,7 +1,8 @@
 """A tiny student (Qwen2 architecture, random init) and a few SFT rows, built in seconds for tests.
 
-Uses the demo world's `build_tiny_student` when that module provides one with a `(out_dir)` signature; otherwise
-builds a byte-level BPE tokenizer with a ChatML template carrying `{% generation %}` markers, and a 2-layer Qwen2.
+Uses the demo world's `valley_assets.demo.tiny_model.build_tiny_student` when it is importable (no pre-training, small
+sizes); otherwise builds a byte-level BPE tokenizer with a ChatML template carrying `{% generation %}` markers, and a
+2-layer Qwen2 here.
 """
 
 from __future__ import annotations
@@ -70,6 +71,19 @@ def build_tokenizer():
 
 def build_tiny_student(out_dir: Path) -> Path:
     """Save a tokenizer + randomly initialised 2-layer Qwen2 into `out_dir`; return it."""
+    try:
+        from valley_assets.demo.tiny_model import build_tiny_student as build_demo_student
+    except ImportError:
+        build_demo_student = None
+    if build_demo_student is not None:
+        corpus = [m["content"] for row in make_rows(200, seed=1) for m in row["messages"]]
+        build_demo_student(out_dir, corpus, seed=0, pretrain_steps=0, vocab_size=400, hidden_size=32, num_layers=2,
+                           num_heads=4, num_kv_heads=2, intermediate_size=64)
+        return Path(out_dir)
+    return _build_local_student(out_dir)
+
+
+def _build_local_student(out_dir: Path) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 

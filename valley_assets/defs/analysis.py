@@ -4,7 +4,6 @@ Both read the scores tables that every scoring run appends to (`scores/runs/*.pa
 keep the newest scoring of each checkpoint, and analyse one release (run config; default: the newest one scored).
 """
 
-from __future__ import annotations
 
 import base64
 

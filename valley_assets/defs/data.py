@@ -4,14 +4,17 @@ Traces come from the teacher stage (`teacher_traces`); tokenizers from the stude
 the token limit" is a property of the student that will read the trace.
 """
 
-from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from valley_assets import partitions as P
 from valley_assets.config import StudyConfig
+from valley_assets.data import checks
 from valley_assets.data import pool as pool_lib
+from valley_assets.data.subsets import select_ablation_arm, select_subset
 from valley_assets.defs.common import json_meta, md_table, mix, storage_for
 from valley_assets.models import base_model_ref, load_tokenizer
 
@@ -72,21 +75,30 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             counts = [tok(texts, add_special_tokens=False)["input_ids"] for tok in tokenizers]
             return [max(len(c[i]) for c in counts) for i in range(len(texts))]
 
+        # The pool streams to local parquet (1.4M traces do not fit in memory); remote roots get it uploaded after.
+        work = storage.local_path("pool") if storage.is_local else Path(tempfile.mkdtemp(prefix="valley-pool-"))
         result = pool_lib.build_pool(
-            storage.uri("traces", "teacher_traces.parquet"),
+            storage.uri("traces", "teacher_traces"),
             contamination_problems=contamination,
             count_tokens=count_tokens,
             max_tokens=max_tokens,
             seed=cfg.pool.seed,
             chars_per_token_low=cfg.pool.chars_per_token_low,
+            chars_per_token_high=cfg.pool.chars_per_token_high,
+            prompt_overhead_tokens=cfg.pool.prompt_overhead_tokens,
+            ngram=cfg.pool.ngram,
+            out_path=work / "pool.parquet",
+            quarantine_path=work / "quarantine.parquet",
         )
-        pool_df = result.pool.collect() if isinstance(result.pool, pl.LazyFrame) else result.pool
-        storage.write_parquet(pool_df, "pool", "pool.parquet")
-        storage.write_parquet(result.quarantine, "pool", "quarantine.parquet")
+        if not storage.is_local:
+            for name in ("pool.parquet", "quarantine.parquet"):
+                storage.write_bytes((work / name).read_bytes(), "pool", name)
+        pool_df = result.pool.select("difficulty", "judgement").collect()
         context.log.info(f"pool: {pool_df.height} rows kept, {result.quarantine.height} quarantined")
         return dg.MaterializeResult(metadata={
             "n_rows": pool_df.height,
             "n_quarantined": result.quarantine.height,
+            "quarantine_reasons": json_meta(mix(result.quarantine["reason"].to_list())),
             "max_tokens": max_tokens,
             "stats": json_meta(result.stats),
             "difficulty_mix": json_meta(mix(pool_df["difficulty"].to_list())),
@@ -100,7 +112,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         key = P.validate_data_size_key(context.partition_key)
         n_rows = P.data_size_rows(key, cfg.rows_per_k)
         pool_df = storage.read_parquet("pool", "pool.parquet")
-        subset = pool_lib.select_subset(pool_df, n_rows)
+        subset = select_subset(pool_df, n_rows)
         storage.write_parquet(subset, "subsets", f"{key}.parquet")
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,
@@ -117,7 +129,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         for key in P.sort_data_sizes(context.instance.get_dynamic_partitions(P.DATA_SIZE)):
             if storage.exists("subsets", f"{key}.parquet"):
                 subsets[key] = storage.read_parquet("subsets", f"{key}.parquet")
-        passed, details = pool_lib.check_nested(subsets)
+        passed, details = checks.check_nested(subsets)
         return dg.AssetCheckResult(passed=passed, metadata={"details": json_meta(details),
                                                             "subsets": json_meta(sorted(subsets))})
 
@@ -130,9 +142,9 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             if storage.exists("lcb", release, "problems.jsonl"):
                 problems += storage.read_jsonl("lcb", release, "problems.jsonl")
         results = {
-            "no_contamination": pool_lib.check_no_contamination(pool_df, problems),
-            "non_empty": pool_lib.check_non_empty(pool_df),
-            "schema": pool_lib.check_schema(pool_df),
+            "no_contamination": checks.check_no_contamination(pool_df, problems),
+            "non_empty": checks.check_non_empty(pool_df),
+            "schema": checks.check_schema(pool_df),
         }
         return dg.AssetCheckResult(
             passed=all(ok for ok, _ in results.values()),
@@ -144,7 +156,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         """One ablation arm: easy vs hard TACO problems, correct vs incorrect teacher answers (sizes from config)."""
         arm = context.partition_key
         pool_df = storage.read_parquet("pool", "pool.parquet")
-        subset = pool_lib.select_ablation_arm(pool_df, arm, cfg.ablation.rows[arm], cfg.pool.seed)
+        subset = select_ablation_arm(pool_df, arm, cfg.ablation.rows[arm], cfg.pool.seed)
         storage.write_parquet(subset, "ablation", arm, "subset.parquet")
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,

@@ -5,7 +5,6 @@ run config (`release`, default: the newest release whose `lcb_problems` is mater
 grades and scores live under their own path, so re-scoring on a new release never overwrites an older one.
 """
 
-from __future__ import annotations
 
 import os
 import tempfile

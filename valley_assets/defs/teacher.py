@@ -5,7 +5,6 @@ OCR2 from the hub with question text recovered from its source datasets. Either 
 with OCR2's columns, so the pool never knows which teacher wrote it.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl
@@ -20,12 +19,14 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     @dg.asset(group_name="teacher", deps=["training_problems"], required_resource_keys={"teacher"},
               kinds={"python"})
     def teacher_traces(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        """Chain-of-thought traces (`<think>…</think>` then a fenced python answer), OCR2 columns."""
+        """Chain-of-thought traces (`<think>…</think>` then a fenced python answer), OCR2 columns, as parquet shards."""
         problems = storage.read_jsonl("problems", "training.jsonl")
-        out_uri = storage.uri("traces", "teacher_traces.parquet")
-        storage.path("traces").mkdir(parents=True, exist_ok=True)
+        out_uri = storage.uri("traces", "teacher_traces")
+        storage.path("traces", "teacher_traces").mkdir(parents=True, exist_ok=True)
+        for stale in storage.path("traces", "teacher_traces").glob("*.parquet"):
+            stale.unlink()  # a re-run must not mix shards of two generations of traces
         stats = context.resources.teacher.write_traces(problems, out_uri)
-        head = pl.scan_parquet(out_uri).select("id", "question_id", "difficulty", "judgement", "pass_rate").head(5)
+        head = pl.scan_parquet(f"{out_uri}/*.parquet").select("id", "question_id", "difficulty", "judgement", "pass_rate").head(5)
         return dg.MaterializeResult(metadata={
             **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
             "stats": json_meta(stats),

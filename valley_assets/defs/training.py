@@ -4,7 +4,6 @@ Training runs out of process through the `launcher` resource (a local subprocess
 production); both run the same entrypoint, `valley_assets.training.sft`, which reports back through dagster-pipes.
 """
 
-from __future__ import annotations
 
 import time
 
@@ -52,8 +51,10 @@ def run_sft(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, s
         "output_dir": storage.uri(*out_parts, "run"),
         "resume_from_checkpoint": "auto",
     }
-    return context.resources.launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
-                                          gpus=cfg.launch.kubernetes.gpus_per_node)
+    report = context.resources.launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
+                                            gpus=cfg.launch.training_gpus)
+    # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
+    return {**report, "final_model_dir": params["output_dir"]}
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -73,7 +74,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             from valley_assets.demo.tiny_model import build_tiny_student, generic_corpus
 
             problems = storage.read_jsonl("problems", "training.jsonl")
-            traces = pl.read_parquet(storage.uri("traces", "teacher_traces.parquet"), columns=["r1_generation"])
+            traces = pl.read_parquet(storage.uri("traces", "teacher_traces") + "/*.parquet", columns=["r1_generation"])
             corpus = ([p["question_content"] for p in problems] + traces["r1_generation"].to_list()
                       + generic_corpus(cfg.data.seed, 2000))
             info = build_tiny_student(storage.local_path("models", spec.name, "base"), corpus,
@@ -146,7 +147,8 @@ def _stage_mapping(cfg: StudyConfig) -> dg.PartitionMapping:
 def _training_metadata(manifest: dict) -> dict:
     report = manifest.get("report") or {}
     meta = {"model": manifest["model"], "wall_time_s": manifest["wall_time_s"]}
-    for key in ("train_loss", "tokens_seen", "steps", "train_runtime_s", "n_examples"):
+    for key in ("final_loss", "train_loss_mean", "tokens_seen", "steps", "epochs", "examples",
+                "examples_dropped_too_long", "resumed_from_step", "world_size", "precision"):
         if key in report:
             meta[key] = report[key]
     if report.get("loss_curve"):

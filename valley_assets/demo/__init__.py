@@ -1,0 +1,5 @@
+"""The embedded demo world: seeded problem families, a deterministic teacher, and a tiny Qwen2 student.
+
+`problems.make_demo_problems`, `teacher.demo_teacher_traces`, `tiny_model.build_tiny_student` / `generic_corpus`;
+`runner.run_solutions` is the demo's small execution checker used to label and verify solutions.
+"""

@@ -24,7 +24,7 @@ import re
 import string
 from bisect import bisect_left, bisect_right
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 
 PLATFORM = "valley-demo"
 TACO_TO_LCB = {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "medium", "HARD": "hard", "VERY_HARD": "hard"}
@@ -42,7 +42,7 @@ _WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "ocean", "pixel"
 
 
 def normalise_code(source: str) -> str:
-    """One canonical layout (ast.unparse) so that correct and mutated solutions look alike to a student."""
+    """One canonical layout (ast.unparse, no blank lines) so that correct and mutated solutions look alike to a student."""
     return "\n".join(line for line in ast.unparse(ast.parse(source)).splitlines() if line.strip())
 
 
@@ -330,7 +330,7 @@ class MinMax(Family):
 
     def params(self, rng):
         return {"mode": rng.choice(["diff", "sum", "pair"]), "max_n": rng.randint(2, 12),
-                "bound": rng.choice([10, 100, 1000, 10**6])}
+                "bound": rng.choice([10, 100, 1000, 10**4])}
 
     def titles(self, p):
         return ["Largest and Smallest", "Extremes"]
@@ -460,7 +460,7 @@ class GcdPairs(Family):
     name, taco_label = "gcdpairs", "MEDIUM"
 
     def params(self, rng):
-        return {"op": rng.choice(["gcd", "lcm"]), "max_q": rng.randint(2, 8), "bound": rng.choice([100, 1000, 10**4, 10**5, 10**6])}
+        return {"op": rng.choice(["gcd", "lcm"]), "max_q": rng.randint(2, 8), "bound": rng.choice([100, 500, 1000, 5000, 10**4])}
 
     def titles(self, p):
         return ["Greatest Common Divisors" if p["op"] == "gcd" else "Least Common Multiples", "Pair Queries"]
@@ -593,17 +593,17 @@ class RangeSums(Family):
         a = [rng.randint(-p["bound"], p["bound"]) for _ in range(n)]
         queries = []
         for _ in range(rng.randint(1, p["max_q"])):
-            l, r = sorted((rng.randrange(n), rng.randrange(n)))
-            queries.append((l + p["base"], r + p["base"]))
+            lo, hi = sorted((rng.randrange(n), rng.randrange(n)))
+            queries.append((lo + p["base"], hi + p["base"]))
         return a, queries
 
     def render(self, p, case):
         a, queries = case
-        return f"{len(a)} {len(queries)}\n{_ints(a)}\n" + "".join(f"{l} {r}\n" for l, r in queries)
+        return f"{len(a)} {len(queries)}\n{_ints(a)}\n" + "".join(f"{lo} {hi}\n" for lo, hi in queries)
 
     def expected(self, p, case):
         a, queries = case
-        return "\n".join(str(sum(a[l - p["base"]: r - p["base"] + 1])) for l, r in queries)
+        return "\n".join(str(sum(a[lo - p["base"]: hi - p["base"] + 1])) for lo, hi in queries)
 
     def code(self, p):
         answer = "pre[r] - pre[l - 1]" if p["base"] == 1 else "pre[r + 1] - pre[l]"
@@ -661,7 +661,7 @@ class DigitSumBase(Family):
     name, taco_label = "digitsum", "MEDIUM"
 
     def params(self, rng):
-        return {"base": rng.randint(2, 10), "max_t": rng.randint(1, 5), "bound": rng.choice([100, 10**4, 10**9])}
+        return {"base": rng.randint(2, 10), "max_t": rng.randint(1, 5), "bound": rng.choice([100, 10**4, 10**6])}
 
     def titles(self, p):
         return [f"Digit Sum in Base {p['base']}", "Digits of a Number"]
@@ -837,7 +837,7 @@ class GridSums(Family):
         return f"{len(g)} {len(g[0])}\n" + "".join(_ints(row) + "\n" for row in g)
 
     def expected(self, p, g):
-        rows, cols = [sum(r) for r in g], [sum(c) for c in zip(*g)]
+        rows, cols = [sum(r) for r in g], [sum(c) for c in zip(*g, strict=False)]
         return {"rows": _ints(rows), "cols": _ints(cols), "max_row": str(max(rows)),
                 "max_col": str(max(cols))}[p["mode"]]
 
@@ -933,7 +933,7 @@ class CoinWays(Family):
     def expected(self, p, args):
         coins, amount = args
 
-        @lru_cache(maxsize=None)
+        @cache
         def ways(rest: int, smallest_index: int) -> int:
             if rest == 0:
                 return 1
@@ -1006,7 +1006,7 @@ class PrimeRange(Family):
                 "Then " + ("count" if p["mode"] == "count" else "add up") + " the marked numbers in [L, R]."]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_prime(x: int) -> bool:
     return x >= 2 and all(x % d for d in range(2, int(x ** 0.5) + 1))
 
@@ -1133,7 +1133,7 @@ class Knapsack(Family):
     def expected(self, p, args):
         weights, values, capacity = args
         if p["unbounded"]:
-            @lru_cache(maxsize=None)
+            @cache
             def best(cap: int) -> int:
                 return max([values[i] + best(cap - w) for i, w in enumerate(weights) if w <= cap], default=0)
 
@@ -1192,7 +1192,7 @@ class Stairs(Family):
         return f"{n}\n"
 
     def expected(self, p, n):
-        @lru_cache(maxsize=None)
+        @cache
         def ways(k: int) -> int:
             return 1 if k == 0 else sum(ways(k - s) for s in p["steps"] if s <= k)
 
@@ -1247,7 +1247,7 @@ def _render_case(family: Family, p: dict, case) -> dict:
 
 def _functional_example(family: Family, test: dict, number: int) -> str:
     args = test["input"].split("\n")
-    shown = ", ".join(f"{name} = {arg}" for name, arg in zip(family.arg_names, args))
+    shown = ", ".join(f"{name} = {arg}" for name, arg in zip(family.arg_names, args, strict=False))
     return f"Example {number}:\n\nInput: {shown}\nOutput: {test['output']}"
 
 
@@ -1320,7 +1320,7 @@ def _family_instances(seed: int, side: str, family_name: str, count: int) -> tup
 def _side_problems(seed: int, side: str, n: int) -> list[dict]:
     order = _family_order(seed)
     per_family = [n // len(order) + (1 if i < n % len(order) else 0) for i in range(len(order))]
-    instances = {f.name: _family_instances(seed, side, f.name, c) for f, c in zip(order, per_family)}
+    instances = {f.name: _family_instances(seed, side, f.name, c) for f, c in zip(order, per_family, strict=False)}
     # Round-robin over families, so any prefix of the list is balanced across families.
     return [dict(instances[order[i % len(order)].name][i // len(order)][2]) for i in range(n)]
 

@@ -117,7 +117,7 @@ def _failing_mutants(problems: list[dict], seed: int) -> list[str]:
             missing = [problems[i]["question_id"] for i in pending]
             raise RuntimeError(f"no mutation of the reference solution fails the tests of {missing}")
         verdicts = run_solutions([(code, problems[i]) for i, code in batch], per_test_timeout_s=0.5)
-        for (i, code), verdict in zip(batch, verdicts):
+        for (i, code), verdict in zip(batch, verdicts, strict=False):
             if i not in chosen and not verdict.passed:
                 chosen[i] = code
         pending = {i: cands[_MUTATION_BATCH:] for i, cands in pending.items() if i not in chosen}
@@ -210,13 +210,13 @@ def demo_teacher_traces(
     defect_of = {row: DEFECT_KINDS[j % len(DEFECT_KINDS)] for j, row in enumerate(defect_rows)}
 
     solutions = [reference_solution(p) for p in problems]
-    for row, mutant in zip(wrong_rows, _failing_mutants([problems[r] for r in wrong_rows], seed)):
+    for row, mutant in zip(wrong_rows, _failing_mutants([problems[r] for r in wrong_rows], seed), strict=False):
         solutions[row] = mutant
-    verdicts = run_solutions(list(zip(solutions, problems)), per_test_timeout_s=0.5)
+    verdicts = run_solutions(list(zip(solutions, problems, strict=False)), per_test_timeout_s=0.5)
 
     wrong = set(wrong_rows)
     traces = []
-    for i, (problem, code, verdict) in enumerate(zip(problems, solutions, verdicts)):
+    for i, (problem, code, verdict) in enumerate(zip(problems, solutions, verdicts, strict=False)):
         if i not in wrong and not verdict.passed:
             raise RuntimeError(f"reference solution of {problem['question_id']!r} fails its tests: {verdict.verdict}")
         if i in wrong and verdict.passed:

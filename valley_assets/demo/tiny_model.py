@@ -213,23 +213,39 @@ def build_tiny_student(
     batch_size: int = 8,
     learning_rate: float = 3e-3,
     pretrain_texts: list[str] | None = None,
+    num_threads: int = 1,
 ) -> dict:
     """Train the tokenizer on `corpus_texts` (+ the pre-training text), build a tiny Qwen2, pre-train it for
     `pretrain_steps` on generic text, and save model, generation config and tokenizer into `out_dir`.
 
     Returns metadata: n_params, vocab_size, the per-step pre-training loss curve, held-out loss before and after,
-    and wall time.
+    and wall time. `num_threads` applies during the build only: a model this small gains nothing from more
+    threads and loses a lot when other work shares the CPU.
     """
+    if pretrain_steps < 0:
+        raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps}")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        return _build(Path(out_dir), list(corpus_texts), seed, pretrain_steps, vocab_size, hidden_size, num_layers,
+                      num_heads, num_kv_heads, intermediate_size, max_position_embeddings, seq_len, batch_size,
+                      learning_rate, pretrain_texts)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _build(out, corpus_texts, seed, pretrain_steps, vocab_size, hidden_size, num_layers, num_heads, num_kv_heads,
+           intermediate_size, max_position_embeddings, seq_len, batch_size, learning_rate, pretrain_texts) -> dict:
     from transformers import GenerationConfig, Qwen2ForCausalLM
 
     started = time.time()
-    if pretrain_steps < 0:
-        raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps}")
+    if not corpus_texts:
+        raise ValueError("corpus_texts is empty: the tokenizer needs the problems and traces it will read")
     random.seed(seed)
     torch.manual_seed(seed)
     if pretrain_texts is None:
         pretrain_texts = generic_corpus(seed + 1, 3000)
-    tokenizer = train_tokenizer(list(corpus_texts) + list(pretrain_texts), vocab_size, max_position_embeddings)
+    tokenizer = train_tokenizer(corpus_texts + list(pretrain_texts), vocab_size, max_position_embeddings)
     config = tiny_qwen2_config(tokenizer, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
                                max_position_embeddings)
     model = Qwen2ForCausalLM(config)
@@ -268,7 +284,6 @@ def build_tiny_student(
     loss_after = _mean_loss(model, heldout, batch_size)
     model.eval()
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -147,10 +147,25 @@ class TransformersBackend:
         self.pad_token_id = pad if pad is not None else min(self.eos_token_ids)
 
     @classmethod
-    def from_pretrained(cls, model_path: str, *, batch_size: int = 8, device: str | None = None, dtype: str = "auto"):
+    def from_pretrained(
+        cls,
+        model_path: str,
+        *,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str = "auto",
+        num_threads: int | None = None,
+    ):
+        """Load a checkpoint folder or hub id. `num_threads` caps torch's CPU threads: when several generation
+        processes share a small machine, oversubscribed threads make CPU decoding many times slower
+        (benchmarks/RESULTS_generation.md)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if num_threads is not None:
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            torch.set_num_threads(num_threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
@@ -167,7 +182,7 @@ class TransformersBackend:
             batch = rows[start:start + self.batch_size]
             prompts = [requests[ri].prompt_token_ids for ri, _ in batch]
             seed = sample_seed(sampling.seed, requests[batch[0][0]].question_id, batch[0][1])
-            for key, completion in zip(batch, self._generate_batch(prompts, sampling, seed)):
+            for key, completion in zip(batch, self._generate_batch(prompts, sampling, seed), strict=True):
                 by_row[key] = completion
         return [[by_row[(ri, idx)] for idx in req.sample_indices] for ri, req in enumerate(requests)]
 
@@ -210,7 +225,7 @@ class TransformersBackend:
                 stop=sampling.stop,
                 decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
             )
-            for p, tokens in zip(prompts, new_tokens)
+            for p, tokens in zip(prompts, new_tokens, strict=True)
         ]
 
 
@@ -380,11 +395,11 @@ class VLLMBackend:
 
 
 def load_backend(name: str, model_path: str, *, options: Mapping[str, Any] | None = None) -> GenerationBackend:
-    """Build a backend by name: `transformers` (options: batch_size, device, dtype) or `vllm` (options: the
+    """Build a backend by name: `transformers` (options: batch_size, device, dtype, num_threads) or `vllm` (options: the
     `VLLMBackend` fields: tensor_parallel_size, max_model_len, dtype, gpu_memory_utilization, seed, llm_kwargs)."""
     options = dict(options or {})
     if name == "transformers":
-        allowed = {"batch_size", "device", "dtype"}
+        allowed = {"batch_size", "device", "dtype", "num_threads"}
         _check_options(name, options, allowed)
         return TransformersBackend.from_pretrained(model_path, **options)
     if name == "vllm":

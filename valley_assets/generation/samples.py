@@ -231,13 +231,13 @@ def _rows_for_chunk(requests: Sequence[GenerationRequest], results, prompt_id: s
     if len(results) != len(requests):
         raise RuntimeError(f"backend returned {len(results)} results for {len(requests)} requests")
     rows = []
-    for req, completions in zip(requests, results):
+    for req, completions in zip(requests, results, strict=True):
         if len(completions) != len(req.sample_indices):
             raise RuntimeError(
                 f"backend returned {len(completions)} samples for question {req.question_id!r}, "
                 f"asked for {len(req.sample_indices)}"
             )
-        for idx, c in zip(req.sample_indices, completions):
+        for idx, c in zip(req.sample_indices, completions, strict=True):
             rows.append({
                 "question_id": req.question_id, "sample_idx": idx, "prompt_id": prompt_id, "text": c.text,
                 "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,

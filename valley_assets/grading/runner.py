@@ -420,7 +420,7 @@ def _child_main(request: dict, report_fd: int, child_uid) -> None:
             mock.patch.object(real_stdin, "readlines", lambda *a, _d=test_input: _d.split("\n"), create=True),
             mock.patch.object(real_stdin, "readline", lambda *a, _l=lines: next(_l), create=True),
             mock.patch.object(sys, "stdin", MockStdin(test_input)),
-            mock.patch.object(builtins, "open", mock.mock_open(read_data=test_input)),
+            mock.patch.object(builtins, "open", _lazy_mock_open(test_input)),
         ]
         started = _cpu_seconds()
         saved_stdout = sys.stdout
@@ -454,6 +454,22 @@ def _child_main(request: dict, report_fd: int, child_uid) -> None:
             os._exit(0)
         report(kind="output", index=index, output=capture.getvalue(), cpu_s=_cpu_seconds() - started)
     os._exit(0)
+
+
+def _lazy_mock_open(data: str):
+    """builtins.open as the harness patches it (mock_open(read_data=input)), built on first use: a MagicMock costs
+    about a millisecond and almost no program calls builtins.open dynamically (the prelude's star import of
+    builtins has already bound the real open in the program's namespace)."""
+    from unittest import mock
+
+    state = {}
+
+    def fake_open(*args, **kwargs):
+        if "mock" not in state:
+            state["mock"] = mock.mock_open(read_data=data)
+        return state["mock"](*args, **kwargs)
+
+    return fake_open
 
 
 def _patchable_stdin_check() -> None:
@@ -693,7 +709,7 @@ def main(argv=None) -> int:
     # A program must not be able to stop its referee with a signal that has a Python handler (SIGINT, ...).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Warm the imports every program gets, so each forked child starts with them loaded.
-    for module in HARNESS_PRELUDE_MODULES + ("types", "unittest.mock", "decimal"):
+    for module in HARNESS_PRELUDE_MODULES + ("types", "unittest.mock", "decimal", "shutil", "subprocess"):
         __import__(module)
     request_fd, response_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -1,0 +1,195 @@
+"""Resources per profile: where problems, benchmarks and traces come from, how programs are launched and graded.
+
+The assets never branch on the profile; they call these objects. `build_resources(cfg)` picks the implementation
+from the config: demo generators or hub loaders, a local subprocess or a Kubernetes Job, the grader's backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from valley_assets.config import StudyConfig
+from valley_assets.storage import StudyStorage
+
+
+# --- problems the teacher solved -----------------------------------------------------------------------------------
+class DemoProblemSource:
+    """The project's own generated problems (training split)."""
+
+    def __init__(self, seed: int, n_train: int, n_eval: int):
+        self.seed, self.n_train, self.n_eval = seed, n_train, n_eval
+
+    def training_problems(self) -> list[dict]:
+        from valley_assets.demo.problems import make_demo_problems
+
+        return make_demo_problems(self.seed, self.n_train, self.n_eval)[0]
+
+    def eval_problems(self) -> list[dict]:
+        from valley_assets.demo.problems import make_demo_problems
+
+        return make_demo_problems(self.seed, self.n_train, self.n_eval)[1]
+
+
+class TacoProblemSource:
+    """TACO's training problems with their difficulty labels, in the LCB record shape (production)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    # TACO's five labels folded onto LCB's three, so one difficulty column serves both record kinds.
+    LCB_LEVEL = {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "hard", "HARD": "hard", "VERY_HARD": "hard"}
+
+    def training_problems(self) -> list[dict]:
+        from valley_assets.data.taco import load_taco
+
+        records = []
+        for row in load_taco(self.source).iter_rows(named=True):
+            records.append({
+                "question_id": f"taco-train-{row['index']}",
+                "question_title": "",
+                "question_content": row["question"] or "",
+                "platform": row.get("source") or "taco",
+                "contest_date": "",
+                "starter_code": row.get("starter_code") or "",
+                "difficulty": self.LCB_LEVEL.get(row["difficulty"], "unknown"),
+                "taco_difficulty": row["difficulty"],
+                "public_test_cases": "[]",
+                "private_test_cases": "[]",
+                "metadata": "{}",
+            })
+        return records
+
+
+# --- the benchmark -------------------------------------------------------------------------------------------------
+class LCBBenchmark:
+    """LiveCodeBench releases from the hub or from a folder of `test*.jsonl` files, through one loader."""
+
+    def __init__(self, source: str, start_date: str | None = None, end_date: str | None = None):
+        self.source, self.start_date, self.end_date = source, start_date, end_date
+
+    def load_release(self, release: str) -> list[dict]:
+        from valley_assets.data.lcb import load_lcb
+
+        return load_lcb(self.source, release=release, start_date=self.start_date, end_date=self.end_date)
+
+    def contamination_problems(self, releases: list[str]) -> list[dict]:
+        """Every problem of the configured releases, without the date window: decontamination is not windowed."""
+        from valley_assets.data.lcb import load_lcb
+
+        seen, out = set(), []
+        for release in releases:
+            for p in load_lcb(self.source, release=release):
+                if p["question_id"] not in seen:
+                    seen.add(p["question_id"])
+                    out.append(p)
+        return out
+
+
+class DemoBenchmark(LCBBenchmark):
+    """The demo's held-out problems, written once as an LCB-style `test.jsonl` (= release_v1) into storage, then read
+    through the same LCB loader as production. Dropping a `test2.jsonl` beside it makes a `release_v2`."""
+
+    def __init__(self, folder: Path, problems: DemoProblemSource):
+        super().__init__(str(folder))
+        self.folder, self.problems = folder, problems
+
+    def ensure_written(self) -> None:
+        first = self.folder / "test.jsonl"
+        if not first.exists():
+            StudyStorage(str(self.folder)).write_jsonl(self.problems.eval_problems(), "test.jsonl")
+
+    def load_release(self, release: str) -> list[dict]:
+        self.ensure_written()
+        return super().load_release(release)
+
+    def contamination_problems(self, releases: list[str]) -> list[dict]:
+        self.ensure_written()
+        return super().contamination_problems(releases)
+
+
+# --- the teacher ---------------------------------------------------------------------------------------------------
+class DemoTeacher:
+    def __init__(self, seed: int, wrong_fraction: float, defect_fraction: float):
+        self.seed, self.wrong_fraction, self.defect_fraction = seed, wrong_fraction, defect_fraction
+
+    def write_traces(self, problems: list[dict], out_dir: str) -> dict:
+        from valley_assets.data.schema import TRACE_SCHEMA, cast_to_schema
+        from valley_assets.demo.teacher import demo_teacher_traces, trace_summary
+
+        traces = demo_teacher_traces(problems, self.seed, self.wrong_fraction, self.defect_fraction)
+        frame = cast_to_schema(pl.DataFrame(traces), TRACE_SCHEMA)
+        StudyStorage(out_dir).write_parquet(frame, "traces-00000.parquet")
+        return {"n_rows": frame.height, **trace_summary(traces)}
+
+
+class OCR2Teacher:
+    """DeepSeek-R1 traces from OpenCodeReasoning-2, questions recovered from TACO/APPS/CodeContests/Codeforces,
+    TACO difficulty attached; streamed shard by shard into parquet."""
+
+    def __init__(self, cfg: StudyConfig):
+        self.hub = cfg.data.hub
+
+    def write_traces(self, problems: list[dict], out_dir: str) -> dict:
+        from valley_assets.data.ocr2 import load_all_source_questions, load_ocr2, write_recovered_traces
+
+        ocr2 = load_ocr2(self.hub.ocr2, max_rows=self.hub.max_rows)
+        traces = pl.from_arrow(ocr2.data.table.select(["dataset", "split"])).lazy()
+        questions = load_all_source_questions(traces, {
+            "taco": self.hub.taco, "apps": self.hub.apps, "code_contests": self.hub.code_contests,
+            "open-r1/codeforces": self.hub.codeforces})
+        shards = write_recovered_traces(ocr2, questions, out_dir)
+        return {"n_rows": len(ocr2), "n_shards": len(shards)}
+
+
+# --- grading -------------------------------------------------------------------------------------------------------
+class GraderResource:
+    def __init__(self, backend: str, timeout_s: float, workers: int | None, memory_mb: int):
+        self.backend, self.timeout_s, self.workers, self.memory_mb = backend, timeout_s, workers, memory_mb
+
+    def grade(self, problems: list[dict], generations: list[dict], *, results_path: str | None = None) -> dict:
+        from valley_assets.grading import grade
+
+        return grade(problems, generations, backend=self.backend, timeout_s=self.timeout_s, workers=self.workers,
+                     memory_mb=self.memory_mb, results_path=results_path)
+
+
+# --- assembly ------------------------------------------------------------------------------------------------------
+def build_resources(cfg: StudyConfig) -> dict[str, object]:
+    storage = StudyStorage(cfg.resolved_storage_root())
+    if cfg.data.source == "demo":
+        d = cfg.data.demo
+        problem_source = DemoProblemSource(cfg.data.seed, d.n_train_problems, d.n_eval_problems)
+        teacher = DemoTeacher(cfg.data.seed, d.wrong_fraction, d.defect_fraction)
+    else:
+        problem_source = TacoProblemSource(cfg.data.hub.taco)
+        teacher = OCR2Teacher(cfg)
+    if cfg.benchmark.source == "demo":
+        if cfg.data.source != "demo":
+            raise ValueError("benchmark.source 'demo' needs data.source 'demo' (its problems come from one generator)")
+        benchmark = DemoBenchmark(storage.local_path("lcb_source"), problem_source)
+    else:
+        benchmark = LCBBenchmark(cfg.benchmark.lcb, cfg.benchmark.start_date, cfg.benchmark.end_date)
+
+    if cfg.launch.launcher == "local":
+        from valley_assets.launch.local import LocalProcessLauncher
+
+        launcher = LocalProcessLauncher()
+    else:
+        from valley_assets.launch.kubernetes import KubernetesJobLauncher
+
+        k = cfg.launch.kubernetes
+        launcher = KubernetesJobLauncher(namespace=k.namespace, image=k.image, gpus_per_node=k.gpus_per_node,
+                                         node_selector=k.node_selector, service_account=k.service_account,
+                                         hf_token_secret=k.hf_token_secret, checkpoint_pvc=k.checkpoint_pvc)
+    g = cfg.grading
+    return {
+        "problem_source": dg.ResourceDefinition.hardcoded_resource(problem_source, "problems the teacher solved"),
+        "benchmark": dg.ResourceDefinition.hardcoded_resource(benchmark, "LiveCodeBench releases"),
+        "teacher": dg.ResourceDefinition.hardcoded_resource(teacher, "reasoning traces"),
+        "launcher": launcher,
+        "grader": dg.ResourceDefinition.hardcoded_resource(
+            GraderResource(g.backend, g.timeout_s, g.workers, g.memory_mb), "LiveCodeBench-exact grader"),
+    }
