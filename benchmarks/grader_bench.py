@@ -1,17 +1,26 @@
 """Grader benchmarks: throughput and verdicts vs LiveCodeBench's official harness, per-test overhead, verdict flips.
 
-    python benchmarks/grader_bench.py --harness /tmp/lcb [--problems 200] [--workers 2] [--backend process]
+    python benchmarks/grader_bench.py --harness /tmp/lcb [--workload realistic no-tle tle-heavy] [--problems 200]
+        [--samples 4] [--workers 2] [--backend process] [--flip-problems 40] [--skip-overhead]
 
 --harness: a checkout of github.com/LiveCodeBench/LiveCodeBench (never committed here); its
 lcb_runner.evaluation.compute_code_generation_metrics.codegen_metrics grades the same problems and programs with
-the same parallelism. Programs: for each real problem (tests/grading/grading_lcb_data.py) an oracle (AC), a wrong
-variant (WA) and a crashing one (RE), plus a slow one on a few problems.
+the same parallelism (num_process_evaluate = --workers).
+Workloads, on real problems from /work/shared/data (tests/grading/grading_lcb_data.py):
+- realistic: `--samples` generations per problem shaped like a 7-8B model's (benchmarks/grader_workload.py, mix
+  AC 30 / WA 48 / RE 17 / syntax 3 / TLE 2 %);
+- no-tle: the same generations without the TLE ones (what per-sample overhead alone does);
+- tle-heavy: the first benchmark's workload: per problem an oracle embedding its tests (AC), a wrong and a crashing
+  variant, and an infinite loop on every 25th problem.
+Verdicts are compared as pass/fail and as classes (AC, WA, TLE, RE; our MLE/OLE count as RE, harness codes -2 WA,
+-3 TLE, -4 RE, -1 global timeout = TLE).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import sys
 import time
@@ -20,13 +29,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "grading"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from grading_lcb_data import codeforces_records, functional_oracle, lcb_records, stdin_oracle  # noqa: E402
+from grader_workload import REALISTIC_MIX, realistic_generations  # noqa: E402
+from grading_lcb_data import codeforces_records, functional_oracle, lcb_records, stdin_oracle, tests_of  # noqa: E402
 
 from valley_assets.grading import grade, problem_from_record  # noqa: E402
 
+HARNESS_CLASS = {-1: "TLE", -2: "WA", -3: "TLE", -4: "RE"}
+OUR_CLASS = {"AC": "AC", "WA": "WA", "TLE": "TLE", "RE": "RE", "MLE": "RE", "OLE": "RE"}
 
-def programs_for(record: dict, index: int) -> list[str]:
+
+def tle_heavy_programs(record: dict, index: int) -> list[str]:
     functional = bool(json.loads(record["metadata"]).get("func_name"))
     oracle = functional_oracle if functional else stdin_oracle
     codes = [oracle(record), oracle(record, "lambda v: [v]" if functional else "lambda s: s + '\\nX'"),
@@ -36,81 +50,146 @@ def programs_for(record: dict, index: int) -> list[str]:
     return codes
 
 
-def run_harness(harness: Path, records: list[dict], generations: list[list[str]], workers: int, timeout: int):
-    sys.path.insert(0, str(harness))
-    from lcb_runner.evaluation.compute_code_generation_metrics import codegen_metrics
-
-    samples = []
-    for r in records:
-        p = problem_from_record(r)
-        samples.append({"input_output": json.dumps({"inputs": list(p.inputs), "outputs": list(p.outputs),
-                                                    "fn_name": p.fn_name})})
-    # codegen_metrics wants the same number of generations per problem: pad with copies and ignore them.
-    width = max(len(g) for g in generations)
-    padded = [g + [g[0]] * (width - len(g)) for g in generations]
+def run_ours(records, generations, workers, backend, timeout):
+    gens = [{"question_id": r["question_id"], "code_list": g} for r, g in zip(records, generations) if g]
     started = time.monotonic()
-    _, results, _ = codegen_metrics(samples, padded, k_list=[1], num_process_evaluate=workers, timeout=timeout)
+    out = grade([r for r, g in zip(records, generations) if g], gens, backend=backend, workers=workers,
+                timeout_s=timeout)
     elapsed = time.monotonic() - started
-    passed = [[all(x is True for x in results[i][j]) for j in range(len(generations[i]))]
-              for i in range(len(records))]
-    return passed, elapsed
+    classes = [[OUR_CLASS[s["verdict"]] for s in out["results"][r["question_id"]]] if g else []
+               for r, g in zip(records, generations)]
+    return classes, elapsed, out["isolation"]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--harness", type=Path, required=True)
-    parser.add_argument("--problems", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--backend", default="process")
-    parser.add_argument("--timeout", type=int, default=6)
-    args = parser.parse_args()
+def run_harness(harness: Path, records, generations, workers, timeout):
+    if str(harness) not in sys.path:
+        sys.path.insert(0, str(harness))
+    from lcb_runner.evaluation.compute_code_generation_metrics import evaluate_generations
 
-    records = (lcb_records() + codeforces_records())[::max(1, 988 // args.problems)][:args.problems]
-    generations = [programs_for(r, i) for i, r in enumerate(records)]
-    gens = [{"question_id": r["question_id"], "code_list": g} for r, g in zip(records, generations)]
-    n_samples = sum(map(len, generations))
-    n_tests = sum(len(problem_from_record(r).inputs) for r in records)
-    print(f"{len(records)} problems, {n_samples} samples, workers={args.workers}, backend={args.backend}")
-
+    # What codegen_metrics does before computing metrics: one task per generation, graded by evaluate_generations
+    # with num_process_evaluate processes (called directly: codegen_metrics wants equal-length lists).
+    samples, flat = [], []
+    for r, g in zip(records, generations):
+        p = problem_from_record(r)
+        sample = {"input_output": json.dumps({"inputs": list(p.inputs), "outputs": list(p.outputs),
+                                              "fn_name": p.fn_name})}
+        for code in g:
+            samples.append(sample)
+            flat.append([code])
     started = time.monotonic()
-    ours = grade(records, gens, backend=args.backend, workers=args.workers, timeout_s=args.timeout)
-    ours_s = time.monotonic() - started
-    ours_passed = [[s["passed"] for s in ours["results"][r["question_id"]]] for r in records]
-    print(f"valley ({ours['isolation']}): {ours_s:.1f}s, {n_samples / ours_s:.1f} samples/s")
+    results, _ = evaluate_generations(samples, flat, num_process_evaluate=workers, timeout=timeout)
+    elapsed = time.monotonic() - started
+    classes, index = [], 0
+    for g in generations:
+        row = []
+        for _ in g:
+            res = results[index][0]
+            row.append("AC" if all(x is True for x in res) else HARNESS_CLASS.get(res[-1], "RE"))
+            index += 1
+        classes.append(row)
+    return classes, elapsed
 
-    theirs_passed, theirs_s = run_harness(args.harness, records, generations, args.workers, args.timeout)
-    print(f"LCB harness: {theirs_s:.1f}s, {n_samples / theirs_s:.1f} samples/s; speed-up {theirs_s / ours_s:.2f}x")
-    disagreements = [(r["question_id"], j, a, b) for r, pa, pb in zip(records, ours_passed, theirs_passed)
-                     for j, (a, b) in enumerate(zip(pa, pb)) if a != b]
-    print(f"pass/fail disagreements: {len(disagreements)} of {n_samples}: {disagreements[:10]}")
 
-    # Per-test overhead in a warm sandbox: one trivial stdin program on a problem with many tiny tests.
+def compare(records, ours, theirs):
+    pass_fail, verdict_class = [], []
+    for r, a, b in zip(records, ours, theirs):
+        for j, (x, y) in enumerate(zip(a, b)):
+            if (x == "AC") != (y == "AC"):
+                pass_fail.append((r["question_id"], j, x, y))
+            elif x != y:
+                verdict_class.append((r["question_id"], j, x, y))
+    return pass_fail, verdict_class
+
+
+def workload(name: str, records: list[dict], samples: int, seed: int):
+    if name == "tle-heavy":
+        generations = [tle_heavy_programs(r, i) for i, r in enumerate(records)]
+        return generations, None
+    generations, kinds = realistic_generations(records, tests_of, samples, seed=seed)
+    if name == "no-tle":
+        generations = [[c for c, k in zip(g, ks) if k != "TLE"] for g, ks in zip(generations, kinds)]
+        kinds = [[k for k in ks if k != "TLE"] for ks in kinds]
+    return generations, kinds
+
+
+def per_test_overhead_ms(backend: str) -> float:
+    """One trivial stdin program on a problem with 200 tiny tests, in a warm sandbox, start-up cancelled."""
     many = {"question_id": "overhead", "difficulty": "easy", "metadata": "{}", "private_test_cases": json.dumps(
         [{"input": f"{i}\n", "output": f"{i}\n", "testtype": "stdin"} for i in range(1, 200)]),
             "public_test_cases": json.dumps([{"input": "0\n", "output": "0\n", "testtype": "stdin"}])}
     per_test = []
     for _ in range(3):
         t0 = time.monotonic()
-        grade([many], [{"question_id": "overhead", "code_list": ["print(input())"] * 20}], backend=args.backend,
-              workers=1)
+        grade([many], [{"question_id": "overhead", "code_list": ["print(input())"] * 20}], backend=backend, workers=1)
         t1 = time.monotonic()
-        grade([many], [{"question_id": "overhead", "code_list": ["print(input())"]}], backend=args.backend, workers=1)
+        grade([many], [{"question_id": "overhead", "code_list": ["print(input())"]}], backend=backend, workers=1)
         t2 = time.monotonic()
-        per_test.append(((t1 - t0) - (t2 - t1)) / (19 * 200))  # 19 extra samples of 200 tests, start-up cancelled
-    print(f"per-test overhead, warm sandbox: {statistics.median(per_test) * 1000:.2f} ms (median of 3)")
+        per_test.append(((t1 - t0) - (t2 - t1)) / (19 * 200))  # 19 extra samples of 200 tests
+    return statistics.median(per_test) * 1000
 
-    # Verdict flips between --workers 1 and --workers 4, three runs each.
-    verdict_runs = {}
+
+def verdict_flips(records, generations, backend, timeout) -> int:
+    gens = [{"question_id": r["question_id"], "code_list": g} for r, g in zip(records, generations) if g]
+    kept = [r for r, g in zip(records, generations) if g]
+    runs = {}
     for w in (1, 4):
         for run in range(3):
-            out = grade(records, gens, backend=args.backend, workers=w, timeout_s=args.timeout)
-            verdict_runs[(w, run)] = [s["verdict"] for r in records for s in out["results"][r["question_id"]]]
-    reference = verdict_runs[(1, 0)]
-    flips = sum(1 for key, v in verdict_runs.items() for a, b in zip(reference, v) if a != b)
-    print(f"verdict flips across workers 1/4 x 3 runs: {flips}")
-    print(json.dumps({"problems": len(records), "samples": n_samples, "tests": n_tests, "valley_s": ours_s,
-                      "harness_s": theirs_s, "speedup": theirs_s / ours_s, "disagreements": len(disagreements),
-                      "per_test_ms": statistics.median(per_test) * 1000, "flips": flips}))
+            out = grade(kept, gens, backend=backend, workers=w, timeout_s=timeout)
+            runs[(w, run)] = [s["verdict"] for r in kept for s in out["results"][r["question_id"]]]
+    reference = runs[(1, 0)]
+    return sum(1 for v in runs.values() for a, b in zip(reference, v) if a != b)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--harness", type=Path, required=True)
+    parser.add_argument("--workload", nargs="+", default=["realistic", "no-tle", "tle-heavy"],
+                        choices=["realistic", "no-tle", "tle-heavy"])
+    parser.add_argument("--problems", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=4, help="generations per problem (realistic, no-tle)")
+    parser.add_argument("--tle-heavy-problems", type=int, default=120)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", default="process")
+    parser.add_argument("--timeout", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flip-problems", type=int, default=40, help="0 skips the workers 1 vs 4 flip check")
+    parser.add_argument("--skip-overhead", action="store_true")
+    args = parser.parse_args()
+
+    everything = lcb_records() + codeforces_records()
+    print(f"machine: {platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cpus, python "
+          f"{platform.python_version()}; mix {REALISTIC_MIX}")
+    figures = {}
+    for name in args.workload:
+        n = args.tle_heavy_problems if name == "tle-heavy" else args.problems
+        records = everything[::max(1, len(everything) // n)][:n]
+        generations, _ = workload(name, records, args.samples, args.seed)
+        n_samples = sum(map(len, generations))
+        print(f"[{name}] {len(records)} problems, {n_samples} samples, workers={args.workers}, "
+              f"backend={args.backend}", flush=True)
+        ours, ours_s, isolation = run_ours(records, generations, args.workers, args.backend, args.timeout)
+        print(f"[{name}] valley ({isolation}): {ours_s:.1f}s, {n_samples / ours_s:.1f} samples/s", flush=True)
+        theirs, theirs_s = run_harness(args.harness, records, generations, args.workers, args.timeout)
+        pass_fail, verdict_class = compare(records, ours, theirs)
+        counts = {c: sum(row.count(c) for row in ours) for c in ("AC", "WA", "TLE", "RE")}
+        print(f"[{name}] LCB harness: {theirs_s:.1f}s, {n_samples / theirs_s:.1f} samples/s; speed-up "
+              f"{theirs_s / ours_s:.2f}x; verdicts {counts}; pass/fail disagreements {len(pass_fail)} "
+              f"{pass_fail[:5]}; verdict-class disagreements {len(verdict_class)} {verdict_class[:5]}", flush=True)
+        figures[name] = {"problems": len(records), "samples": n_samples, "valley_s": round(ours_s, 2),
+                         "harness_s": round(theirs_s, 2), "speedup": round(theirs_s / ours_s, 2),
+                         "verdicts": counts, "pass_fail_disagreements": len(pass_fail),
+                         "verdict_class_disagreements": len(verdict_class)}
+    if not args.skip_overhead:
+        figures["per_test_ms"] = round(per_test_overhead_ms(args.backend), 3)
+        print(f"per-test overhead, warm sandbox: {figures['per_test_ms']:.3f} ms (median of 3)", flush=True)
+    if args.flip_problems:
+        records = everything[::max(1, len(everything) // args.flip_problems)][:args.flip_problems]
+        generations, _ = workload("realistic", records, args.samples, args.seed + 1)
+        figures["flips"] = verdict_flips(records, generations, args.backend, args.timeout)
+        figures["flip_samples"] = sum(map(len, generations))
+        print(f"verdict flips across workers 1/4 x 3 runs ({figures['flip_samples']} realistic samples): "
+              f"{figures['flips']}", flush=True)
+    print(json.dumps(figures))
     return 0
 
 

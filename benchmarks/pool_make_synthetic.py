@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=70)
     parser.add_argument("--mean-chars", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first-shard", type=int, default=0,
+                        help="write shards from this one on (to generate a big set in several processes; the "
+                             "paragraphs and questions are the same, the rows come from a per-shard random stream)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     blocks = paragraphs(rng, 4096)
@@ -50,12 +53,14 @@ def main() -> None:
         lcb = [p["problem"] for p in json.loads(shared.read_text())]
         for q in range(0, n_questions, 1000):  # ~0.1% contaminated questions
             questions[q] = lcb[q % len(lcb)]
+    if args.first_shard:
+        rng = np.random.default_rng([args.seed, args.first_shard])
     sigma = 0.6
     mu = math.log(args.mean_chars) - sigma**2 / 2
     args.out.mkdir(parents=True, exist_ok=True)
     per_shard = math.ceil(args.rows / args.shards)
     total_chars = 0
-    for shard in range(args.shards):
+    for shard in range(args.first_shard, args.shards):
         start, stop = shard * per_shard, min(args.rows, (shard + 1) * per_shard)
         if start >= stop:
             break
@@ -93,7 +98,9 @@ def main() -> None:
         table = pa.table({**{c: pa.array(v, pa.string()) for c, v in cols.items()},
                           "pass_rate": pa.array(pass_rate, pa.float64())})
         pq.write_table(table, args.out / f"part-{shard:05d}.parquet", compression="zstd", row_group_size=2048)
-    print(json.dumps({"rows": args.rows, "shards": args.shards, "mean_generation_chars": total_chars / args.rows}))
+    n_written = args.rows - min(args.rows, args.first_shard * per_shard)
+    print(json.dumps({"rows": n_written, "shards": args.shards - args.first_shard,
+                      "mean_generation_chars": total_chars / max(1, n_written)}))
 
 
 if __name__ == "__main__":

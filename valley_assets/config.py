@@ -114,6 +114,8 @@ class EvaluationConfig(_Strict):
     chunk_size: int = Field(default=64, gt=0)
     seed: int = 0
     tensor_parallel_size: int = 1
+    backend_options: dict[str, int | float | str] = Field(
+        default_factory=dict, description="passed to the backend (transformers: batch_size, num_threads, dtype)")
 
 
 class GradingConfig(_Strict):

@@ -14,6 +14,7 @@ from valley_assets.generation.backends import (
     finish_generated_tokens,
     load_backend,
     sample_seed,
+    transformers_generation_kwargs,
     vllm_sampling_kwargs,
 )
 from valley_assets.generation.prompts import build_messages
@@ -158,6 +159,22 @@ def test_sampling_is_reproducible_and_returns_one_completion_per_index(tiny_back
     assert len(a) == 1 and len(a[0]) == 5
     assert tiny_backend.generate(req, cfg) == a
     assert len({c.text for c in a[0]}) > 1  # samples differ from one another
+
+
+def test_checkpoint_generation_defaults_do_not_leak_into_sampling(tiny_backend):
+    """A generation_config.json with top_k=1 would make every sample the greedy one; we sample like vLLM instead."""
+    import copy
+
+    model = copy.deepcopy(tiny_backend.model)
+    model.generation_config.top_k = 1
+    model.generation_config.repetition_penalty = 5.0
+    backend = TransformersBackend(model, tiny_backend.tokenizer, batch_size=8)
+    req = [GenerationRequest("q", tuple(backend.render(build_messages("Add.", ""))), tuple(range(6)))]
+    [samples] = backend.generate(req, SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=6, seed=3))
+    assert len({c.text for c in samples}) > 1
+    kwargs = transformers_generation_kwargs(SamplingConfig(temperature=0.0), {2, 0}, 0)
+    assert kwargs["do_sample"] is False and kwargs["top_k"] == 0 and kwargs["repetition_penalty"] == 1.0
+    assert kwargs["eos_token_id"] == [0, 2] and kwargs["stop_strings"] is None
 
 
 def test_eos_ends_a_sample_with_finish_reason_stop(tiny_backend):

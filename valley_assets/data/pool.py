@@ -25,6 +25,15 @@
    frame with its row id (`<source>:<row number>`), id, kind, reason and detail; stats count each reason.
 2. write: the kept rows again, with `n_tokens`, `n_tokens_exact` and `pool_rank`, cast to POOL_SCHEMA.
 
+Speed (1.4M OCR2 traces on 2 cores; benchmarks/RESULTS_data.md). Every rule but deduplication looks at one row
+only, so pass 1 runs those rules per shard, in up to `workers` spawned processes (whole shards, results consumed
+in shard order), and keeps per row only what deduplication and ranking need (id, token count, three 64-bit keys).
+Deduplication then runs once over the whole stream: rows whose id and keys are unique among the survivors cannot
+be dropped nor cause a drop, so only the few rows sharing a key replay the sequential first-copy rule. The keys
+(question, exact and near-duplicate) are polars `hash(seed=0)`, which is deterministic for a given polars version
+in any process; they are compared within one build only and never stored. Pass 2 reads the next batch in a
+background thread while the current one is compressed. The result does not depend on `workers` or `batch_rows`.
+
 Length. Byte-level BPE tokens (Qwen2.5, Llama 3.1) cover at least one byte, and code/English text averages well
 over `chars_per_token_low` bytes per token, so `ceil(bytes / chars_per_token_low)` is a conservative upper bound on
 the token count (bytes rather than characters keep non-ASCII text, where one character can be several tokens, on the
@@ -44,9 +53,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
+import os
+import pickle
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +106,8 @@ _NEAR_DUP_STRIP_RE = r"[^0-9a-z]+"
 # Near-duplicate keys look at the opening and closing characters only: normalising whole 30K-character traces with
 # a regex dominated the pool build (measured 4x slower), and independent samples never share both ends.
 NEAR_DUP_WINDOW = 2048
+# Below this many input rows pass 1 stays in this process: a spawned worker costs a second or two of imports.
+PARALLEL_MIN_ROWS = 50_000
 
 
 @dataclass
@@ -229,63 +244,79 @@ def _histogram(values: Sequence[int]) -> dict[str, int]:
     return {label: counts.get(label, 0) for label in labels}
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The parameters of pass 1's per-row rules (picklable: worker processes get the same ones)."""
+
+    max_tokens: int
+    seed: int
+    chars_per_token_low: float
+    chars_per_token_high: float | None
+    overhead: int
+    token_batch_size: int
+    batch_rows: int
+
+
+# Rows that passed every per-row rule; deduplication, which needs the whole stream, decides on these keys.
+_CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    ROW: pl.Int64(), "id": pl.String(), "n_tokens": pl.Int64(), "n_tokens_exact": pl.Boolean(),
+    "_key": pl.UInt64(), "exact_key": pl.UInt64(), "near_key": pl.UInt64(),
+    "difficulty": pl.String(), "dataset": pl.String(),
+}
+_Rejected = tuple[int, str, str, str, str]  # (row, id, kind, reason, detail)
+
+
 @dataclass
-class _Decisions:
-    """What pass 1 learned, small per row: which rows stay and their token counts and sort keys."""
+class _SourceDecisions:
+    """What pass 1's per-row rules decided for one source: small per row, cheap to send between processes."""
 
-    source: list[int] = field(default_factory=list)
-    row: list[int] = field(default_factory=list)
-    n_tokens: list[int] = field(default_factory=list)
-    exact: list[bool] = field(default_factory=list)
-    key: list[int] = field(default_factory=list)
-    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    candidates: pl.DataFrame  # _CANDIDATE_SCHEMA, row order
+    rejected: list[_Rejected] = field(default_factory=list)  # row order
+    contaminated_ids: list[tuple[str, ...]] = field(default_factory=list)  # per contaminated row, row order
+    contamination_examples: list[dict] = field(default_factory=list)  # the first 100, row order
+    n_input: int = 0
+    n_tokenized: int = 0
+    bound_violations: int = 0
 
 
-class _PoolDecider:
-    """Pass 1 state: dedup keys seen so far, the contamination cache, counters."""
+class _RowRules:
+    """Pass 1's per-row rules (everything but deduplication) for one source at a time, in bounded batches.
 
-    def __init__(self, *, index: ContaminationIndex, count_tokens: CountTokens, max_tokens: int, seed: int,
-                 chars_per_token_low: float, chars_per_token_high: float | None, prompt_overhead_tokens: int,
-                 token_batch_size: int):
+    The rules of a row depend only on that row (the contamination cache is keyed by the question text's hash and
+    holds a pure function of it), so sources can be decided in any process and in any order.
+    """
+
+    def __init__(self, *, index: ContaminationIndex, count_tokens: CountTokens, settings: _Settings):
         self.index = index
         self.count_tokens = count_tokens
-        self.max_tokens = max_tokens
-        self.seed = seed
-        self.cpt_low = chars_per_token_low
-        self.cpt_high = chars_per_token_high
-        self.overhead = prompt_overhead_tokens
-        self.token_batch_size = token_batch_size
-        self.seen_ids: dict[str, str] = {}
-        self.seen_exact: dict[int, str] = {}
-        self.seen_near: dict[int, str] = {}
+        self.settings = settings
         self.question_verdicts: dict[int, tuple[str, tuple[str, ...]] | None] = {}
-        self.decisions = _Decisions()
-        self.reasons: Counter = Counter()
-        self.difficulty: Counter = Counter()
-        self.dataset: Counter = Counter()
-        self.contaminated_by_problem: Counter = Counter()
-        self.contamination_examples: list[dict] = []
-        self.n_input = 0
-        self.n_tokenized = 0
-        self.bound_violations = 0
 
     def _count(self, texts: list[str]) -> list[int]:
+        size = self.settings.token_batch_size
         counts: list[int] = []
-        for start in range(0, len(texts), self.token_batch_size):
-            chunk = texts[start:start + self.token_batch_size]
+        for start in range(0, len(texts), size):
+            chunk = texts[start:start + size]
             got = list(self.count_tokens(chunk))
             if len(got) != len(chunk) or not all(isinstance(n, int) and n >= 0 for n in got):
                 raise ValueError(f"count_tokens must return one non-negative int per text; got {len(got)} values "
                                  f"for {len(chunk)} texts")
             counts.extend(got)
-        self.n_tokenized += len(texts)
         return counts
 
-    def decide(self, source_idx: int, source_name: str, batch: pl.DataFrame) -> None:
+    def decide_source(self, source: TraceSource) -> _SourceDecisions:
+        out = _SourceDecisions(candidates=pl.DataFrame(schema=_CANDIDATE_SCHEMA))
+        frames = [self._decide_batch(source.name, batch, out) for batch in source.batches(self.settings.batch_rows)]
+        if frames:
+            out.candidates = pl.concat(frames)
+        return out
+
+    def _decide_batch(self, source_name: str, batch: pl.DataFrame, out: _SourceDecisions) -> pl.DataFrame:
+        s = self.settings
         batch = _with_all_columns(batch)
-        self.n_input += batch.height
+        out.n_input += batch.height
         verdict = malformed_reasons(batch)
-        rejected: list[tuple[int, str, str, str, str]] = [
+        rejected: list[_Rejected] = [
             (r, i, "malformed", reason, detail)
             for r, i, reason, detail in verdict.filter(pl.col("reason").is_not_null()).iter_rows()
         ]
@@ -300,10 +331,8 @@ class _PoolDecider:
             pl.col("question").hash(seed=0).alias("q_key"),
             pl.col("r1_generation").hash(seed=0).alias("exact_key"),
             near_duplicate_key(pl.col("r1_generation")).alias("near_key"),
-            pl.col("difficulty"), pl.col("dataset"),
         )
         rows = feats.to_dict(as_series=False)
-        rows["think"], rows["answer"] = think, answers
         n = feats.height
         alive = [True] * n
 
@@ -312,9 +341,9 @@ class _PoolDecider:
             rejected.append((rows[ROW][k], rows["id"][k], "filtered", reason, detail))
 
         for k in range(n):
-            if not rows["think"][k]:
+            if not think[k]:
                 reject(k, "no_closed_think")
-            elif not answer_has_code(rows["answer"][k]):
+            elif not answer_has_code(answers[k]):
                 reject(k, "no_code")
 
         # Length: bounds from sizes, the tokenizer only for rows between the bounds.
@@ -324,26 +353,27 @@ class _PoolDecider:
         for k in range(n):
             if not alive[k]:
                 continue
-            lower, upper = token_bounds(rows["n_bytes"][k], rows["n_chars"][k], chars_per_token_low=self.cpt_low,
-                                        chars_per_token_high=self.cpt_high, overhead=self.overhead)
-            if upper <= self.max_tokens:
+            lower, upper = token_bounds(rows["n_bytes"][k], rows["n_chars"][k],
+                                        chars_per_token_low=s.chars_per_token_low,
+                                        chars_per_token_high=s.chars_per_token_high, overhead=s.overhead)
+            if upper <= s.max_tokens:
                 n_tokens[k] = upper
-            elif lower > self.max_tokens:
+            elif lower > s.max_tokens:
                 n_tokens[k] = lower
-                reject(k, "too_long", f"at least {lower} tokens (estimated) > {self.max_tokens}")
+                reject(k, "too_long", f"at least {lower} tokens (estimated) > {s.max_tokens}")
             else:
                 n_tokens[k] = upper
                 to_tokenize.append(k)
         if to_tokenize:
-            texts_frame = good.select(pl.format("{}\n\n{}", pl.col("question"), pl.col("r1_generation")))[
-                to_tokenize].to_series()
-            for k, count in zip(to_tokenize, self._count(texts_frame.to_list()), strict=True):
-                if count + self.overhead > n_tokens[k]:
-                    self.bound_violations += 1
-                n_tokens[k] = count + self.overhead
+            texts = good[to_tokenize].select(pl.format("{}\n\n{}", pl.col("question"), pl.col("r1_generation")))
+            for k, count in zip(to_tokenize, self._count(texts.to_series().to_list()), strict=True):
+                if count + s.overhead > n_tokens[k]:
+                    out.bound_violations += 1
+                n_tokens[k] = count + s.overhead
                 exact[k] = True
-                if n_tokens[k] > self.max_tokens:
-                    reject(k, "too_long", f"{n_tokens[k]} tokens > {self.max_tokens}")
+                if n_tokens[k] > s.max_tokens:
+                    reject(k, "too_long", f"{n_tokens[k]} tokens > {s.max_tokens}")
+            out.n_tokenized += len(to_tokenize)
 
         # Contamination: once per distinct question (OCR2 has dozens of traces per question).
         unseen = sorted({rows["q_key"][k] for k in range(n) if alive[k]} - self.question_verdicts.keys())
@@ -362,68 +392,168 @@ class _PoolDecider:
             if hit is not None:
                 rule, ids = hit
                 reject(k, "contaminated", f"{rule}: {','.join(ids)}")
-                self.contaminated_by_problem.update(ids)
-                if len(self.contamination_examples) < 100:
-                    self.contamination_examples.append(
+                out.contaminated_ids.append(ids)
+                if len(out.contamination_examples) < 100:
+                    out.contamination_examples.append(
                         {"row_id": f"{source_name}:{rows[ROW][k]}", "id": rows["id"][k], "rule": rule,
                          "lcb_question_ids": list(ids)})
 
-        # Duplicates, first copy in stream order wins.
-        for k in range(n):
-            if not alive[k]:
-                continue
-            row_id = rows["id"][k]
-            if row_id in self.seen_ids:
-                reject(k, "duplicate_id", f"id already used by row {self.seen_ids[row_id]}")
-                continue
-            if rows["exact_key"][k] in self.seen_exact:
-                reject(k, "exact_duplicate", f"same r1_generation as id {self.seen_exact[rows['exact_key'][k]]}")
-                continue
-            if rows["near_key"][k] in self.seen_near:
-                reject(k, "near_duplicate", f"normalised r1_generation equals id {self.seen_near[rows['near_key'][k]]}")
-                continue
-            self.seen_ids[row_id] = f"{source_name}:{rows[ROW][k]}"
-            self.seen_exact[rows["exact_key"][k]] = row_id
-            self.seen_near[rows["near_key"][k]] = row_id
-
-        d = self.decisions
-        for k in range(n):
-            if alive[k]:
-                d.source.append(source_idx)
-                d.row.append(rows[ROW][k])
-                d.n_tokens.append(n_tokens[k])
-                d.exact.append(exact[k])
-                d.key.append(rank_key(self.seed, rows["id"][k]))
-                self.difficulty[rows["difficulty"][k]] += 1
-                self.dataset[rows["dataset"][k]] += 1
-        if rejected:
-            rejected.sort(key=lambda r: r[0])  # stream order, whichever rule rejected the row
-            self.reasons.update(r[3] for r in rejected)
-            d.quarantine.append(pl.DataFrame(
-                {"row_id": [f"{source_name}:{r[0]}" for r in rejected], "id": [r[1] for r in rejected],
-                 "kind": [r[2] for r in rejected], "reason": [r[3] for r in rejected],
-                 "detail": [r[4] for r in rejected]},
-                schema=QUARANTINE_SCHEMA,
-            ))
+        rejected.sort(key=lambda r: r[0])  # row order, whichever rule rejected the row
+        out.rejected.extend(rejected)
+        keep = [k for k in range(n) if alive[k]]
+        kept = pl.Series(keep, dtype=pl.UInt32)
+        return pl.DataFrame(
+            {ROW: [rows[ROW][k] for k in keep], "id": [rows["id"][k] for k in keep],
+             "n_tokens": [n_tokens[k] for k in keep], "n_tokens_exact": [exact[k] for k in keep],
+             "_key": [rank_key(s.seed, rows["id"][k]) for k in keep],
+             "exact_key": [rows["exact_key"][k] for k in keep], "near_key": [rows["near_key"][k] for k in keep],
+             "difficulty": good["difficulty"].cast(pl.String).gather(kept),
+             "dataset": good["dataset"].cast(pl.String).gather(kept)},
+            schema=_CANDIDATE_SCHEMA,
+        )
 
 
-def _ranked(decisions: _Decisions) -> pl.DataFrame:
+# Pass 1 in worker processes: each builds its own _RowRules once, then decides whole sources.
+_worker_rules: _RowRules | None = None
+
+
+def _init_worker(index: ContaminationIndex, count_tokens: CountTokens, settings: _Settings) -> None:
+    global _worker_rules
+    _worker_rules = _RowRules(index=index, count_tokens=count_tokens, settings=settings)
+
+
+def _decide_in_worker(source: TraceSource) -> _SourceDecisions:
+    assert _worker_rules is not None, "worker process was not initialised"
+    return _worker_rules.decide_source(source)
+
+
+def _picklable(value: object) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # lambdas, closures, objects holding locks: pickle raises several exception types
+        return False
+    return True
+
+
+def _pass1_workers(sources: Sequence[TraceSource], count_tokens: CountTokens, workers: int | None) -> int:
+    """How many processes decide the sources: more than one only for parquet files and a picklable tokenizer.
+
+    `workers=None` picks min(2, available cores) when the input has at least PARALLEL_MIN_ROWS rows (starting a
+    worker costs a second or two of imports), else 1.
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if len(sources) < 2 or any(s.path is None for s in sources) or not _picklable(count_tokens):
+        return 1
+    if workers is None:
+        n_rows = sum(pq.ParquetFile(s.path).metadata.num_rows for s in sources)
+        workers = min(2, len(os.sched_getaffinity(0))) if n_rows >= PARALLEL_MIN_ROWS else 1
+    return min(workers, len(sources))
+
+
+def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex, count_tokens: CountTokens,
+                    settings: _Settings, workers: int) -> Iterator[_SourceDecisions]:
+    """Each source's decisions, in source order (workers decide ahead; results come back in order)."""
+    if workers == 1:
+        rules = _RowRules(index=index, count_tokens=count_tokens, settings=settings)
+        for source in sources:
+            yield rules.decide_source(source)
+        return
+    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(index, count_tokens, settings)) as pool:
+        yield from pool.map(_decide_in_worker, sources)
+
+
+def _deduplicate(candidates: pl.DataFrame, source_names: Sequence[str]) -> tuple[pl.DataFrame, list[tuple]]:
+    """The first copy in stream order wins; returns the kept candidates and (source, row, id, kind, reason, detail)
+    of the dropped ones.
+
+    The rule is sequential (a dropped row does not claim its keys), but a row whose id, exact key and near key are
+    all unique among the candidates can neither be dropped nor cause a drop, so only the rows sharing some key
+    (a few percent at most) go through the sequential loop.
+    """
+    shares_a_key = pl.col("id").is_duplicated() | pl.col("exact_key").is_duplicated() | pl.col("near_key").is_duplicated()
+    suspects = candidates.filter(shares_a_key).select("_source", ROW, "id", "exact_key", "near_key")
+    seen_ids: dict[str, str] = {}
+    seen_exact: dict[int, str] = {}
+    seen_near: dict[int, str] = {}
+    dropped: list[tuple] = []
+    for source_idx, row, row_id, exact_key, near_key in suspects.iter_rows():
+        if row_id in seen_ids:
+            dropped.append((source_idx, row, row_id, "filtered", "duplicate_id",
+                            f"id already used by row {seen_ids[row_id]}"))
+        elif exact_key in seen_exact:
+            dropped.append((source_idx, row, row_id, "filtered", "exact_duplicate",
+                            f"same r1_generation as id {seen_exact[exact_key]}"))
+        elif near_key in seen_near:
+            dropped.append((source_idx, row, row_id, "filtered", "near_duplicate",
+                            f"normalised r1_generation equals id {seen_near[near_key]}"))
+        else:
+            seen_ids[row_id] = f"{source_names[source_idx]}:{row}"
+            seen_exact[exact_key] = row_id
+            seen_near[near_key] = row_id
+    if not dropped:
+        return candidates, dropped
+    drop = pl.DataFrame({"_source": [d[0] for d in dropped], ROW: [d[1] for d in dropped]},
+                        schema={"_source": pl.Int64, ROW: pl.Int64})
+    return candidates.join(drop, on=["_source", ROW], how="anti", maintain_order="left"), dropped
+
+
+def _ranked(kept: pl.DataFrame) -> pl.DataFrame:
     """Kept rows with `pool_rank` from the seeded key (stream position breaks ties)."""
-    frame = pl.DataFrame(
-        {"_source": decisions.source, ROW: decisions.row, "n_tokens": decisions.n_tokens,
-         "n_tokens_exact": decisions.exact, "_key": decisions.key},
-        schema={"_source": pl.Int64, ROW: pl.Int64, "n_tokens": pl.Int64, "n_tokens_exact": pl.Boolean,
-                "_key": pl.UInt64},
-    )
-    return frame.sort(["_key", "_source", ROW]).with_row_index("pool_rank").with_columns(
-        pl.col("pool_rank").cast(pl.Int64)
-    )
+    return (kept.select("_source", ROW, "n_tokens", "n_tokens_exact", "_key")
+            .sort(["_key", "_source", ROW]).with_row_index("pool_rank")
+            .with_columns(pl.col("pool_rank").cast(pl.Int64)))
+
+
+def _mix(kept: pl.DataFrame, column: str) -> dict:
+    """Counter(column).most_common() as a dict: count descending, ties in order of first appearance."""
+    counts = kept.group_by(column, maintain_order=True).len().sort("len", descending=True, maintain_order=True)
+    return dict(counts.iter_rows())
 
 
 def _pool_rows(batch: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
     batch = _with_all_columns(batch)
     joined = batch.join(kept, on=ROW, how="inner", maintain_order="left")
     return joined.select([pl.col(c).cast(dt) for c, dt in POOL_SCHEMA.items()])
+
+
+def _pool_batches(sources: Sequence[TraceSource], ranked: pl.DataFrame, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Pass 2: the kept rows of every source, in stream order, cast to POOL_SCHEMA."""
+    for source_idx, source in enumerate(sources):
+        kept = ranked.filter(pl.col("_source") == source_idx).drop("_source", "_key")
+        if kept.height == 0:
+            continue
+        for batch in source.batches(batch_rows, columns=list(TRACE_SCHEMA)):
+            rows = _pool_rows(batch, kept)
+            if rows.height:
+                yield rows
+
+
+_END = object()
+# Pool columns that get parquet dictionaries and min/max statistics. The long text columns (trace, question,
+# critique, solution) get neither: every value is distinct, so the dictionary encoder only hashes 30K-character
+# strings before falling back, and their min/max serve no query; skipping both saves ~25% of the write CPU.
+_LONG_TEXT_COLUMNS = ("question", "r1_generation", "qwq_critique", "solution")
+_SHORT_COLUMNS = [c for c in POOL_SCHEMA if c not in _LONG_TEXT_COLUMNS]
+
+
+def _read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """`items`, produced by a background thread up to `depth` items ahead.
+
+    Parquet decoding (pyarrow) and polars joins release the GIL, as does zstd compression in the parquet writer,
+    so reading the next batch runs on the second core while the current one is compressed.
+    """
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = deque([reader.submit(next, items, _END)])
+        while True:
+            item = ahead.popleft().result()
+            if item is _END:
+                return
+            while len(ahead) < depth:
+                ahead.append(reader.submit(next, items, _END))
+            yield item
 
 
 def build_pool(
@@ -441,53 +571,77 @@ def build_pool(
     quarantine_path: str | Path | None = None,
     batch_rows: int = 2048,
     token_batch_size: int = 32,
+    workers: int | None = None,
 ) -> PoolResult:
     """Build the pool from OCR2-shaped traces (parquet files/folders or polars frames); see the module docstring.
 
     `out_path` / `quarantine_path`: write parquet there (pool streamed row group by row group); otherwise the pool
     is kept in memory, which is right for the demo but not for 1.4M traces.
+    `workers`: processes that run pass 1 over parquet shards (None: 2 when the input is large, see
+    `_pass1_workers`). They need a picklable `count_tokens` (a module-level function or an object whose state
+    pickles); with anything else pass 1 runs in this process. The result is the same for any value.
     """
     _validate_parameters(max_tokens, chars_per_token_low, chars_per_token_high, batch_rows, token_batch_size)
     started = time.monotonic()
     sources: list[TraceSource] = resolve_sources(traces)
     index = ContaminationIndex(contamination_problems, ngram=ngram)
-    decider = _PoolDecider(
-        index=index, count_tokens=count_tokens, max_tokens=max_tokens, seed=seed,
-        chars_per_token_low=chars_per_token_low, chars_per_token_high=chars_per_token_high,
-        prompt_overhead_tokens=prompt_overhead_tokens, token_batch_size=token_batch_size,
+    settings = _Settings(max_tokens=max_tokens, seed=seed, chars_per_token_low=chars_per_token_low,
+                         chars_per_token_high=chars_per_token_high, overhead=prompt_overhead_tokens,
+                         token_batch_size=token_batch_size, batch_rows=batch_rows)
+    n_workers = _pass1_workers(sources, count_tokens, workers)
+
+    candidate_frames: list[pl.DataFrame] = []
+    rejected: list[tuple] = []
+    contaminated_by_problem: Counter = Counter()
+    contamination_examples: list[dict] = []
+    n_input = n_tokenized = bound_violations = 0
+    for source_idx, decided_source in enumerate(_decide_sources(sources, index=index, count_tokens=count_tokens,
+                                                                settings=settings, workers=n_workers)):
+        candidate_frames.append(decided_source.candidates.with_columns(pl.lit(source_idx, pl.Int64).alias("_source")))
+        rejected.extend((source_idx, *r) for r in decided_source.rejected)
+        for ids in decided_source.contaminated_ids:
+            contaminated_by_problem.update(ids)
+        contamination_examples.extend(decided_source.contamination_examples[:100 - len(contamination_examples)])
+        n_input += decided_source.n_input
+        n_tokenized += decided_source.n_tokenized
+        bound_violations += decided_source.bound_violations
+    candidates = (pl.concat(candidate_frames) if candidate_frames
+                  else pl.DataFrame(schema={**_CANDIDATE_SCHEMA, "_source": pl.Int64()}))
+    del candidate_frames
+    kept, duplicates = _deduplicate(candidates, [s.name for s in sources])
+    del candidates
+    rejected.extend(duplicates)
+    rejected.sort(key=lambda r: (r[0], r[1]))  # stream order, whichever rule rejected the row
+    names = [s.name for s in sources]
+    quarantine = pl.DataFrame(
+        {"row_id": [f"{names[r[0]]}:{r[1]}" for r in rejected], "id": [r[2] for r in rejected],
+         "kind": [r[3] for r in rejected], "reason": [r[4] for r in rejected], "detail": [r[5] for r in rejected]},
+        schema=QUARANTINE_SCHEMA,
     )
-    for source_idx, source in enumerate(sources):
-        for batch in source.batches(batch_rows):
-            decider.decide(source_idx, source.name, batch)
+    reasons = Counter(r[4] for r in rejected)
+    difficulty_mix, dataset_mix = _mix(kept, "difficulty"), _mix(kept, "dataset")
+    ranked = _ranked(kept)
+    del kept
     decided = time.monotonic()
 
-    ranked = _ranked(decider.decisions)
     pool_frames: list[pl.DataFrame] = []
     writer = None
     pool_path = Path(out_path) if out_path is not None else None
     if pool_path is not None:
         pool_path.parent.mkdir(parents=True, exist_ok=True)
-        writer = pq.ParquetWriter(pool_path, arrow_schema(POOL_SCHEMA), compression="zstd")
+        writer = pq.ParquetWriter(pool_path, arrow_schema(POOL_SCHEMA), compression="zstd",
+                                  use_dictionary=_SHORT_COLUMNS, write_statistics=_SHORT_COLUMNS)
     try:
-        for source_idx, source in enumerate(sources):
-            kept = ranked.filter(pl.col("_source") == source_idx).drop("_source", "_key")
-            if kept.height == 0:
-                continue
-            for batch in source.batches(batch_rows, columns=list(TRACE_SCHEMA)):
-                rows = _pool_rows(batch, kept)
-                if rows.height == 0:
-                    continue
-                if writer is not None:
-                    writer.write_table(rows.to_arrow().cast(arrow_schema(POOL_SCHEMA)))
-                else:
-                    pool_frames.append(rows)
+        for rows in _read_ahead(_pool_batches(sources, ranked, batch_rows)):
+            if writer is not None:
+                writer.write_table(rows.to_arrow().cast(arrow_schema(POOL_SCHEMA)))
+            else:
+                pool_frames.append(rows)
     finally:
         if writer is not None:
             writer.close()
     written = time.monotonic()
 
-    quarantine = (pl.concat(decider.decisions.quarantine) if decider.decisions.quarantine
-                  else pl.DataFrame(schema=QUARANTINE_SCHEMA))
     q_path = Path(quarantine_path) if quarantine_path is not None else None
     if q_path is not None:
         q_path.parent.mkdir(parents=True, exist_ok=True)
@@ -498,32 +652,33 @@ def build_pool(
         pool = (pl.concat(pool_frames) if pool_frames else pl.DataFrame(schema=POOL_SCHEMA)).lazy()
 
     n_pool = ranked.height
-    malformed = sum(decider.reasons[r] for r in MALFORMED_REASONS)
+    malformed = sum(reasons[r] for r in MALFORMED_REASONS)
     stats = {
-        "n_input": decider.n_input,
+        "n_input": n_input,
         "n_pool": n_pool,
         "n_quarantined": quarantine.height,
         "n_malformed": malformed,
         "n_filtered": quarantine.height - malformed,
-        "reasons": {r: decider.reasons.get(r, 0) for r in MALFORMED_REASONS + FILTER_REASONS},
-        "n_tokenized_exactly": decider.n_tokenized,
-        "bound_violations": decider.bound_violations,
+        "reasons": {r: reasons.get(r, 0) for r in MALFORMED_REASONS + FILTER_REASONS},
+        "n_tokenized_exactly": n_tokenized,
+        "bound_violations": bound_violations,
         "token_histogram": _histogram(ranked["n_tokens"].to_list()),
         "n_tokens_total": int(ranked["n_tokens"].sum() or 0),
-        "difficulty_mix": dict(decider.difficulty.most_common()),
-        "dataset_mix": dict(decider.dataset.most_common()),
+        "difficulty_mix": difficulty_mix,
+        "dataset_mix": dataset_mix,
         "contamination": {
             "n_benchmark_problems": index.n_problems,
             "ngram": ngram,
-            "n_rows": decider.reasons.get("contaminated", 0),
-            "rows_by_benchmark_question": dict(decider.contaminated_by_problem.most_common()),
-            "examples": decider.contamination_examples,
+            "n_rows": reasons.get("contaminated", 0),
+            "rows_by_benchmark_question": dict(contaminated_by_problem.most_common()),
+            "examples": contamination_examples,
         },
         "parameters": {
             "max_tokens": max_tokens, "seed": seed, "chars_per_token_low": chars_per_token_low,
             "chars_per_token_high": chars_per_token_high, "prompt_overhead_tokens": prompt_overhead_tokens,
         },
         "n_sources": len(sources),
+        "workers": n_workers,
         "seconds": {"decide": round(decided - started, 3), "write": round(written - decided, 3)},
     }
     assert stats["n_input"] == n_pool + quarantine.height, "every input row is either pooled or quarantined"

@@ -50,22 +50,22 @@ def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, st
     ev = cfg.evaluation
     out_parts = (*eval_parts("generations", student, label, release, ev.prompt_id), "samples.jsonl")
     params = {
-        "model": model,
-        "problems_file": storage.uri("lcb", release, "problems.jsonl"),
+        "model_path": model,
+        "problems_path": storage.uri("lcb", release, "problems.jsonl"),
         "out_path": storage.uri(*out_parts),
         "backend": ev.backend,
         "prompt_id": ev.prompt_id,
         "n": ev.n_samples,
-        "temperature": ev.temperature,
-        "top_p": ev.top_p,
-        "max_new_tokens": ev.max_new_tokens,
         "chunk_size": ev.chunk_size,
-        "seed": ev.seed,
-        "tensor_parallel_size": ev.tensor_parallel_size,
+        "sampling": {"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
+                     "seed": ev.seed},
+        "backend_options": ({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
+        | ev.backend_options,
     }
     storage.path(*out_parts[:-1]).mkdir(parents=True, exist_ok=True)
+    gpus = ev.tensor_parallel_size if ev.backend == "vllm" else cfg.launch.training_gpus and 1
     report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
-                                            name=f"gen-{student}-{label}", gpus=ev.tensor_parallel_size)
+                                            name=f"gen-{student}-{label}", gpus=gpus)
     return {"release": release, "prompt_id": ev.prompt_id, "samples_path": storage.uri(*out_parts), **report}
 
 

@@ -136,10 +136,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
 
 
 def _stage_mapping(cfg: StudyConfig) -> dg.PartitionMapping:
-    """ablation_checkpoint[arm|student] reads sft_checkpoint[<stage>|student]."""
+    """ablation_checkpoint[arm|student] reads sft_checkpoint[<stage>|student] of the same student.
+
+    Dagster cannot map a dynamic dimension (data_size) onto a static one (arm) key by key, so the lineage says "this
+    student's checkpoints" (unmapped dimensions mean all partitions); the asset itself reads the configured stage
+    (`ablation.base_data_size`) and fails clearly when that checkpoint is missing.
+    """
     return dg.MultiPartitionMapping({
-        P.DATA_SIZE: dg.DimensionPartitionMapping(
-            "arm", dg.StaticPartitionMapping({cfg.ablation.base_data_size: list(P.ABLATION_ARMS)})),
         P.STUDENT: dg.DimensionPartitionMapping(P.STUDENT, dg.IdentityPartitionMapping()),
     })
 

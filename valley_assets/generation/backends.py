@@ -196,16 +196,7 @@ class TransformersBackend:
         for i, p in enumerate(prompts):  # left padding: the answer starts at the same column for every row
             input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
             attention_mask[i, width - len(p):] = 1
-        config = GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=not sampling.greedy,
-            temperature=sampling.temperature if not sampling.greedy else None,
-            top_p=sampling.top_p if not sampling.greedy else None,
-            top_k=None,  # vLLM applies no top-k by default; neither do we
-            eos_token_id=sorted(self.eos_token_ids),
-            pad_token_id=self.pad_token_id,
-            stop_strings=list(sampling.stop) or None,
-        )
+        config = GenerationConfig(**transformers_generation_kwargs(sampling, self.eos_token_ids, self.pad_token_id))
         device = self.model.device
         torch.manual_seed(seed)
         with torch.no_grad():
@@ -227,6 +218,33 @@ class TransformersBackend:
             )
             for p, tokens in zip(prompts, new_tokens, strict=True)
         ]
+
+
+def transformers_generation_kwargs(sampling: SamplingConfig, eos_token_ids: Iterable[int], pad_token_id: int) -> dict:
+    """`GenerationConfig` fields that make `model.generate` sample exactly like our vLLM requests.
+
+    transformers fills every field left unset (None) from the checkpoint's generation_config.json, then from its
+    global defaults (top_k=50). Qwen2.5-Instruct's file sets top_k=20 and repetition_penalty=1.05, which vLLM does
+    not apply to explicit SamplingParams; so every processor is set to its neutral value here, leaving only
+    temperature and top_p, on both backends.
+    """
+    return {
+        "max_new_tokens": sampling.max_new_tokens,
+        "min_new_tokens": 0,
+        "do_sample": not sampling.greedy,
+        "temperature": sampling.temperature if not sampling.greedy else 1.0,
+        "top_p": sampling.top_p if not sampling.greedy else 1.0,
+        "top_k": 0,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
+        "num_beams": 1,
+        "use_cache": True,
+        "eos_token_id": sorted(set(eos_token_ids)),
+        "pad_token_id": pad_token_id,
+        "stop_strings": list(sampling.stop) or None,
+    }
 
 
 def finish_generated_tokens(

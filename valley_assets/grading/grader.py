@@ -1,7 +1,8 @@
 """grade(): LiveCodeBench-exact grading of generated programs on a warm pool of sandboxes.
 
 Every sample is graded on all of its problem's tests (public then private), stopping at the first failure, with a
-per-test CPU-time limit (default 6 s, as in the harness) and a wall-clock backstop. With `results_path`, each sample's
+per-test time limit (default 6 s, as in the harness): CPU time, or wall time not spent waiting for a CPU, with a
+wall-clock backstop. With `results_path`, each sample's
 result is appended to `<results stem>.samples.jsonl` as soon as it is known, and a rerun grades only what that log
 lacks (entries whose code, tests or limits changed are graded again); the final results file is written atomically.
 """
@@ -32,9 +33,12 @@ DEFAULT_TIMEOUT_S = 6.0
 DEFAULT_MEMORY_MB = 1024
 # Captured stdout above this many characters is an OLE; LCB expected outputs are far smaller.
 DEFAULT_OUTPUT_CAP = 32 * 1024 * 1024
-# Wall-clock backstop per step = this many times the CPU limit: catches sleeping/blocked programs while leaving
-# room for a loaded machine (2 workers per core), so CPU time alone decides ordinary verdicts.
-WALL_FACTOR = 3.0
+# Wall-clock backstop per step = this many times the limit. A step is TLE earlier when its CPU time, or its wall
+# time minus the time it waited for a CPU (a sleeping program), passes the limit (runner.py, "Wall-clock rule"); the
+# backstop is the last resort for what those cannot see. It was 3x when it was the only way to catch a sleeping
+# program; on a loaded machine that flipped CPU-bound programs (a program given 10% of a core reached 3 s of wall
+# time after 0.3 s of CPU), so it now sits where only CPU starvation beyond 10x oversubscription could reach it.
+WALL_FACTOR = 10.0
 VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
 RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s")
 

@@ -15,10 +15,12 @@ Per sample the runner forks a fresh child, which drops privileges, applies rlimi
 functional programs instantiated as `Solution()`), run the tests in order in that same process (state carries over
 from test to test, as in the harness), and report each test's outcome over a pipe. The runner compares stdin
 outputs itself (the child never sees the expected outputs as separate data) and stops the child at the first
-failing test. Time is CPU time (ITIMER_PROF, whose default action kills the child) with a wall-clock backstop, so
-verdicts do not depend on how loaded the machine is. Afterwards everything the sample started is killed.
+failing test. A step (compile, one test) is TLE when its CPU time passes the limit (ITIMER_PROF, whose default
+action kills the child), or when its wall time minus the time it waited for a CPU passes it (a sleeping or blocked
+program, which the harness's wall-clock alarm catches), or at a wall-clock backstop; see "Wall-clock rule" below.
+So verdicts do not depend on how loaded the machine is. Afterwards everything the sample started is killed.
 
-Verdicts: AC, WA, TLE (CPU limit or wall backstop), RE (exception, crash, compile error), MLE (MemoryError or
+Verdicts: AC, WA, TLE (CPU limit, idle wall time or wall backstop), RE (exception, crash, compile error), MLE (MemoryError or
 killed by the memory cgroup), OLE (captured output over `output_cap` characters).
 """
 
@@ -479,6 +481,145 @@ def _patchable_stdin_check() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Wall-clock rule
+# --------------------------------------------------------------------------------------------------------------
+#
+# The harness times each step (compile, each test) with signal.alarm: wall-clock time on a machine it assumes is
+# otherwise idle. Here the machine is loaded on purpose (--workers = 2 x cores) and shared, so raw wall time would
+# make CPU-bound programs near the limit flip to TLE. Instead a step is TLE when
+#   (1) its CPU time exceeds the limit (ITIMER_PROF in the child), or
+#   (2) the wall time it *would have taken on an idle machine* exceeds the limit. That is its wall time minus the
+#       time it sat runnable but waiting for a CPU, which the kernel counts per thread (run_delay, the second field
+#       of /proc/<pid>/task/<tid>/schedstat; CPU-quota throttling counts as waiting too). What is left is time on a
+#       CPU plus time the program chose to wait (sleep, blocking calls), exactly what the harness's alarm sees.
+#       With threads, their run_delays are summed: under the GIL at most one thread runs Python at a time and the
+#       others sleep on the GIL, so their waits for a CPU rarely overlap (a main thread blocked in join() while a
+#       worker computes is charged the worker's waiting, as it should), or
+#   (3) the backstop (grader.WALL_FACTOR x the limit): the last resort, for what (2) cannot see, where threads'
+#       waits overlap and their sum overstates the contention. It discounts only the least-delayed thread's
+#       waiting: for a single-threaded program that equals (2), so starving a CPU-bound program can never trigger
+#       it; a program with a thread that sleeps throughout (e.g. a main thread in join()) meets plain wall time.
+#       Without schedstat it is plain wall time. It must stay well above what CPU starvation does to a CPU-bound
+#       program: on the shared 2-core build VM 4 workers got 7-13% of a core each (load 15-19 from other jobs).
+# CPU + run_delay explains a CPU-bound step's wall time to within ~0.5% of the waiting on the loaded build VM (load
+# 15 on 2 cores, ~13% of a core per program) once the clock and the counters are read in a safe order (StepClock);
+# the waiting is credited with RUN_DELAY_SLACK extra to cover that. An idle machine has no waiting, hence no slack,
+# and a pure sleeper does not wait for a CPU either, so it is still caught at the limit; only a program that both
+# sleeps and computes on a starved machine gets a little leeway.
+RUN_DELAY_SLACK = 0.02
+# Where schedstat cannot be read (a kernel without CONFIG_SCHED_INFO, hidepid), (2) falls back to "mostly idle":
+# the step has used less than IDLE_CPU_FRACTION of its wall time as CPU. A CPU-bound program 4x oversubscribed
+# still gets ~25% of a core, and one squeezed to 10% by a busy shared host (seen on the 2-core build VM) is still
+# twice the threshold, so 5% only catches programs that sleep or block; partly idle programs are then left to the
+# backstop.
+IDLE_CPU_FRACTION = 0.05
+# How often the fallback re-checks once a step is past its limit (schedstat knows exactly when to look again).
+FALLBACK_CHECK_S = 0.25
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _read_small(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def thread_run_delays(pid: int) -> dict[int, float] | None:
+    """Seconds each thread of `pid` has spent runnable but not running (schedstat run_delay); None if unreadable."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    delays = {}
+    for tid in tids:
+        raw = _read_small(f"/proc/{pid}/task/{tid}/schedstat")
+        if raw is None:
+            continue
+        try:
+            delays[int(tid)] = int(raw.split()[1]) / 1e9
+        except (ValueError, IndexError):
+            continue
+    return delays or None
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User+system CPU seconds of `pid` (all its threads) from /proc/<pid>/stat; None if unreadable."""
+    raw = _read_small(f"/proc/{pid}/stat")
+    if raw is None:
+        return None
+    try:
+        fields = raw.rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime: fields 14 and 15 of stat
+    except (ValueError, IndexError):
+        return None
+
+
+def idle_machine_wall_s(wall_s: float, cpu_wait_s: float | None, cpu_s: float | None) -> float | None:
+    """Estimate of a step's wall time on an idle machine (see the rule above); None when nothing can be said."""
+    if cpu_wait_s is not None:
+        return max(wall_s - cpu_wait_s * (1 + RUN_DELAY_SLACK), 0.0)
+    if cpu_s is not None and cpu_s < IDLE_CPU_FRACTION * wall_s:
+        return wall_s
+    return None
+
+
+class StepClock:
+    """Times one step of a child (compile, or one test) under the wall-clock rule above."""
+
+    def __init__(self, pid: int, timeout_s: float, backstop_s: float):
+        self.pid = pid
+        self.timeout_s = timeout_s
+        self.backstop_s = backstop_s
+        self.restart()
+
+    def restart(self) -> None:
+        # Baselines first, clock second (and the reverse in verdict()): if this referee loses its CPU in between,
+        # the error shortens the estimate, never lengthens it.
+        self.delays = thread_run_delays(self.pid)  # ~20 us: two small /proc reads for a single-threaded child
+        self.cpu = process_cpu_s(self.pid) if self.delays is None else None
+        self.started = time.monotonic()
+
+    def verdict(self) -> tuple[str | None, float]:
+        """(why the step is TLE, or None; seconds until it is worth looking again)."""
+        elapsed = time.monotonic() - self.started
+        if elapsed <= self.timeout_s:  # both estimates below are at most the elapsed wall time
+            return None, min(self.timeout_s, self.backstop_s) - elapsed + 0.001
+        waits = None
+        if self.delays is not None:
+            now = thread_run_delays(self.pid)
+            if now is not None:
+                waits = [delay - self.delays.get(tid, 0.0) for tid, delay in now.items()]
+        if waits is None:
+            if elapsed >= self.backstop_s:
+                return f"wall-clock backstop of {self.backstop_s:g}s", 0.0
+            used = process_cpu_s(self.pid)
+            cpu = used - self.cpu if used is not None and self.cpu is not None else None
+            estimate = idle_machine_wall_s(elapsed, None, cpu)
+            if estimate is not None and estimate > self.timeout_s:
+                return (f"wall time limit: {cpu:.2f}s of CPU in the step's {elapsed:.2f}s (idle; limit "
+                        f"{self.timeout_s:g}s)"), 0.0
+            return None, min(FALLBACK_CHECK_S, self.backstop_s - elapsed)
+        estimate = idle_machine_wall_s(elapsed, sum(waits), None)
+        if estimate > self.timeout_s:
+            return (f"wall time limit: {estimate:.2f}s of the step's {elapsed:.2f}s were not spent waiting for a "
+                    f"CPU (limit {self.timeout_s:g}s)"), 0.0
+        # The backstop discounts only the waiting of the least-delayed thread: for one thread that is the estimate
+        # itself (so the backstop never fires first), while a thread that sleeps throughout keeps it at wall time.
+        backstop_estimate = idle_machine_wall_s(elapsed, min(waits), None)
+        if backstop_estimate >= self.backstop_s:
+            return f"wall-clock backstop of {self.backstop_s:g}s (threads)", 0.0
+        # Both estimates grow at most as fast as the wall clock, so nothing can change before this.
+        return None, min(self.timeout_s - estimate, self.backstop_s - backstop_estimate) + 0.005
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The runner: forks a child per sample, referees it, cleans up
 # --------------------------------------------------------------------------------------------------------------
 
@@ -517,34 +658,33 @@ class Runner:
         """Read the child's reports; return as soon as the sample's fate is known."""
         n_tests = len(request["inputs"])
         outputs = request["outputs"]
-        wall_s = float(request["wall_s"])
         frames = FrameBuffer(limit=int(request["output_cap"]) * 4 + 4096)
         pidfd = os.pidfd_open(pid)
-        deadline = time.monotonic() + wall_s
+        clock = StepClock(pid, float(request["timeout_s"]), float(request["wall_s"]))
         tests_done = 0  # tests that finished and passed
         compiled = False
+        pipe_open = True
 
         def running() -> int:
             return tests_done + (1 if compiled else 0)
 
         try:
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return {"verdict": "TLE", "tests_run": running(), "detail": f"wall-clock backstop of {wall_s:g}s"}
-                ready, _, _ = select.select([read_fd, pidfd], [], [], remaining)
+                too_slow, wait_s = clock.verdict()
+                if too_slow:
+                    return {"verdict": "TLE", "tests_run": running(), "detail": too_slow}
+                watched = [read_fd, pidfd] if pipe_open else [pidfd]
+                ready, _, _ = select.select(watched, [], [], wait_s)
                 child_gone = False
                 data = b""
                 if read_fd in ready:
                     data = os.read(read_fd, 1 << 20)
-                    if not data:  # every writer closed the pipe: wait (within the backstop) for the exit itself
-                        if not select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))[0]:
-                            return {"verdict": "TLE", "tests_run": running(),
-                                    "detail": f"wall-clock backstop of {wall_s:g}s"}
-                        child_gone = True
+                    if not data:  # every writer closed the pipe: wait (under the wall rule) for the exit itself
+                        pipe_open = False
+                        continue
                 elif pidfd in ready:
                     child_gone = True
-                    data = self._drain(read_fd)  # what it wrote before dying
+                    data = self._drain(read_fd) if pipe_open else b""  # what it wrote before dying
                 try:
                     parsed = frames.feed(data) if data else []
                 except OverflowError:
@@ -574,7 +714,8 @@ class Runner:
                             return {"verdict": "AC", "tests_run": n_tests, "detail": ""}
                     else:
                         return {"verdict": "RE", "tests_run": running(), "detail": "unexpected report from the child"}
-                    deadline = time.monotonic() + wall_s  # each step (compile, each test) gets its own backstop
+                if parsed:
+                    clock.restart()  # each step (compile, each test) is timed on its own, as the harness does
                 if child_gone:
                     return {"verdict": "RE", "tests_run": running(), "detail": "", "_from_exit": True}
         finally:
