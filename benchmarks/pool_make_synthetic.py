@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/pool_make_synthetic.py OUT_DIR --rows 140000 --shards 70 [--mean-chars 30000]
 
+A big set can be written by two processes: stop the first once it has written shard K-1 and run a second with
+`--first-shard K` into another folder, then move its shards next to the first's (same paragraphs and questions;
+the second's rows come from their own random stream).
+
 Traces: `<think>` reasoning built from random 1 KB paragraphs (lognormal length, mean --mean-chars, long tail past
 the 32K-token limit), then a fenced python answer. ~40 traces per question (as in OCR2), TACO difficulty labels,
 ~2% rows with defects (no `</think>`, "-" question, NaN pass_rate, exact duplicates) and ~0.1% questions copied from

@@ -126,12 +126,14 @@ class _Pool:
                                     name=f"valley-grader-{i}") for i in range(self.n_workers)]
         for t in threads:
             t.start()
+        finished = False
         try:
             while any(t.is_alive() for t in threads):
                 for t in threads:
                     t.join(timeout=0.2)
+            finished = True
         finally:
-            self.close()
+            self.close(graceful=finished and self.error is None)
         if self.error is not None:
             raise self.error
 
@@ -177,12 +179,14 @@ class _Pool:
         if worker is not None:
             worker.kill()
 
-    def close(self) -> None:
+    def close(self, graceful: bool = False) -> None:
+        """Stop the sandboxes: after a normal finish by closing their input (each runner exits, and its CPU time
+        is accounted to this process like any waited-for child), else (error, interruption) by killing them."""
         self.stopping.set()
         with self.lock:
             workers, self.workers = list(self.workers.values()), {}
         for worker in workers:
-            worker.kill()
+            worker.close() if graceful else worker.kill()
 
 
 def grade(
