@@ -238,7 +238,8 @@ def grade(
                 results[qid][idx] = {f: earlier[f] for f in RESULT_FIELDS}
                 continue
             jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": {
-                "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "inputs": list(problem.inputs),
+                "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "tests_key": digest,
+                "inputs": list(problem.inputs),
                 "outputs": list(problem.outputs), "timeout_s": timeout_s, "wall_s": timeout_s * WALL_FACTOR,
                 "memory_mb": memory_mb, "output_cap": output_cap,
             }})

@@ -10,6 +10,9 @@ big-endian length, then that many bytes of UTF-8 JSON.
                         "output_cap", "nproc"}                                     one sample
     runner -> grader   {"id", "passed", "verdict", "tests_run", "time_s", "detail"}
 
+A request may carry "tests_key": with "inputs"/"outputs" the runner keeps them under that key; without them it
+uses the kept ones, or answers {"id", "need_tests": true} and the grader sends the full request (TestsCache).
+
 Per sample the runner forks a fresh child, which drops privileges, applies rlimits, and then does what
 `lcb_runner/evaluation/testing_util.py` does: compile the program once (stdin programs wrapped in a function,
 functional programs instantiated as `Solution()`), run the tests in order in that same process (state carries over
@@ -830,6 +833,37 @@ class Runner:
                 return
 
 
+class TestsCache:
+    """The tests of the last few problems, so samples of a problem already seen here arrive without them.
+
+    A request with "tests_key" and "inputs"/"outputs" stores them; one with "tests_key" alone gets them filled in,
+    or (evicted, or a restarted runner) fill() returns False and the grader resends the full request. LiveCodeBench
+    private tests run to megabytes per problem, and the grader queues a problem's samples back to back, so this
+    saves encoding, piping and decoding them once per sample. Kept small: in a container the runner's memory counts
+    against the sandbox's limit.
+    """
+
+    def __init__(self, entries: int = 2):
+        self.entries = entries
+        self.store: dict[str, tuple[list, list]] = {}
+
+    def fill(self, request: dict) -> bool:
+        key = request.get("tests_key")
+        if key is None:
+            return True
+        if "inputs" in request:
+            self.store.pop(key, None)
+            self.store[key] = (request["inputs"], request["outputs"])
+            while len(self.store) > self.entries:
+                self.store.pop(next(iter(self.store)))
+            return True
+        cached = self.store.get(key)
+        if cached is None:
+            return False
+        request["inputs"], request["outputs"] = cached
+        return True
+
+
 def cpu_limit_s(request: dict) -> float:
     """The RLIMIT_CPU backstop for a whole sample: the per-step limit times (tests + compile), plus slack."""
     return float(request["timeout_s"]) * (len(request["inputs"]) + 1) + 2
@@ -858,10 +892,14 @@ def main(argv=None) -> int:
     os.dup2(devnull, 1)
     runner = Runner(args.cleanup, args.child_uid)
     write_frame(response_fd, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
+    tests = TestsCache()
     while True:
         request = read_frame(request_fd)
         if request is None:
             return 0
+        if not tests.fill(request):
+            write_frame(response_fd, {"id": request.get("id"), "need_tests": True})
+            continue
         try:
             response = runner.grade(request)
         except Exception as exc:  # noqa: BLE001 - report, keep serving
