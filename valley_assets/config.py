@@ -71,7 +71,9 @@ class PoolConfig(_Strict):
         default=None, description="most characters a token can stand for; rows below chars/this skip tokenizing"
     )
     prompt_overhead_tokens: int = Field(default=256, ge=0, description="tokens of the prompt template and chat markup")
-    ngram: int = Field(default=13, ge=5, description="word n-gram length of the decontamination overlap test")
+    ngram: int | None = Field(
+        default=13, ge=5,
+        description="word n-gram length of the decontamination overlap test; null = exact normalised text only")
 
 
 class BenchmarkConfig(_Strict):

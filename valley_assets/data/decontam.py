@@ -54,8 +54,10 @@ class ContaminationHit:
 class ContaminationIndex:
     """Exact-text and n-gram index over benchmark problems; `match(question)` says whether a question leaks."""
 
-    def __init__(self, problems: Iterable[dict], *, ngram: int = 13):
-        if ngram < 1:
+    def __init__(self, problems: Iterable[dict], *, ngram: int | None = 13):
+        # ngram=None: exact normalised-text matches only (for benchmarks built from the same templates as the
+        # training problems, where every sibling shares long phrases by design).
+        if ngram is not None and ngram < 1:
             raise ValueError(f"ngram must be >= 1, got {ngram}")
         self.ngram = ngram
         self._exact: dict[str, set[str]] = {}
@@ -71,7 +73,7 @@ class ContaminationIndex:
             if not normalised:
                 raise ValueError(f"benchmark problem #{i} ({qid}): question_content is empty")
             self._exact.setdefault(normalised, set()).add(qid)
-            for gram in _ngram_tuples(normalised, ngram):
+            for gram in _ngram_tuples(normalised, ngram) if ngram is not None else ():
                 self._ngrams.setdefault(gram, set()).add(qid)
             self.n_problems += 1
 
@@ -80,6 +82,8 @@ class ContaminationIndex:
         exact = self._exact.get(normalised)
         if exact:
             return ContaminationHit("exact", tuple(sorted(exact)))
+        if self.ngram is None:
+            return None
         ids: set[str] = set()
         for gram in _ngram_tuples(normalised, self.ngram) & self._ngrams.keys():
             ids.update(self._ngrams[gram])

@@ -142,7 +142,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             if storage.exists("lcb", release, "problems.jsonl"):
                 problems += storage.read_jsonl("lcb", release, "problems.jsonl")
         results = {
-            "no_contamination": checks.check_no_contamination(pool_df, problems),
+            "no_contamination": checks.check_no_contamination(pool_df, problems, ngram=cfg.pool.ngram),
             "non_empty": checks.check_non_empty(pool_df),
             "schema": checks.check_schema(pool_df),
         }

@@ -97,7 +97,7 @@ class Worker:
 
     def _checked(self, response: dict) -> dict:
         if "error" in response or "verdict" not in response:
-            raise SandboxError(f"sandbox {self.name}: {response['error']}")
+            raise SandboxError(f"sandbox {self.name}: {response.get('error', response)}")
         return response
 
     def _read(self):
