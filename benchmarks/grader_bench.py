@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -51,24 +50,15 @@ def tle_heavy_programs(record: dict, index: int) -> list[str]:
     return codes
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of every descendant it (or they) waited for: the graders' whole cost."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
-
-
 def run_ours(records, generations, workers, backend, timeout):
     gens = [{"question_id": r["question_id"], "code_list": g} for r, g in zip(records, generations) if g]
-    cpu0, started = cpu_seconds(), time.monotonic()
+    started = time.monotonic()
     out = grade([r for r, g in zip(records, generations) if g], gens, backend=backend, workers=workers,
                 timeout_s=timeout)
-    elapsed, cpu = time.monotonic() - started, cpu_seconds() - cpu0
+    elapsed = time.monotonic() - started
     classes = [[OUR_CLASS[s["verdict"]] for s in out["results"][r["question_id"]]] if g else []
                for r, g in zip(records, generations)]
-    return classes, elapsed, cpu, out["isolation"]
+    return classes, elapsed, out["isolation"]
 
 
 def run_harness(harness: Path, records, generations, workers, timeout):
@@ -86,9 +76,9 @@ def run_harness(harness: Path, records, generations, workers, timeout):
         for code in g:
             samples.append(sample)
             flat.append([code])
-    cpu0, started = cpu_seconds(), time.monotonic()
+    started = time.monotonic()
     results, _ = evaluate_generations(samples, flat, num_process_evaluate=workers, timeout=timeout)
-    elapsed, cpu = time.monotonic() - started, cpu_seconds() - cpu0
+    elapsed = time.monotonic() - started
     classes, index = [], 0
     for g in generations:
         row = []
@@ -98,7 +88,7 @@ def run_harness(harness: Path, records, generations, workers, timeout):
                        else HARNESS_CLASS.get(res[-1], "RE"))
             index += 1
         classes.append(row)
-    return classes, elapsed, cpu
+    return classes, elapsed
 
 
 def compare(records, ours, theirs):
@@ -179,20 +169,19 @@ def main() -> int:
         load_before = __import__("os").getloadavg()[0]
         print(f"[{name}] {len(records)} problems, {n_samples} samples, workers={args.workers}, "
               f"backend={args.backend}", flush=True)
-        ours, ours_s, ours_cpu, isolation = run_ours(records, generations, args.workers, args.backend, args.timeout)
-        print(f"[{name}] valley ({isolation}): {ours_s:.1f}s, {n_samples / ours_s:.1f} samples/s, "
-              f"{ours_cpu:.1f} CPU-s", flush=True)
-        theirs, theirs_s, theirs_cpu = run_harness(args.harness, records, generations, args.workers, args.timeout)
+        ours, ours_s, isolation = run_ours(records, generations, args.workers, args.backend, args.timeout)
+        print(f"[{name}] valley ({isolation}): {ours_s:.1f}s, {n_samples / ours_s:.1f} samples/s", flush=True)
+        theirs, theirs_s = run_harness(args.harness, records, generations, args.workers, args.timeout)
         pass_fail, verdict_class = compare(records, ours, theirs)
         counts = {c: sum(row.count(c) for row in ours) for c in ("AC", "WA", "TLE", "RE")}
-        print(f"[{name}] LCB harness: {theirs_s:.1f}s, {n_samples / theirs_s:.1f} samples/s, {theirs_cpu:.1f} CPU-s; "
-              f"speed-up {theirs_s / ours_s:.2f}x (CPU {theirs_cpu / ours_cpu:.2f}x); load average before/after "
+        print(f"[{name}] LCB harness: {theirs_s:.1f}s, {n_samples / theirs_s:.1f} samples/s; "
+              f"speed-up {theirs_s / ours_s:.2f}x; load average before/after "
               f"{load_before:.1f}/{__import__('os').getloadavg()[0]:.1f}; "
               f"verdicts {counts}; pass/fail disagreements {len(pass_fail)} "
               f"{pass_fail[:5]}; verdict-class disagreements {len(verdict_class)} {verdict_class[:5]}", flush=True)
         figures[name] = {"problems": len(records), "samples": n_samples, "valley_s": round(ours_s, 2),
                          "harness_s": round(theirs_s, 2), "speedup": round(theirs_s / ours_s, 2),
-                         "valley_cpu_s": round(ours_cpu, 2), "harness_cpu_s": round(theirs_cpu, 2),
+                         "load_before": round(load_before, 1),
                          "verdicts": counts, "pass_fail_disagreements": len(pass_fail),
                          "verdict_class_disagreements": len(verdict_class)}
     if not args.skip_overhead:

@@ -14,7 +14,7 @@ from valley_assets.study_runner import run_study
 
 MINIMAL = {
     "rows_per_k": 4,
-    "data_sizes": ["0", "1k", "5k"],
+    "data_sizes": ["0", "1k"],
     "data": {"demo": {"n_train_problems": 80, "n_eval_problems": 6, "pretrain_steps": 20}},
     "evaluation": {"n_samples": 2, "max_new_tokens": 48, "chunk_size": 16},
     "grading": {"backend": "process", "timeout_s": 3.0},
@@ -57,16 +57,17 @@ def test_checks_pass_and_subsets_nest(study):
             dg.AssetCheckKey(dg.AssetKey("distill_subset" if check == "subsets_are_nested" else "distill_pool"),
                              check), limit=1)
         assert records and records[0].status.value == "SUCCEEDED", check
-    ids = {k: set(pl.read_parquet(store / "subsets" / f"{k}.parquet")["id"]) for k in ("0", "1k", "5k")}
-    assert len(ids["1k"]) == 4 and len(ids["5k"]) == 20 and not ids["0"]
-    assert ids["1k"] <= ids["5k"]
+    ids = {k: set(pl.read_parquet(store / "subsets" / f"{k}.parquet")["id"]) for k in ("0", "1k")}
+    assert len(ids["1k"]) == 4 and not ids["0"]
+    pool = pl.read_parquet(store / "pool" / "pool.parquet")
+    assert set(pool.filter(pl.col("pool_rank") < 4)["id"]) == ids["1k"]  # the first rows of the seeded order
 
 
 def test_scores_and_valley_curve_metadata(study):
     cfg, defs, instance, _, store = study
     scores = pl.concat([pl.read_parquet(f) for f in (store / "scores" / "runs").glob("*.parquet")])
     main = scores.filter((pl.col("arm") == "main") & (pl.col("difficulty") == "all"))
-    assert set(main["data_size"]) == {"0", "1k", "5k"}
+    assert set(main["data_size"]) == {"0", "1k"}
     assert set(main["metric"]) == {"pass@1", "completion_rate", "think_rate"}
     assert main["value"].is_between(0, 1).all()
     event = instance.get_latest_materialization_event(dg.AssetKey("valley_curve"))
@@ -86,7 +87,11 @@ def test_new_data_size_added_at_run_time(study):
     for key in ("distill_subset", "sft_checkpoint", "lcb_scores"):
         keys = {str(k) for k in _materialized(instance, key)}
         assert any(k.startswith("3k") or k == "3k" for k in keys), (key, keys)
-    assert len(pl.read_parquet(store / "subsets" / "3k.parquet")) == 12
+    subset_3k = set(pl.read_parquet(store / "subsets" / "3k.parquet")["id"])
+    assert len(subset_3k) == 12
+    assert set(pl.read_parquet(store / "subsets" / "1k.parquet")["id"]) <= subset_3k
+    curve = instance.get_latest_materialization_event(dg.AssetKey("valley_curve")).asset_materialization.metadata
+    assert "3k" in curve["table"].value  # the analysis refreshed with the new point
 
 
 def test_bad_partition_key_is_refused_and_nothing_is_lost(study):

@@ -1,21 +1,12 @@
-import os
 
 import pytest
+from docker_gate import require_docker
 
-from valley_assets.grading.backends import bwrap_works, docker_available
+from valley_assets.grading.backends import bwrap_works
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: containment cases that take seconds each (still run in CI)")
-
-
-def require_docker() -> None:
-    ok, why = docker_available()
-    if ok:
-        return
-    if os.environ.get("VALLEY_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"VALLEY_REQUIRE_DOCKER=1 but the Docker backend is unavailable: {why}")
-    pytest.skip(f"Docker backend unavailable: {why}")
 
 
 @pytest.fixture(params=["process", "docker"])

@@ -68,7 +68,7 @@ def test_cli_reports_bad_inputs(tmp_path, capsys):
 @pytest.mark.parametrize("backend_name", ["process", "docker"])
 def test_resume_after_the_grader_is_killed(tmp_path, backend_name):
     if backend_name == "docker":
-        from conftest import require_docker
+        from docker_gate import require_docker
 
         require_docker()
     problems, generations = _write_inputs(tmp_path, n_samples=10, busy_s=0.3)
@@ -97,3 +97,19 @@ def test_resume_after_the_grader_is_killed(tmp_path, backend_name):
         left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={CONTAINER_LABEL}", "--filter",
                                f"label=valley.grader.pid={grader.pid}"], capture_output=True, text=True)
         assert left.stdout.strip() == ""
+
+
+def test_a_runner_without_the_tests_gets_them_resent():
+    """The grader sends a problem's tests once per sandbox; a sandbox that lost them (evicted, restarted) asks."""
+    from valley_assets.grading.backends import choose_isolation, start_worker
+
+    worker = start_worker(choose_isolation("process"), 0, 256)
+    try:
+        request = {"id": "q#0", "code": "print(int(input()) * 2)", "fn_name": None, "tests_key": "never-sent",
+                   "inputs": ["2\n", "5\n"], "outputs": ["4\n", "10\n"], "timeout_s": 2.0, "wall_s": 20.0,
+                   "memory_mb": 256, "output_cap": 1000, "scratch": worker.scratch, "nproc": worker.nproc}
+        worker._last_tests_key = "never-sent"  # as if it had been sent: the slim request goes first
+        assert worker.grade(request)["verdict"] == "AC"
+        assert worker.grade(dict(request, id="q#1", code="print(0)"))["verdict"] == "WA"  # slim, from the cache
+    finally:
+        worker.close()

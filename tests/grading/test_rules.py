@@ -99,3 +99,16 @@ def test_summary_uses_unbiased_pass_at_1_per_difficulty():
     assert summary["per_difficulty"] == {"easy": pytest.approx(0.75), "hard": 0.0}
     assert summary["n_samples"] == 5 and summary["n_problems"] == 3
     assert summary["verdicts"]["TLE"] == 2
+
+
+def test_tests_cache_keeps_the_last_problems_and_asks_for_what_it_lacks():
+    from valley_assets.grading.runner import TestsCache
+
+    cache = TestsCache(entries=2)
+    assert cache.fill({"id": "a", "inputs": ["1"], "outputs": ["1"]})  # no key: passes through untouched
+    for key in ("p1", "p2", "p3"):
+        assert cache.fill({"id": key, "tests_key": key, "inputs": [key], "outputs": [key + "!"]})
+    slim = {"id": "x", "tests_key": "p3"}
+    assert cache.fill(slim) and slim["inputs"] == ["p3"] and slim["outputs"] == ["p3!"]
+    assert cache.fill({"id": "y", "tests_key": "p2"})
+    assert not cache.fill({"id": "z", "tests_key": "p1"})  # evicted: the grader must resend the tests

@@ -53,7 +53,7 @@ STDIN_CASES = [
 @pytest.mark.parametrize("backend_name", ["process", "docker"])
 def test_stdin_programs(backend_name, request):
     if backend_name == "docker":
-        from conftest import require_docker
+        from docker_gate import require_docker
 
         require_docker()
     results = grade_programs(SUM_PROBLEM, [code for _, code, _ in STDIN_CASES], backend=backend_name,
@@ -96,7 +96,7 @@ FUNCTIONAL_CASES = [
 @pytest.mark.parametrize("backend_name", ["process", "docker"])
 def test_functional_programs(backend_name):
     if backend_name == "docker":
-        from conftest import require_docker
+        from docker_gate import require_docker
 
         require_docker()
     results = grade_programs(PAIR_PROBLEM, [code for _, code, _ in FUNCTIONAL_CASES], backend=backend_name,

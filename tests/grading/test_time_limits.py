@@ -113,3 +113,15 @@ def test_starved_programs_keep_their_verdicts():
     finally:
         os.sched_setaffinity(0, original)
     assert [r["verdict"] for r in results] == ["AC", "AC", "TLE", "AC", "AC", "TLE"]
+
+
+@pytest.mark.slow
+def test_a_fork_bomb_is_stopped_at_the_limit(backend, isolation_of_process_backend):
+    """Its processes starve its root process of CPU; that waiting must not be credited to it (runner.StepClock)."""
+    if backend == "process" and isolation_of_process_backend != "bwrap":
+        pytest.skip("a fork bomb needs bubblewrap (or Docker) to be contained")
+    bomb = "import ctypes\nlibc = ctypes.CDLL(None)\nwhile True:\n    libc.fork()\n"
+    started = time.monotonic()
+    results = grade_programs(DONE, [bomb, "print('done')"], backend=backend, workers=2, timeout_s=1.0, memory_mb=512)
+    assert [r["verdict"] for r in results] == ["TLE", "AC"]
+    assert time.monotonic() - started < 8, "the fork bomb ran on far past its 1 s limit"

@@ -60,10 +60,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from valley_assets.data.decontam import ContaminationIndex
@@ -419,6 +421,7 @@ _worker_rules: _RowRules | None = None
 
 def _init_worker(index: ContaminationIndex, count_tokens: CountTokens, settings: _Settings) -> None:
     global _worker_rules
+    pa.set_cpu_count(1)  # see _single_threaded_children
     _worker_rules = _RowRules(index=index, count_tokens=count_tokens, settings=settings)
 
 
@@ -451,6 +454,24 @@ def _pass1_workers(sources: Sequence[TraceSource], count_tokens: CountTokens, wo
     return min(workers, len(sources))
 
 
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Processes started inside get a 1-thread polars pool (polars sizes it at import, from the environment).
+
+    The workers are the parallelism, one per core; a polars pool per worker on top only adds threads that spin
+    while waiting for work (measured as extra system time on 2 cores).
+    """
+    before = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["POLARS_MAX_THREADS"]
+        else:
+            os.environ["POLARS_MAX_THREADS"] = before
+
+
 def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex, count_tokens: CountTokens,
                     settings: _Settings, workers: int) -> Iterator[_SourceDecisions]:
     """Each source's decisions, in source order (workers decide ahead; results come back in order)."""
@@ -462,7 +483,9 @@ def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex
     # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(index, count_tokens, settings)) as pool:
-        yield from pool.map(_decide_in_worker, sources)
+        with _single_threaded_children():  # map submits every source now, which starts the workers
+            decided = pool.map(_decide_in_worker, sources)
+        yield from decided
 
 
 def _deduplicate(candidates: pl.DataFrame, source_names: Sequence[str]) -> tuple[pl.DataFrame, list[tuple]]:

@@ -576,10 +576,13 @@ def idle_machine_wall_s(wall_s: float, cpu_wait_s: float | None, cpu_s: float | 
 class StepClock:
     """Times one step of a child (compile, or one test) under the wall-clock rule above."""
 
-    def __init__(self, pid: int, timeout_s: float, backstop_s: float):
+    def __init__(self, pid: int, timeout_s: float, backstop_s: float, others_alive=lambda: False):
         self.pid = pid
         self.timeout_s = timeout_s
         self.backstop_s = backstop_s
+        # Whether the sample has processes besides `pid` (a ctypes fork): their CPU use makes `pid` wait for a CPU,
+        # which must not be credited to it (a fork bomb would starve its own root and never time out).
+        self.others_alive = others_alive
         self.restart()
 
     def restart(self) -> None:
@@ -610,6 +613,9 @@ class StepClock:
                         f"{self.timeout_s:g}s)"), 0.0
             return None, min(FALLBACK_CHECK_S, self.backstop_s - elapsed)
         estimate = idle_machine_wall_s(elapsed, sum(waits), None)
+        if estimate <= self.timeout_s and self.others_alive():
+            return (f"wall time limit: {elapsed:.2f}s with processes of its own competing for the CPU (limit "
+                    f"{self.timeout_s:g}s)"), 0.0
         if estimate > self.timeout_s:
             return (f"wall time limit: {estimate:.2f}s of the step's {elapsed:.2f}s were not spent waiting for a "
                     f"CPU (limit {self.timeout_s:g}s)"), 0.0
@@ -663,7 +669,8 @@ class Runner:
         outputs = request["outputs"]
         frames = FrameBuffer(limit=int(request["output_cap"]) * 4 + 4096)
         pidfd = os.pidfd_open(pid)
-        clock = StepClock(pid, float(request["timeout_s"]), float(request["wall_s"]))
+        clock = StepClock(pid, float(request["timeout_s"]), float(request["wall_s"]),
+                          others_alive=lambda: bool(self._survivors(lambda p: p != pid and self._in_sample(p, pid))))
         tests_done = 0  # tests that finished and passed
         compiled = False
         pipe_open = True
@@ -782,6 +789,18 @@ class Runner:
             os.waitpid(helper, 0)
         self._reap_orphans()
         return status, usage
+
+    def _in_sample(self, pid: int, child: int) -> bool:
+        """Whether `pid` was started by the sample whose child is `child` (see _finish for the same three modes)."""
+        if self.cleanup == "namespace":
+            return pid not in (1, os.getpid())
+        if self.cleanup == "uid" and self.child_uid is not None:
+            return self._owned_by_child_uid(pid)
+        raw = _read_small(f"/proc/{pid}/stat")  # pgroup: the child's session (it called setsid)
+        try:
+            return raw is not None and int(raw.rsplit(b")", 1)[1].split()[3]) == child
+        except (ValueError, IndexError):
+            return False
 
     def _owned_by_child_uid(self, pid: int) -> bool:
         try:
