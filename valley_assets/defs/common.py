@@ -1,4 +1,4 @@
-"""Small helpers shared by the stage modules: metadata shaping and problem-record I/O."""
+"""Small helpers shared by the stage modules: storage and metadata shaping."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ import dagster as dg
 from valley_assets.config import StudyConfig
 from valley_assets.storage import StudyStorage
 
-STAGE_GROUPS = {
-    "data": "data",
-    "teacher": "teacher",
-    "training": "training",
-    "evaluation": "evaluation",
-    "analysis": "analysis",
-}
-
 
 def storage_for(cfg: StudyConfig) -> StudyStorage:
     return StudyStorage(cfg.resolved_storage_root())
@@ -26,22 +18,6 @@ def storage_for(cfg: StudyConfig) -> StudyStorage:
 def mix(values: Iterable[str]) -> dict[str, int]:
     """A count per value, sorted by key, for difficulty/source mixes in metadata."""
     return dict(sorted(Counter(str(v) for v in values).items()))
-
-
-def md_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    if not rows:
-        return "_(no rows)_"
-    columns = columns or list(rows[0])
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        out.append("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |")
-    return "\n".join(out)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return "" if v is None else str(v)
 
 
 def json_meta(obj) -> dg.MetadataValue:

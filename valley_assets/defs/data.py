@@ -9,14 +9,20 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from valley_assets import partitions as P
+from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import StudyConfig
 from valley_assets.data import checks
 from valley_assets.data import pool as pool_lib
 from valley_assets.data.subsets import select_ablation_arm, select_subset
-from valley_assets.defs.common import json_meta, md_table, mix, storage_for
+from valley_assets.defs.common import json_meta, mix, storage_for
 from valley_assets.models import base_model_ref, load_tokenizer
+
+
+def _pool_scan(storage) -> pl.LazyFrame:
+    return pl.scan_parquet(storage.uri("pool", "pool.parquet"))
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -111,8 +117,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         """The first N rows of the pool's seeded order: 1k ⊂ 10k ⊂ 30k by construction. `0` is empty."""
         key = P.validate_data_size_key(context.partition_key)
         n_rows = P.data_size_rows(key, cfg.rows_per_k)
-        pool_df = storage.read_parquet("pool", "pool.parquet")
-        subset = select_subset(pool_df, n_rows)
+        # Scanned lazily: only the subset's rows are read, not the whole pool (tens of GB at 1.4M traces).
+        subset = select_subset(_pool_scan(storage), n_rows)
         storage.write_parquet(subset, "subsets", f"{key}.parquet")
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,
@@ -136,7 +142,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     @dg.asset_check(asset=distill_pool, blocking=True)
     def pool_is_clean(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         """No LCB contamination, no empty trace or question, the declared schema."""
-        pool_df = storage.read_parquet("pool", "pool.parquet")
+        pool_df = _pool_scan(storage)  # the checks stream the columns they need
         problems = []
         for release in cfg.benchmark.releases:
             if storage.exists("lcb", release, "problems.jsonl"):
@@ -155,8 +161,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     def ablation_subset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """One ablation arm: easy vs hard TACO problems, correct vs incorrect teacher answers (sizes from config)."""
         arm = context.partition_key
-        pool_df = storage.read_parquet("pool", "pool.parquet")
-        subset = select_ablation_arm(pool_df, arm, cfg.ablation.rows[arm], cfg.pool.seed)
+        subset = select_ablation_arm(_pool_scan(storage), arm, cfg.ablation.rows[arm], cfg.pool.seed)
         storage.write_parquet(subset, "ablation", arm, "subset.parquet")
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,

@@ -15,8 +15,9 @@ import dagster as dg
 import polars as pl
 
 from valley_assets import partitions as P
+from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, md_table, storage_for
+from valley_assets.defs.common import json_meta, storage_for
 from valley_assets.models import checkpoint_model_ref
 from valley_assets.science import metrics
 from valley_assets.storage import StudyStorage
@@ -63,7 +64,7 @@ def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, st
         | ev.backend_options,
     }
     storage.path(*out_parts[:-1]).mkdir(parents=True, exist_ok=True)
-    gpus = ev.tensor_parallel_size if ev.backend == "vllm" else cfg.launch.training_gpus and 1
+    gpus = ev.tensor_parallel_size if ev.backend == "vllm" else min(cfg.launch.training_gpus, 1)  # transformers: one device
     report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
                                             name=f"gen-{student}-{label}", gpus=gpus)
     return {"release": release, "prompt_id": ev.prompt_id, "samples_path": storage.uri(*out_parts), **report}

@@ -9,8 +9,9 @@ with OCR2's columns, so the pool never knows which teacher wrote it.
 import dagster as dg
 import polars as pl
 
+from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, md_table, storage_for
+from valley_assets.defs.common import json_meta, storage_for
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
