@@ -11,7 +11,8 @@ import dagster as dg
 import polars as pl
 
 from valley_assets import partitions as P
-from valley_assets.config import StudyConfig
+from valley_assets.analysis.provenance import provenance_manifest, write_manifest
+from valley_assets.config import StudentSpec, StudyConfig
 from valley_assets.defs.common import json_meta, storage_for
 from valley_assets.generation.prompts import build_messages
 from valley_assets.models import (
@@ -21,6 +22,7 @@ from valley_assets.models import (
     checkpoint_model_ref,
 )
 from valley_assets.storage import StudyStorage
+from valley_assets.training.recipe import load_recipe
 
 SFT_MODULE = "valley_assets.training.sft"
 
@@ -36,6 +38,11 @@ def sft_messages(subset: pl.DataFrame, problems_by_id: dict[str, dict], prompt_i
     return rows
 
 
+def recipe_overrides(spec: StudentSpec) -> dict:
+    """What the profile changes in the student's recipe; the launch and the provenance manifest use the same."""
+    return {"max_length": spec.max_length}
+
+
 def run_sft(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, subset: pl.DataFrame,
             init_model: str, out_parts: tuple[str, ...], run_name: str) -> dict:
     """Write the training file, launch the SFT entrypoint, return the metadata it reported."""
@@ -45,7 +52,7 @@ def run_sft(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, s
     storage.write_jsonl(sft_messages(subset, problems, cfg.evaluation.prompt_id), *train_parts)
     params = {
         "recipe": spec.recipe,
-        "recipe_overrides": {"max_length": spec.max_length},
+        "recipe_overrides": recipe_overrides(spec),
         "train_file": storage.uri(*train_parts),
         "base_model": init_model,
         "output_dir": storage.uri(*out_parts, "run"),
@@ -98,10 +105,12 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         base = base_model_ref(cfg, storage, student)
         parts = checkpoint_manifest_parts(student, data_size)[:-1]
         started = time.time()
+        data_files = []
         if data_size == "0":
             report = {}
             model = base
         else:
+            data_files = [storage.uri("subsets", f"{data_size}.parquet"), storage.uri(*parts, "train.jsonl")]
             subset = storage.read_parquet("subsets", f"{data_size}.parquet")
             if subset.height == 0:
                 raise ValueError(f"subset {data_size} is empty: the pool has no rows (see distill_pool)")
@@ -110,8 +119,9 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             model = report["final_model_dir"]
         manifest = {"model": model, "student": student, "data_size": data_size, "base_model": base,
                     "wall_time_s": round(time.time() - started, 2), "report": report}
+        provenance = write_checkpoint_provenance(cfg, storage, parts=parts, manifest=manifest, data_files=data_files)
         storage.write_json(manifest, *parts, "checkpoint.json")
-        return dg.MaterializeResult(metadata=_training_metadata(manifest))
+        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
 
     @dg.asset(partitions_def=ablations, group_name="training",
               deps=["ablation_subset", dg.AssetDep("sft_checkpoint", partition_mapping=_stage_mapping(cfg))],
@@ -124,13 +134,15 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         init = checkpoint_model_ref(storage, student, stage)
         parts = checkpoint_manifest_parts(student, stage, arm)[:-1]
         subset = storage.read_parquet("ablation", arm, "subset.parquet")
+        data_files = [storage.uri("ablation", arm, "subset.parquet"), storage.uri(*parts, "train.jsonl")]
         started = time.time()
         report = run_sft(context, cfg=cfg, storage=storage, student=student, subset=subset, init_model=init,
                          out_parts=parts, run_name=f"ablation-{student}-{arm}")
         manifest = {"model": report["final_model_dir"], "student": student, "arm": arm, "stage": stage,
                     "init_model": init, "wall_time_s": round(time.time() - started, 2), "report": report}
+        provenance = write_checkpoint_provenance(cfg, storage, parts=parts, manifest=manifest, data_files=data_files)
         storage.write_json(manifest, *parts, "checkpoint.json")
-        return dg.MaterializeResult(metadata=_training_metadata(manifest))
+        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
 
     return dg.Definitions(assets=[student_base_model, sft_checkpoint, ablation_checkpoint])
 
@@ -145,6 +157,43 @@ def _stage_mapping(cfg: StudyConfig) -> dg.PartitionMapping:
     return dg.MultiPartitionMapping({
         P.STUDENT: dg.DimensionPartitionMapping(P.STUDENT, dg.IdentityPartitionMapping()),
     })
+
+
+# Keys of the entrypoint's summary that the provenance manifest keeps (the loss curve stays in checkpoint.json).
+_SUMMARY_KEYS = ("steps", "epochs", "examples", "examples_dropped_too_long", "tokens_seen", "tokens_per_epoch",
+                 "resumed_from_step", "skipped_already_complete", "wall_time_s")
+_LAUNCH_KEYS = ("world_size", "gradient_accumulation_steps", "precision")
+
+
+def write_checkpoint_provenance(cfg: StudyConfig, storage: StudyStorage, *, parts: tuple[str, ...], manifest: dict,
+                                data_files: list[str]) -> dict:
+    """Write `provenance.json` beside the checkpoint and return its materialization metadata.
+
+    The manifest (valley_assets.analysis.provenance) holds the git revision, package versions, the seeds, the sha256
+    of the subset and of the SFT training file, the resolved recipe (the profile's overrides applied, plus what the
+    launch derived: world size, gradient accumulation, precision), the asset's wall time and the GPU-hours it held.
+    A checkpoint with no data files is the base model as is: nothing trained, no recipe, no GPU time.
+    """
+    spec = cfg.student(manifest["student"])
+    report = manifest.get("report") or {}
+    trained = bool(data_files)
+    seeds: dict[str, int] = {"data": cfg.data.seed}
+    hyperparameters: dict = {}
+    if trained:
+        recipe = load_recipe(spec.recipe, recipe_overrides(spec))
+        seeds |= {"pool": cfg.pool.seed, "train": recipe.seed}
+        hyperparameters = {"recipe": recipe.model_dump(mode="json"),
+                           "launch": {"gpus": cfg.launch.training_gpus,
+                                      **{k: report[k] for k in _LAUNCH_KEYS if k in report}}}
+    checkpoint = {k: v for k, v in manifest.items() if k not in ("report", "wall_time_s")}
+    record = provenance_manifest(
+        hyperparameters=hyperparameters, seeds=seeds, data_files=data_files, wall_time_s=manifest["wall_time_s"],
+        gpu_count=cfg.launch.training_gpus if trained else 0,
+        extra={"profile": cfg.profile, "checkpoint": checkpoint,
+               "training_summary": {k: report[k] for k in _SUMMARY_KEYS if k in report}})
+    path = write_manifest(storage.uri(*parts), record)
+    return {"provenance": json_meta(record), "provenance_path": path, "git_revision": record["git"]["revision"],
+            "gpu_hours": record["gpu_hours"]}
 
 
 def _training_metadata(manifest: dict) -> dict:
