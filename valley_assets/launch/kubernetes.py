@@ -10,9 +10,22 @@ it cannot span nodes. Training wants a Job, so this module builds one and reuses
 The Job (`build_job`):
 - Indexed, `completions = parallelism = nodes`; for nodes > 1 a headless Service (`build_headless_service`) gives
   pod `<job>-0.<job>` a DNS name for the torch rendezvous; `NODE_RANK` = the completion index.
-- `podFailurePolicy`: a pod with the `DisruptionTarget` condition (preemption, node drain/loss, eviction) is retried
-  without counting against `backoffLimit`; a non-zero exit code of the program fails the Job at once (a code or data
-  error will fail again); `backoffLimit` bounds the rest (e.g. image pull errors). Needs `restartPolicy: Never`.
+- `podFailurePolicy` (rules are matched in order, first match wins; `restartPolicy: Never` is required):
+  rule 0 (`DISRUPTION_RULE`) matches a pod with the `DisruptionTarget` condition (scheduler preemption, node drain
+  through the eviction API, taint-manager or PodGC deletion after node loss, kubelet node shutdown); rule 1 fails the
+  Job at once on any non-zero exit code of the program (a code or data error would fail again). Rule 0's action
+  depends on the node count:
+  * one node: `Ignore`. The Job controller replaces the pod without using up `backoffLimit`, and the new pod resumes
+    from the latest durable checkpoint. There is no peer that could be left behind.
+  * several nodes: `FailJob`. Replacing one index alone cannot work: the surviving ranks are inside a collective with
+    a dead peer and exit non-zero, which rule 1 would read as a code error, and a replacement rank cannot join a
+    rendezvous that is not restarting. `backoffLimitPerIndex` retries indexes independently, so it does not help
+    either. The Job fails fast instead (the controller terminates the other pods), and the launcher reads the verdict
+    (`failure_is_disruption`: "matching FailJob rule at index 0" in the Failed condition, or a pod of the attempt
+    carrying `DisruptionTarget`, for when a peer's exit code won the race) and submits the whole Job again as a new
+    attempt (`<job>-r<N>`, up to `max_restarts`): every rank restarts together, rendezvous anew, and resumes from
+    the latest durable checkpoint (`resume_from_checkpoint: auto`). A code error still fails the launch.
+  `backoffLimit` bounds what no rule matches (e.g. a pod that failed before its container ran).
 - GPU limits (`nvidia.com/gpu`), a toleration for the `nvidia.com/gpu` taint, a configurable nodeSelector/affinity
   for the H100 pool (GKE: `cloud.google.com/gke-accelerator: nvidia-h100-80gb`; EKS:
   `node.kubernetes.io/instance-type: p5.48xlarge`), `/dev/shm` as a memory emptyDir (NCCL and dataloader workers need
@@ -20,23 +33,30 @@ The Job (`build_job`):
   partition and run id (sanitised to label syntax; the raw values go in annotations).
 
 The launcher (`KubernetesJobLauncher.run`) creates the Service and Job, follows logs, polls the Job until it is
-`Complete` or `Failed`, and deletes the Job (and its pods) when the Dagster run is cancelled. All API calls go through
-one small object (`K8sApi`: batch + core clients) so tests drive the state handling with a recording double.
+`Complete` or `Failed`, restarts disrupted multi-node attempts, and deletes the Job (and its pods) when the Dagster
+run is cancelled. All API calls go through one small object (`K8sApi`: batch + core clients); `api_factory` names a
+function that returns one (default: the kube config), which is how tests drive the state handling with a recording
+double, and which works wherever Dagster rebuilds the resource from its config.
+
+Multi-node Jobs need `checkpoint_pvc` (a ReadWriteMany volume): sharded (FSDP/ZeRO) checkpoints are written by every
+rank, so every node must stage them in the same place before rank 0 marks them complete and mirrors them
+(`VALLEY_STAGING_DIR` points the entrypoint there).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
 from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
 from kubernetes import client as k8s
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from valley_assets.launch.base import LaunchError, reported_metadata, validate_launch_args
 
@@ -47,6 +67,9 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 GKE_H100_NODE_SELECTOR = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
 EKS_H100_NODE_SELECTOR = {"node.kubernetes.io/instance-type": "p5.48xlarge"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+DISRUPTION_RULE = 0  # index of the DisruptionTarget rule in podFailurePolicy; the controller reports it by index
+CHECKPOINT_MOUNT = "/checkpoints"
+STAGING_SUBDIR = "staging"  # under the checkpoint volume: where every node stages sharded checkpoints
 
 
 # --- names and labels ---------------------------------------------------------------------------------------------
@@ -91,7 +114,7 @@ class JobSpec:
     cpu: str | None = None
     memory: str | None = None
     checkpoint_pvc: str | None = None
-    checkpoint_mount_path: str = "/checkpoints"
+    checkpoint_mount_path: str = CHECKPOINT_MOUNT
     backoff_limit: int = 6
     ttl_seconds_after_finished: int = 86400
     active_deadline_seconds: int | None = None
@@ -167,20 +190,7 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
         tolerations=[k8s.V1Toleration(**t) for t in tolerations] or None,
         subdomain=spec.headless_service_name if spec.nodes > 1 else None,
     )
-    failure_policy = k8s.V1PodFailurePolicy(rules=[
-        # Preemption, node drain or loss, eviction: not the program's fault, retry without using up the budget.
-        k8s.V1PodFailurePolicyRule(
-            action="Ignore",
-            on_pod_conditions=[k8s.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")],
-        ),
-        # The program exited non-zero: a code or data error that would fail again; fail the Job now.
-        k8s.V1PodFailurePolicyRule(
-            action="FailJob",
-            on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
-                container_name=CONTAINER_NAME, operator="NotIn", values=[0]
-            ),
-        ),
-    ])
+    failure_policy = pod_failure_policy(spec.nodes)
     return k8s.V1Job(
         api_version="batch/v1",
         kind="Job",
@@ -201,6 +211,26 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
             ),
         ),
     )
+
+
+def pod_failure_policy(nodes: int) -> k8s.V1PodFailurePolicy:
+    """Disruptions retried (in place for one node, by the launcher as a whole-Job restart for several), exit codes
+    fatal; see the module docstring for why multi-node Jobs cannot retry one index alone."""
+    rules = [
+        k8s.V1PodFailurePolicyRule(  # DISRUPTION_RULE
+            action="Ignore" if nodes == 1 else "FailJob",
+            on_pod_conditions=[k8s.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")],
+        ),
+        # After the disruption rule: a preempted container also exits non-zero (SIGTERM: 143), and must not be read
+        # as a code error.
+        k8s.V1PodFailurePolicyRule(
+            action="FailJob",
+            on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
+                container_name=CONTAINER_NAME, operator="NotIn", values=[0]
+            ),
+        ),
+    ]
+    return k8s.V1PodFailurePolicy(rules=rules)
 
 
 def build_headless_service(spec: JobSpec) -> k8s.V1Service:
@@ -258,16 +288,70 @@ class K8sApi:
         return cls(batch=k8s.BatchV1Api(), core=k8s.CoreV1Api())
 
 
+def load_api_factory(path: str):
+    """`module:function` -> the function (called with no arguments, it returns a `K8sApi`)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise LaunchError(f"api_factory {path!r} must look like 'package.module:function'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise LaunchError(f"api_factory {path!r} cannot be loaded: {exc}") from exc
+    if not callable(factory):
+        raise LaunchError(f"api_factory {path!r} is not callable")
+    return factory
+
+
+# --- reading the cluster's verdict --------------------------------------------------------------------------------
+@dataclass
+class Attempt:
+    """How one submitted Job ended."""
+
+    job_name: str
+    succeeded: bool
+    detail: str = ""  # the Failed condition's reason and message
+    disrupted: bool = False  # failed because a node was preempted/drained/lost, not because of the program
+    last_rank0: str = ""  # the last rank-0 pod's exit, for the error message
+
+
+def _true_condition(obj, kind: str):
+    for condition in (obj.status.conditions or []) if obj.status else []:
+        if condition.type == kind and condition.status == "True":
+            return condition
+    return None
+
+
 def job_outcome(job) -> tuple[str, str]:
-    """('running'|'succeeded'|'failed', detail) from a Job's status conditions."""
-    for condition in (job.status.conditions or []) if job.status else []:
-        if condition.status != "True":
-            continue
-        if condition.type == "Complete":
-            return "succeeded", condition.message or ""
-        if condition.type == "Failed":
-            return "failed", f"{condition.reason}: {condition.message or ''}".strip()
+    """('running'|'succeeded'|'failed', detail) from a Job's status conditions.
+
+    `Failed` (not `FailureTarget`) is the terminal one: the controller sets it once every pod of the Job has
+    terminated, so a restart never shares GPUs with a pod that is still shutting down.
+    """
+    complete = _true_condition(job, "Complete")
+    if complete is not None:
+        return "succeeded", complete.message or ""
+    failed = _true_condition(job, "Failed")
+    if failed is not None:
+        return "failed", f"{failed.reason}: {failed.message or ''}".strip()
     return "running", ""
+
+
+_DISRUPTION_VERDICT = re.compile(rf"\bmatching FailJob rule at index {DISRUPTION_RULE}\b")
+
+
+def failure_is_disruption(job, pods: list) -> bool:
+    """Did this multi-node Job fail because a node went away? (Only meaningful for `nodes > 1`, where the disruption
+    rule is `FailJob`; a one-node Job retries disruptions itself and never fails from one.)
+
+    The controller names the matching rule by index: "Pod ns/p has condition DisruptionTarget matching FailJob rule at
+    index 0". A peer's non-zero exit can be processed first (it crashes within seconds of losing its partner, the
+    preempted pod takes its grace period to terminate), so a pod of the attempt carrying `DisruptionTarget` also
+    counts. Pods the Job controller itself terminates after `FailJob` get no such condition.
+    """
+    failed = _true_condition(job, "Failed")
+    if failed is not None and failed.reason == "PodFailurePolicy" and _DISRUPTION_VERDICT.search(failed.message or ""):
+        return True
+    return any(_true_condition(pod, "DisruptionTarget") is not None for pod in pods)
 
 
 def pod_exit_summary(pod) -> str:
@@ -290,6 +374,7 @@ class JobWatcher:
         self.timeout_s = timeout_s
         self.followed: list[str] = []
         self._threads: list[threading.Thread] = []
+        self._started = time.monotonic()  # the timeout covers every attempt of a launch
 
     def _follow(self, pod_name: str, namespace: str) -> None:
         def consume():
@@ -304,40 +389,45 @@ class JobWatcher:
         self._threads.append(thread)
         self.context.log.info(f"following logs of pod {pod_name}")
 
-    def _rank0_pods(self, name: str, namespace: str) -> list:
-        pods = self.api.core.list_namespaced_pod(
-            namespace, label_selector=f"batch.kubernetes.io/job-name={name},{INDEX_ANNOTATION}=0"
-        )
+    def _pods(self, name: str, namespace: str, rank0_only: bool) -> list:
+        selector = f"batch.kubernetes.io/job-name={name}"
+        if rank0_only:
+            selector += f",{INDEX_ANNOTATION}=0"  # also a label on the Job's pods since Kubernetes 1.28
+        pods = self.api.core.list_namespaced_pod(namespace, label_selector=selector)
         return sorted(pods.items, key=lambda p: p.metadata.creation_timestamp or 0)
 
-    def run(self, job: k8s.V1Job, service: k8s.V1Service | None) -> None:
+    def run(self, job: k8s.V1Job, service: k8s.V1Service | None) -> Attempt:
+        """Submit `job` and wait for its end. Cancellation, timeout or an API error delete it before re-raising."""
         name, namespace = job.metadata.name, job.metadata.namespace
         if service is not None:
             self.api.core.create_namespaced_service(namespace, service)
         self.api.batch.create_namespaced_job(namespace, job)
         self.context.log.info(f"created Job {namespace}/{name}")
-        started = time.monotonic()
         finished = False  # a finished Job is kept for inspection (ttlSecondsAfterFinished removes it)
         try:
             while True:
-                for pod in self._rank0_pods(name, namespace):
+                status = self.api.batch.read_namespaced_job_status(name, namespace)
+                for pod in self._pods(name, namespace, rank0_only=True):
                     phase = pod.status.phase if pod.status else None
                     if pod.metadata.name not in self.followed and phase in ("Running", "Succeeded", "Failed"):
                         if self.followed:
-                            self.context.log.warning(f"Job {name}: rank-0 pod replaced (retry), now {pod.metadata.name}")
+                            self.context.log.warning(f"Job {name}: now following rank-0 pod {pod.metadata.name} "
+                                                     "(a replacement after a retry)")
                         self._follow(pod.metadata.name, namespace)
-                outcome, detail = job_outcome(self.api.batch.read_namespaced_job_status(name, namespace))
-                if outcome == "succeeded":
+                outcome, detail = job_outcome(status)
+                if outcome != "running":
                     finished = True
                     self._join_log_threads()
-                    return
-                if outcome == "failed":
-                    finished = True
-                    self._join_log_threads()
-                    pods = self._rank0_pods(name, namespace)
-                    last = pod_exit_summary(pods[-1]) if pods else "no pod was started"
-                    raise LaunchError(f"Job {namespace}/{name} failed ({detail}); last rank-0 {last}")
-                if self.timeout_s is not None and time.monotonic() - started > self.timeout_s:
+                    if outcome == "succeeded":
+                        return Attempt(name, succeeded=True, detail=detail)
+                    rank0 = self._pods(name, namespace, rank0_only=True)
+                    multi_node = (job.spec.completions or 1) > 1
+                    return Attempt(
+                        name, succeeded=False, detail=detail,
+                        disrupted=multi_node and failure_is_disruption(status, self._pods(name, namespace, False)),
+                        last_rank0=pod_exit_summary(rank0[-1]) if rank0 else "no pod was started",
+                    )
+                if self.timeout_s is not None and time.monotonic() - self._started > self.timeout_s:
                     raise LaunchError(f"Job {namespace}/{name} still running after {self.timeout_s:.0f}s; deleting it")
                 time.sleep(self.poll_interval_s)
         finally:
@@ -359,6 +449,14 @@ class JobWatcher:
         )
 
 
+def attempt_spec(spec: JobSpec, attempt: int) -> JobSpec:
+    """The spec of restart `attempt` (0 = the first submission): its own Job and Service name, so the failed attempt
+    stays inspectable until its TTL, and new pods get fresh hostnames for the rendezvous."""
+    if attempt == 0:
+        return spec
+    return replace(spec, name=f"{spec.name}-r{attempt}", labels={**spec.labels, f"{LABEL_PREFIX}/attempt": str(attempt)})
+
+
 # --- the resource -------------------------------------------------------------------------------------------------
 class KubernetesJobLauncher(dg.ConfigurableResource):
     """Launch entrypoints as Kubernetes Jobs on a GPU node pool; see the module docstring."""
@@ -371,7 +469,9 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
     tolerations: list[dict[str, Any]] = Field(default_factory=lambda: [dict(GPU_TOLERATION)])
     service_account: str | None = "valley-runner"
     hf_token_secret: str | None = Field(default="hf-token", description="Secret holding HF_TOKEN under key 'token'")
-    checkpoint_pvc: str | None = Field(default=None, description="PVC mounted at /checkpoints (local-disk output_dir)")
+    checkpoint_pvc: str | None = Field(
+        default=None, description="PVC mounted at /checkpoints: local-disk output_dir, and the shared staging folder "
+                                  "of sharded checkpoints (required, ReadWriteMany, for multi-node Jobs)")
     accelerate_config: str | None = Field(
         default="valley_assets/training/accelerate/fsdp2.yaml",
         description="accelerate config for multi-GPU launches (path inside the image); None runs one process per pod",
@@ -381,18 +481,20 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
     memory: str | None = "800Gi"
     env: dict[str, str] = Field(default_factory=dict)
     backoff_limit: int = 6
+    max_restarts: int = Field(default=10, ge=0, description="whole-Job restarts of a multi-node launch after "
+                                                             "disruptions (preemption, node loss)")
     ttl_seconds_after_finished: int = 86400
     poll_interval_s: float = 10.0
     timeout_s: float | None = Field(default=None, description="delete the Job after this long; None waits forever")
     kubeconfig_file: str | None = None
     in_cluster: bool = True
+    api_factory: str | None = Field(
+        default=None, description="'module:function' returning a K8sApi, instead of loading a kube config (tests)")
 
-    _api: K8sApi | None = PrivateAttr(default=None)
-
-    def with_api(self, api: K8sApi) -> KubernetesJobLauncher:
-        """Use these API clients instead of loading a kube config (tests pass a recording double)."""
-        self._api = api
-        return self
+    def api(self) -> K8sApi:
+        if self.api_factory:
+            return load_api_factory(self.api_factory)()
+        return K8sApi.from_config(self.kubeconfig_file, self.in_cluster)
 
     def nodes_for(self, gpus: int) -> tuple[int, int]:
         """(nodes, gpus per node) for a request of `gpus`; a multi-node request must fill whole nodes."""
@@ -404,15 +506,21 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
 
     def job_spec(self, context, *, module: str, gpus: int, name: str, env: dict[str, str]) -> JobSpec:
         nodes, per_node = self.nodes_for(gpus)
+        if nodes > 1 and not self.checkpoint_pvc:
+            raise LaunchError(
+                f"{name}: gpus={gpus} needs {nodes} nodes, and multi-node training needs checkpoint_pvc (a "
+                "ReadWriteMany volume): every rank writes its shard of a checkpoint, so all nodes must stage it in "
+                "one place")
         run_id = context.run.run_id if hasattr(context, "run") else context.run_id
         asset_key = context.asset_key.to_user_string() if getattr(context, "has_assets_def", False) else ""
         partition = context.partition_key if getattr(context, "has_partition_key", False) else ""
+        staging = {"VALLEY_STAGING_DIR": f"{CHECKPOINT_MOUNT}/{STAGING_SUBDIR}"} if self.checkpoint_pvc else {}
         return JobSpec(
             name=job_name(name, run_id),
             namespace=self.namespace,
             image=self.image,
             command=launch_command(module, per_node, nodes, self.accelerate_config),
-            env={**self.env, **env},
+            env={**staging, **self.env, **env},
             gpus_per_node=per_node,
             nodes=nodes,
             labels={
@@ -440,13 +548,23 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
         validate_launch_args(module, params, gpus, name)
         from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
 
-        api = self._api or K8sApi.from_config(self.kubeconfig_file, self.in_cluster)
+        api = self.api()
         reader = PipesK8sPodLogsMessageReader()
         with open_pipes_session(
             context=context, context_injector=PipesEnvContextInjector(), message_reader=reader, extras=params
         ) as session:
-            spec = self.job_spec(context, module=module, gpus=gpus, name=name, env=session.get_bootstrap_env_vars())
-            job = build_job(spec)
-            service = build_headless_service(spec) if spec.nodes > 1 else None
-            JobWatcher(api, context, reader, self.poll_interval_s, self.timeout_s).run(job, service)
+            base = self.job_spec(context, module=module, gpus=gpus, name=name, env=session.get_bootstrap_env_vars())
+            watcher = JobWatcher(api, context, reader, self.poll_interval_s, self.timeout_s)
+            for attempt in range(self.max_restarts + 1):
+                spec = attempt_spec(base, attempt)
+                result = watcher.run(build_job(spec), build_headless_service(spec) if spec.nodes > 1 else None)
+                if result.succeeded:
+                    break
+                where = f"Job {spec.namespace}/{result.job_name} failed ({result.detail}); last rank-0 {result.last_rank0}"
+                if not result.disrupted:
+                    raise LaunchError(where)
+                if attempt == self.max_restarts:
+                    raise LaunchError(f"{where}; disrupted {attempt + 1} times, max_restarts={self.max_restarts} spent")
+                context.log.warning(f"{where}: a node was disrupted; restarting all {spec.nodes} nodes as attempt "
+                                    f"{attempt + 1}, resuming from the latest checkpoint")
         return reported_metadata(session, name)
