@@ -96,6 +96,17 @@ def disruption_verdict(pod: str, namespace: str = "valley") -> tuple[str, str, s
             f"Pod {namespace}/{pod} has condition DisruptionTarget matching FailJob rule at index 0")
 
 
+def step_failure_text(result) -> str:
+    """Every error (class: message) in the failed steps of a Dagster result, causes included."""
+    texts = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None:
+            texts.append(f"{error.cls_name}: {error.message}")
+            error = error.cause
+    return "\n".join(texts)
+
+
 def _parse_selector(selector: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in selector.split(","))
 

@@ -20,6 +20,7 @@ from k8s_double import (
     install,
     make_job_status,
     make_pod,
+    step_failure_text,
 )
 
 from valley_assets.launch.base import LaunchError
@@ -123,16 +124,6 @@ def launch(cluster: ScriptedCluster, gpus: int = 8, **launcher_config):
     return result, outcome
 
 
-def failure_messages(result) -> str:
-    texts = []
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        while error is not None:
-            texts.append(f"{error.cls_name}: {error.message}")
-            error = error.cause
-    return "\n".join(texts)
-
-
 RUNNING = PodState("p0")
 DONE = ("Complete", "", "")
 
@@ -143,7 +134,7 @@ def test_success_returns_reported_metadata_and_keeps_the_job():
         logs={"p0": pipes_lines({"steps": 4, "final_loss": 1.5})},
     )
     result, outcome = launch(cluster)
-    assert result.success, failure_messages(result)
+    assert result.success, step_failure_text(result)
     assert outcome["metadata"] == {"steps": 4, "final_loss": 1.5}
     assert cluster.calls[0][0] == "create_job" and not cluster.names("delete_job") and not cluster.names("create_service")
     assert cluster.names("logs") == ["p0"]
@@ -158,7 +149,7 @@ def test_code_error_fails_with_the_exit_code_and_is_not_retried():
     )
     result, _ = launch(cluster)
     assert not result.success
-    text = failure_messages(result)
+    text = step_failure_text(result)
     assert "LaunchError" in text and "PodFailurePolicy" in text and "exit code 1" in text
     assert len(cluster.jobs) == 1 and not cluster.names("delete_job")  # kept for `kubectl logs`, TTL removes it
 
@@ -171,7 +162,7 @@ def test_single_node_preemption_is_retried_in_place_and_both_logs_are_followed()
         logs={"p0": pipes_lines(None), "p1": pipes_lines({"steps": 4, "resumed_from_step": 2})},
     )
     result, outcome = launch(cluster)
-    assert result.success, failure_messages(result)
+    assert result.success, step_failure_text(result)
     assert outcome["metadata"]["resumed_from_step"] == 2
     assert cluster.names("logs") == ["p0", "p1"] and len(cluster.jobs) == 1
 
@@ -193,7 +184,7 @@ def test_multi_node_preemption_restarts_every_rank_as_a_new_job():
         logs={"a-0": pipes_lines(None), "b-0": pipes_lines({"steps": 8, "resumed_from_step": 6})},
     )
     result, outcome = launch(cluster, gpus=16)
-    assert result.success, failure_messages(result)
+    assert result.success, step_failure_text(result)
     assert outcome["metadata"] == {"steps": 8, "resumed_from_step": 6}
     first, second = cluster.names("create_job")
     assert second == f"{first}-r1" and cluster.names("create_service") == [first, second]
@@ -216,7 +207,7 @@ def test_multi_node_peer_exit_racing_the_preemption_still_counts_as_a_disruption
         logs={"a-0": pipes_lines(None), "b-0": pipes_lines({"steps": 8})},
     )
     result, _ = launch(cluster, gpus=16)
-    assert result.success, failure_messages(result)
+    assert result.success, step_failure_text(result)
     assert len(cluster.jobs) == 2
 
 
@@ -228,7 +219,7 @@ def test_multi_node_code_error_is_not_restarted():
     )
     result, _ = launch(cluster, gpus=16)
     assert not result.success
-    assert "exit code 1" in failure_messages(result) and len(cluster.jobs) == 1
+    assert "exit code 1" in step_failure_text(result) and len(cluster.jobs) == 1
 
 
 def test_restarts_are_bounded_by_max_restarts():
@@ -237,7 +228,7 @@ def test_restarts_are_bounded_by_max_restarts():
     cluster = ScriptedCluster([disrupted, disrupted], logs={})
     result, _ = launch(cluster, gpus=16, max_restarts=1)
     assert not result.success
-    assert "max_restarts=1 spent" in failure_messages(result) and len(cluster.jobs) == 2
+    assert "max_restarts=1 spent" in step_failure_text(result) and len(cluster.jobs) == 2
 
 
 def test_cancellation_deletes_the_job_and_service():

@@ -16,7 +16,7 @@ import kubernetes_validate
 import polars as pl
 import pytest
 import yaml
-from k8s_double import API_FACTORY, ProcessCluster, install
+from k8s_double import API_FACTORY, ProcessCluster, install, step_failure_text
 
 from valley_assets.config import PROFILES_DIR
 from valley_assets.launch.kubernetes import KubernetesJobLauncher, to_manifest
@@ -56,6 +56,28 @@ def production(tmp_path, monkeypatch):
     return cfg, build_definitions()
 
 
+def cluster_launcher(defs) -> KubernetesJobLauncher:
+    """The profile's launcher with every setting kept; only the API clients (and the poll interval) differ."""
+    launcher = defs.resources["launcher"]
+    assert isinstance(launcher, KubernetesJobLauncher) and launcher.api_factory is None
+    fields = {name: getattr(launcher, name) for name in KubernetesJobLauncher.model_fields}
+    return KubernetesJobLauncher(**{**fields, "api_factory": API_FACTORY, "poll_interval_s": 0.05})
+
+
+def materialize_partition(defs, cluster: ProcessCluster):
+    """sft_checkpoint[1k|qwen2.5-7b-instruct] of the real code location against `cluster`; (result, run's logs)."""
+    install(cluster)
+    try:
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("data_size", ["1k"])
+            result = dg.materialize([defs.get_assets_def("sft_checkpoint")], partition_key=PARTITION,
+                                    resources={"launcher": cluster_launcher(defs)}, instance=instance,
+                                    raise_on_error=False)
+            return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
+    finally:
+        cluster.close()
+
+
 def pod_reports(lines: list[str]) -> list[dict]:
     """The pipes messages the simulated pod wrote, decoded."""
     return [m for m in (json.loads(line) for line in lines if line.startswith("{")) if "__dagster_pipes_version" in m]
@@ -63,25 +85,11 @@ def pod_reports(lines: list[str]) -> list[dict]:
 
 def test_production_profile_submits_a_valid_job_and_records_the_pipes_report(production, tmp_path):
     cfg, defs = production
-    launcher = defs.resources["launcher"]
-    assert isinstance(launcher, KubernetesJobLauncher) and launcher.api_factory is None
-    # Same profile settings; only the API clients (and the poll interval) differ from a cluster run.
-    fields = {name: getattr(launcher, name) for name in KubernetesJobLauncher.model_fields}
-    test_launcher = KubernetesJobLauncher(**{**fields, "api_factory": API_FACTORY, "poll_interval_s": 0.05})
-
     storage = StudyStorage(cfg.resolved_storage_root())
     write_upstream(storage, n=3)
     cluster = ProcessCluster([sys.executable, "-m", "pod_program"],
                              extra_env={"PYTHONPATH": f"{REPO}:{Path(__file__).parent}", "OMP_NUM_THREADS": "1"})
-    install(cluster)
-    try:
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("data_size", ["1k"])
-            result = dg.materialize([defs.get_assets_def("sft_checkpoint")], partition_key=PARTITION,
-                                    resources={"launcher": test_launcher}, instance=instance, raise_on_error=False)
-            logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    finally:
-        cluster.close()
+    result, logs = materialize_partition(defs, cluster)
     pod_log = next(iter(cluster.lines.values()), [])
     assert result.success, "\n".join(pod_log[-20:])
 
@@ -138,25 +146,11 @@ def test_production_profile_submits_a_valid_job_and_records_the_pipes_report(pro
 def test_a_failing_pod_fails_the_partition_with_the_exit_code(production, tmp_path):
     """A pod whose program exits non-zero fails the partition with the controller's verdict, and writes nothing."""
     cfg, defs = production
-    fields = {name: getattr(defs.resources["launcher"], name) for name in KubernetesJobLauncher.model_fields}
-    test_launcher = KubernetesJobLauncher(**{**fields, "api_factory": API_FACTORY, "poll_interval_s": 0.05})
     storage = StudyStorage(cfg.resolved_storage_root())
     write_upstream(storage, n=2)
     cluster = ProcessCluster([sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"])
-    install(cluster)
-    try:
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("data_size", ["1k"])
-            result = dg.materialize([defs.get_assets_def("sft_checkpoint")], partition_key=PARTITION,
-                                    resources={"launcher": test_launcher}, instance=instance, raise_on_error=False)
-    finally:
-        cluster.close()
+    result, _ = materialize_partition(defs, cluster)
     assert not result.success
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    chain = []
-    while error is not None:
-        chain.append(f"{error.cls_name}: {error.message}")
-        error = error.cause
-    text = "\n".join(chain)
+    text = step_failure_text(result)
     assert "LaunchError" in text and "exit code 3" in text and "matching FailJob rule at index 1" in text, text
     assert not storage.exists("checkpoints", STUDENT, "1k", "checkpoint.json")
