@@ -1,15 +1,19 @@
 """Grader benchmarks: throughput and verdicts vs LiveCodeBench's official harness, per-test overhead, verdict flips.
 
-    python benchmarks/grader_bench.py --harness /tmp/lcb [--workload realistic no-tle tle-heavy] [--problems 200]
-        [--samples 4] [--workers 2] [--backend process] [--flip-problems 40] [--skip-overhead]
+    python benchmarks/grader_bench.py --harness /tmp/lcb [--workload realistic no-tle student student-no-tle
+        tle-heavy] [--problems 200] [--samples 4] [--workers 2] [--backend process] [--runs 3] [--flip-problems 40]
+        [--skip-overhead]
 
 --harness: a checkout of github.com/LiveCodeBench/LiveCodeBench (never committed here); its
 lcb_runner.evaluation.compute_code_generation_metrics.codegen_metrics grades the same problems and programs with
-the same parallelism (num_process_evaluate = --workers).
+the same parallelism (num_process_evaluate = --workers). With --runs N every workload is graded N times, ours and
+the harness's alternating which goes first, so a change in the machine's load hits both sides alike.
 Workloads, on real problems from /work/shared/data (tests/grading/grading_lcb_data.py):
 - realistic: `--samples` generations per problem shaped like a 7-8B model's (benchmarks/grader_workload.py, mix
   AC 30 / WA 48 / RE 17 / syntax 3 / TLE 2 %);
 - no-tle: the same generations without the TLE ones (what per-sample overhead alone does);
+- student, student-no-tle: the same for a distilled 7B student's output (grader_workload.STUDENT_7B_MIX: 45% of
+  the generations have no code, 8% are cut off mid-program);
 - tle-heavy: the first benchmark's workload: per problem an oracle embedding its tests (AC), a wrong and a crashing
   variant, and an infinite loop on every 25th problem.
 Verdicts are compared as pass/fail and as classes (AC, WA, TLE, RE; our MLE/OLE count as RE, harness codes -2 WA,
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -31,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "grading"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from grader_workload import REALISTIC_MIX, realistic_generations  # noqa: E402
+from grader_workload import REALISTIC_MIX, STUDENT_7B_MIX, realistic_generations  # noqa: E402
 from grading_lcb_data import codeforces_records, functional_oracle, lcb_records, stdin_oracle, tests_of  # noqa: E402
 
 from valley_assets.grading import grade, problem_from_record  # noqa: E402
@@ -106,8 +111,9 @@ def workload(name: str, records: list[dict], samples: int, seed: int):
     if name == "tle-heavy":
         generations = [tle_heavy_programs(r, i) for i, r in enumerate(records)]
         return generations, None
-    generations, kinds = realistic_generations(records, tests_of, samples, seed=seed)
-    if name == "no-tle":
+    mix = STUDENT_7B_MIX if name.startswith("student") else REALISTIC_MIX
+    generations, kinds = realistic_generations(records, tests_of, samples, seed=seed, mix=mix)
+    if name.endswith("no-tle"):
         generations = [[c for c, k in zip(g, ks) if k != "TLE"] for g, ks in zip(generations, kinds)]
         kinds = [[k for k in ks if k != "TLE"] for ks in kinds]
     return generations, kinds
@@ -144,8 +150,8 @@ def verdict_flips(records, generations, backend, timeout) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--harness", type=Path, required=True)
-    parser.add_argument("--workload", nargs="+", default=["realistic", "no-tle", "tle-heavy"],
-                        choices=["realistic", "no-tle", "tle-heavy"])
+    parser.add_argument("--workload", nargs="+", default=["realistic", "no-tle", "student", "student-no-tle", "tle-heavy"],
+                        choices=["realistic", "no-tle", "student", "student-no-tle", "tle-heavy"])
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--samples", type=int, default=4, help="generations per problem (realistic, no-tle)")
     parser.add_argument("--tle-heavy-problems", type=int, default=120)
@@ -153,37 +159,55 @@ def main() -> int:
     parser.add_argument("--backend", default="process")
     parser.add_argument("--timeout", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=1, help="times each workload is graded by both sides")
     parser.add_argument("--flip-problems", type=int, default=40, help="0 skips the workers 1 vs 4 flip check")
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
 
     everything = lcb_records() + codeforces_records()
-    print(f"machine: {platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cpus, python "
-          f"{platform.python_version()}; mix {REALISTIC_MIX}")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, python "
+          f"{platform.python_version()}; mixes realistic {REALISTIC_MIX}, student {STUDENT_7B_MIX}")
     figures = {}
+    loads = []
+    for run in range(args.runs):
+        for name in args.workload:
+            n = args.tle_heavy_problems if name == "tle-heavy" else args.problems
+            records = everything[::max(1, len(everything) // n)][:n]
+            generations, _ = workload(name, records, args.samples, args.seed)
+            n_samples = sum(map(len, generations))
+            load_before = os.getloadavg()[0]
+            ours_first = run % 2 == 0
+            for side in ("ours", "harness") if ours_first else ("harness", "ours"):
+                if side == "ours":
+                    ours, ours_s, isolation = run_ours(records, generations, args.workers, args.backend, args.timeout)
+                else:
+                    theirs, theirs_s = run_harness(args.harness, records, generations, args.workers, args.timeout)
+            load_after = os.getloadavg()[0]
+            loads += [load_before, load_after]
+            pass_fail, verdict_class = compare(records, ours, theirs)
+            counts = {c: sum(row.count(c) for row in ours) for c in ("AC", "WA", "TLE", "RE")}
+            print(f"[run {run + 1} {name}] {len(records)} problems, {n_samples} samples, workers={args.workers}: "
+                  f"valley ({isolation}) {ours_s:.1f}s, LCB harness {theirs_s:.1f}s, speed-up "
+                  f"{theirs_s / ours_s:.2f}x ({'ours' if ours_first else 'harness'} first); load average "
+                  f"before/after {load_before:.1f}/{load_after:.1f}; verdicts {counts}; pass/fail disagreements "
+                  f"{len(pass_fail)} {pass_fail[:5]}; verdict-class disagreements {len(verdict_class)} "
+                  f"{verdict_class[:5]}", flush=True)
+            entry = figures.setdefault(name, {"problems": len(records), "samples": n_samples, "verdicts": counts,
+                                              "valley_s": [], "harness_s": [], "speedup": [], "load": [],
+                                              "pass_fail_disagreements": [], "verdict_class_disagreements": []})
+            entry["valley_s"].append(round(ours_s, 2))
+            entry["harness_s"].append(round(theirs_s, 2))
+            entry["speedup"].append(round(theirs_s / ours_s, 2))
+            entry["load"].append([round(load_before, 1), round(load_after, 1)])
+            entry["pass_fail_disagreements"].append(len(pass_fail))
+            entry["verdict_class_disagreements"].append(len(verdict_class))
     for name in args.workload:
-        n = args.tle_heavy_problems if name == "tle-heavy" else args.problems
-        records = everything[::max(1, len(everything) // n)][:n]
-        generations, _ = workload(name, records, args.samples, args.seed)
-        n_samples = sum(map(len, generations))
-        load_before = __import__("os").getloadavg()[0]
-        print(f"[{name}] {len(records)} problems, {n_samples} samples, workers={args.workers}, "
-              f"backend={args.backend}", flush=True)
-        ours, ours_s, isolation = run_ours(records, generations, args.workers, args.backend, args.timeout)
-        print(f"[{name}] valley ({isolation}): {ours_s:.1f}s, {n_samples / ours_s:.1f} samples/s", flush=True)
-        theirs, theirs_s = run_harness(args.harness, records, generations, args.workers, args.timeout)
-        pass_fail, verdict_class = compare(records, ours, theirs)
-        counts = {c: sum(row.count(c) for row in ours) for c in ("AC", "WA", "TLE", "RE")}
-        print(f"[{name}] LCB harness: {theirs_s:.1f}s, {n_samples / theirs_s:.1f} samples/s; "
-              f"speed-up {theirs_s / ours_s:.2f}x; load average before/after "
-              f"{load_before:.1f}/{__import__('os').getloadavg()[0]:.1f}; "
-              f"verdicts {counts}; pass/fail disagreements {len(pass_fail)} "
-              f"{pass_fail[:5]}; verdict-class disagreements {len(verdict_class)} {verdict_class[:5]}", flush=True)
-        figures[name] = {"problems": len(records), "samples": n_samples, "valley_s": round(ours_s, 2),
-                         "harness_s": round(theirs_s, 2), "speedup": round(theirs_s / ours_s, 2),
-                         "load_before": round(load_before, 1),
-                         "verdicts": counts, "pass_fail_disagreements": len(pass_fail),
-                         "verdict_class_disagreements": len(verdict_class)}
+        entry = figures[name]
+        print(f"[{name}] median of {args.runs}: valley {statistics.median(entry['valley_s']):.1f}s, harness "
+              f"{statistics.median(entry['harness_s']):.1f}s, speed-up {statistics.median(entry['speedup']):.2f}x "
+              f"(runs {entry['speedup']})", flush=True)
+    if loads:
+        print(f"load average (1 min) over the runs: min {min(loads):.1f}, max {max(loads):.1f}", flush=True)
     if not args.skip_overhead:
         figures["per_test_ms"] = round(per_test_overhead_ms(args.backend), 3)
         print(f"per-test overhead, warm sandbox: {figures['per_test_ms']:.3f} ms (median of 3)", flush=True)

@@ -9,7 +9,8 @@ fault, at the first test or a later one. Each sample draws its kind with these w
     syntax error (truncated generation) 3%, TLE (an infinite loop) 2%
 
 which is roughly what a 7-8B student gets on LCB (pass@1 20-35%; most failures are wrong answers on the public
-tests; a few percent time out). "later test" falls back to test 1 on one-test problems.
+tests; a few percent time out). "later test" falls back to test 1 on one-test problems. STUDENT_7B_MIX is the
+same with many generations that have no code at all (NOCODE: the extracted code is "").
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import json
 import random
 
 REALISTIC_MIX = {"AC": 30, "WA1": 36, "WA>1": 12, "RE1": 12, "RE>1": 5, "SYNTAX": 3, "TLE": 2}
+# A distilled 7B student trained on a small SFT set: most generations run out of tokens inside the reasoning, so the
+# answer has no code block (code_list gets "", see science.metrics) or one cut off mid-program; pass@1 ~10%.
+STUDENT_7B_MIX = {"NOCODE": 45, "SYNTAX": 8, "AC": 10, "WA1": 20, "WA>1": 6, "RE1": 6, "RE>1": 3, "TLE": 2}
 
 _STDIN_TEMPLATE = '''import sys
 import hashlib
@@ -103,7 +107,9 @@ def _wrong(value, functional: bool):
 
 
 def program(record: dict, tests: list[dict], kind: str) -> str:
-    """One generation of the given kind (a key of REALISTIC_MIX) for this problem."""
+    """One generation of the given kind (a key of REALISTIC_MIX or STUDENT_7B_MIX) for this problem."""
+    if kind == "NOCODE":
+        return ""
     func_name = json.loads(record["metadata"]).get("func_name")
     functional = bool(func_name)
     later = len(tests) > 1 and kind.endswith(">1")

@@ -113,3 +113,72 @@ def test_hostile_programs_are_contained(backend, isolation_of_process_backend, m
                   backend=backend, workers=1)
     assert again["results"]["ok"][0]["verdict"] == "AC"
     os.rmdir(victim_dir)
+
+
+# A program that looks for the expected outputs in its own memory: the request the runner decoded, the tests it
+# caches, the decoded expected values, its callers' frames. Before forking, those are all in the runner's memory.
+_HUNT = '''import gc, json, sys
+def hunt():
+    for o in gc.get_objects():
+        if isinstance(o, dict):
+            if isinstance(o.get("outputs"), list) and o["outputs"]:
+                return o["outputs"]
+            if isinstance(o.get("store"), dict):
+                for _, outputs in o["store"].values():
+                    if outputs:
+                        return outputs
+    f = sys._getframe()
+    while f is not None:
+        for name in ("expected_call_outputs", "expected_values", "outputs", "expected"):
+            v = f.f_locals.get(name)
+            if isinstance(v, list) and v:
+                return v
+        f = f.f_back
+    return None
+'''
+# Writes fake reports (the old and the current frame kinds) on every descriptor it has, then answers wrongly.
+_FORGE = '''import json, os, struct
+def forge(index, value):
+    for frame in ({"kind": "result", "index": index, "equal": True},
+                  {"kind": "result", "index": index, "value": value},
+                  {"kind": "output", "index": index, "output": "valley-secret-answer"}):
+        data = json.dumps(frame).encode()
+        for fd in range(3, 256):
+            try:
+                os.write(fd, struct.pack(">I", len(data)) + data)
+            except OSError:
+                pass
+'''
+
+
+def test_programs_cannot_fake_a_pass(backend):
+    """Call-based results are compared in the runner, against expected outputs the child does not hold."""
+    secret = '"valley-secret-answer"'
+    functional = make_problem("fake", [("1", secret), ("2", secret)], fn_name="solve")
+    stdin = make_problem("fake-stdin", [("1\n", "valley-secret-answer"), ("2\n", "valley-secret-answer")])
+    attacks = {
+        "__eq__ always true": "class Yes:\n    def __eq__(self, other):\n        return True\n"
+                              "    __hash__ = object.__hash__\n"
+                              "class Solution:\n    def solve(self, n):\n        return [Yes()][0]\n",
+        "str subclass with __eq__": "class S(str):\n    def __eq__(self, other):\n        return True\n"
+                                    "class Solution:\n    def solve(self, n):\n        return S('no')\n",
+        "forged reports": _FORGE + "class Solution:\n    def solve(self, n):\n"
+                                   "        forge(n - 1, ['s', 'valley-secret-answer'])\n        return 'wrong'\n",
+        "expected outputs from memory": _HUNT + "class Solution:\n    calls = 0\n    def solve(self, n):\n"
+                                                "        found = hunt()\n        Solution.calls += 1\n"
+                                                "        return None if found is None else json.loads(found[Solution.calls - 1])\n",
+    }
+    stdin_attack = _HUNT + "found = hunt()\nprint(found[int(input()) - 1] if found else 'nothing found')\n"
+    # Twice per problem, so later samples run with the problem's tests cached in the runner.
+    out = grade([functional, stdin],
+                [{"question_id": "fake", "code_list": list(attacks.values()) * 2},
+                 {"question_id": "fake-stdin", "code_list": [stdin_attack] * 2}], backend=backend, workers=1,
+                timeout_s=2.0)
+    verdicts = dict(zip(list(attacks) * 2, (r["verdict"] for r in out["results"]["fake"])))
+    assert all(r["verdict"] != "AC" for r in out["results"]["fake"]), verdicts
+    assert verdicts["__eq__ always true"] == "WA" and verdicts["str subclass with __eq__"] == "WA"
+    assert [r["verdict"] for r in out["results"]["fake-stdin"]] == ["WA", "WA"]
+    # The same grader still passes an honest answer.
+    honest = grade([functional], [{"question_id": "fake", "code_list": [
+        "class Solution:\n    def solve(self, n):\n        return 'valley-secret-answer'\n"]}], backend=backend, workers=1)
+    assert honest["results"]["fake"][0]["verdict"] == "AC"

@@ -44,6 +44,9 @@ STDIN_CASES = [
     ("iterating sys.stdin", "import sys\nprint(sum(int(x) for line in sys.stdin for x in line.split()))", "RE"),
     ("stdout.write via from-import", "from sys import stdout\nstdout.write(str(sum(map(int, input().split()))))",
      "WA"),
+    # The harness execs programs from a module without `from __future__ import annotations`: annotations run.
+    ("undefined annotation", "def f(x: Undefined):\n    return x\nprint(sum(map(int, input().split())))", "RE"),
+    ("only imports", "import sys\nfrom math import gcd\n", "RE"),
     ("os.system disabled", "import os\nos.system('true')\nprint(sum(map(int, input().split())))", "RE"),
     ("memory error", "x = bytearray(4 * 1024 ** 3)", "MLE"),
     ("output over cap", "print('x' * 3_000_000)", "OLE"),
@@ -64,6 +67,8 @@ def test_stdin_programs(backend_name, request):
     assert by_name["plain"]["tests_run"] == 3 and by_name["plain"]["passed"] is True
     assert by_name["wrong on a private test only"]["tests_run"] == 2  # stopped at the first failure (test 2 of 3)
     assert by_name["syntax error"]["tests_run"] == 0
+    # Programs that do not compile are decided without a child process (no CPU time charged to them).
+    assert [by_name[n]["time_s"] for n in ("syntax error", "empty program", "only imports")] == [0.0, 0.0, 0.0]
     assert all(r["passed"] == (r["verdict"] == "AC") for r in results)
 
 
@@ -82,6 +87,11 @@ FUNCTIONAL_CASES = [
      "        return list(accumulate([x + k for x in nums], lambda a, b: b))", "AC"),
     ("state carries across tests", "class Solution:\n    calls = 0\n    def addAll(self, nums, k):\n"
      "        Solution.calls += 1\n        return [x + k for x in nums] if Solution.calls < 3 else None", "WA"),
+    ("undefined annotation", "class Solution:\n    def addAll(self, nums: Optional[TreeNode], k):\n"
+     "        return [x + k for x in nums]", "RE"),
+    ("no code", "", "RE"),
+    ("only a comment", "# I ran out of tokens before writing the solution\n", "RE"),
+    ("truncated generation", "class Solution:\n    def addAll(self, nums, k):\n        return [x + k for x", "RE"),
     ("missing method", "class Solution:\n    def other(self, nums, k):\n        return nums", "RE"),
     ("module-level function (no Solution)", "def addAll(nums, k):\n    return [x + k for x in nums]", "AC"),
     ("raises", "class Solution:\n    def addAll(self, nums, k):\n        return nums[10]", "RE"),
@@ -122,3 +132,18 @@ def test_slow_but_within_limit_passes_and_a_sleeper_is_caught_at_the_limit():
     results = grade_programs(problem, [busy, sleepy], timeout_s=1.0)
     assert [r["verdict"] for r in results] == ["AC", "TLE"]
     assert time.monotonic() - started < 8  # at the 1 s limit, not at the 10 s backstop
+
+
+def test_call_results_of_plain_data_types_compare_as_in_python():
+    """Returned values are rebuilt in the runner and compared with the decoded expected output there."""
+    problem = make_problem("dicts", [("\"aab\"", "{\"a\": 2, \"b\": 1}"), ("\"c\"", "{\"c\": 1}")], fn_name="count")
+    results = grade_programs(problem, [
+        "from collections import Counter\nclass Solution:\n    def count(self, s):\n        return Counter(s)",
+        "class Solution:\n    def count(self, s):\n        d = defaultdict(int)\n        for c in s:\n"
+        "            d[c] += 1\n        return d",
+        "class Solution:\n    def count(self, s):\n        return {c: float(s.count(c)) for c in s}",
+        "class Solution:\n    def count(self, s):\n        return [(c, s.count(c)) for c in s]",
+        "class Solution:\n    def count(self, s):\n        return {ord(c): s.count(c) for c in s}",
+    ])
+    assert [r["verdict"] for r in results] == ["AC", "AC", "AC", "WA", "WA"]
+    assert [r["tests_run"] for r in results] == [2, 2, 2, 1, 1]

@@ -13,12 +13,14 @@ big-endian length, then that many bytes of UTF-8 JSON.
 A request may carry "tests_key": with "inputs"/"outputs" the runner keeps them under that key; without them it
 uses the kept ones, or answers {"id", "need_tests": true} and the grader sends the full request (TestsCache).
 
-Per sample the runner forks a fresh child, which drops privileges, applies rlimits, and then does what
-`lcb_runner/evaluation/testing_util.py` does: compile the program once (stdin programs wrapped in a function,
-functional programs instantiated as `Solution()`), run the tests in order in that same process (state carries over
-from test to test, as in the harness), and report each test's outcome over a pipe. The runner compares stdin
-outputs itself (the child never sees the expected outputs as separate data) and stops the child at the first
-failing test. A step (compile, one test) is TLE when its CPU time passes the limit (ITIMER_PROF, whose default
+Per sample the runner compiles the program as the harness would exec it (a program that does not compile is RE
+there and then, without a child), then forks a fresh child, which drops privileges, applies rlimits, forgets the
+expected outputs it inherited, and does what `lcb_runner/evaluation/testing_util.py` does: run the compiled program
+(stdin programs wrapped in a function, functional programs instantiated as `Solution()`), run the tests in order in
+that same process (state carries over from test to test, as in the harness), and report each test's captured
+stdout or returned value (tagged data, see encode_value) over a pipe. The runner compares both itself, against
+expected outputs the child no longer holds, so a program cannot fake a pass by patching the comparison or writing
+its own reports, and stops the child at the first failing test. A step (compile, one test) is TLE when its CPU time passes the limit (ITIMER_PROF, whose default
 action kills the child), or when its wall time minus the time it waited for a CPU passes it (a sleeping or blocked
 program, which the harness's wall-clock alarm catches), or at a wall-clock backstop; see "Wall-clock rule" below.
 So verdicts do not depend on how loaded the machine is. Afterwards everything the sample started is killed.
@@ -124,6 +126,141 @@ def stdin_output_matches(actual: str, expected: str) -> bool:
         if got_numbers is None or want_numbers is None or got_numbers != want_numbers:
             return False
     return True
+
+
+
+# Call-based results cross the pipe as tagged data and are compared here, in the runner, against expected values the
+# child never holds: a program that patches `==` or writes its own "result" frame cannot fake a pass. The harness
+# compares `prediction == json.loads(expected)` in the program's process; for plain data (exact builtin types, the
+# stdlib dict subclasses, numpy scalars) rebuilding the value and comparing here gives the same answer. Any other
+# object would run its own __eq__ in the harness; here it equals nothing (honest LCB solutions return plain data).
+VALUE_MAX_DEPTH = 500
+
+
+def _dict_types() -> tuple:
+    import collections
+
+    return (dict, collections.defaultdict, collections.OrderedDict, collections.Counter)
+
+
+def encode_value(value, depth: int = 0, _dicts=None):
+    """A JSON-able, type-preserving encoding of `value` (see decode_value); never calls the value's own methods
+    except numpy scalars' item()."""
+    _dicts = _dicts or _dict_types()
+    kind = type(value)
+    if depth > VALUE_MAX_DEPTH:
+        return ["o", "nested too deeply"]
+    if value is None:
+        return ["n"]
+    if kind is bool:
+        return ["b", value]
+    if kind is int:
+        return ["i", hex(value)]  # hex: not limited by int_max_str_digits
+    if kind is float:
+        return ["f", value.hex()]
+    if kind is str:
+        return ["s", value]
+    if kind in (list, tuple, set, frozenset):
+        tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[kind]
+        return [tag, [encode_value(v, depth + 1, _dicts) for v in value]]  # exact builtin types: no user code
+    if kind in _dicts:
+        return ["d", [[encode_value(k, depth + 1, _dicts), encode_value(v, depth + 1, _dicts)]
+                      for k, v in dict.items(value)]]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, getattr(numpy, "generic", ())):
+        return encode_value(value.item(), depth + 1, _dicts)
+    return ["o", f"{kind.__module__}.{kind.__qualname__}"[:200]]
+
+
+class Opaque:
+    """A returned object that is not plain data: equal to nothing (identity only, and nothing here shares it)."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __repr__(self):
+        return f"<{self.what}>"
+
+
+def decode_value(data):
+    """Inverse of encode_value; ValueError for anything an honest child cannot have sent."""
+    try:
+        tag = data[0]
+        if tag == "n":
+            return None
+        if tag == "b" and type(data[1]) is bool:
+            return data[1]
+        if tag == "i":
+            return int(data[1], 16)
+        if tag == "f":
+            return float.fromhex(data[1])
+        if tag == "s" and type(data[1]) is str:
+            return data[1]
+        if tag in ("l", "t", "S", "F"):
+            items = [decode_value(v) for v in data[1]]
+            return {"l": list, "t": tuple, "S": set, "F": frozenset}[tag](items)
+        if tag == "d":
+            return {decode_value(k): decode_value(v) for k, v in data[1]}
+        if tag == "o":
+            return Opaque(str(data[1]))
+    except (TypeError, IndexError, KeyError, ValueError, OverflowError, RecursionError) as exc:
+        raise ValueError(f"undecodable value: {exc!r}") from exc
+    raise ValueError(f"undecodable value with tag {str(data[:1])[:50]}")
+
+
+def call_result_matches(encoded, expected) -> bool:
+    """The harness's check for call-based problems (the child already turned a top-level tuple into a list)."""
+    try:
+        return bool(decode_value(encoded) == expected)
+    except (ValueError, RecursionError):
+        return False
+
+
+def program_for(code: str, fn_name) -> str:
+    """The exact text the harness execs: the prelude + the program (call-based), or the wrapped stdin program."""
+    return (HARNESS_PRELUDE + "\n\n" + code) if fn_name else wrap_stdin_program(strip_main_guard(code))
+
+
+# The runner compiles programs up to this size itself (no execution: compile() runs no program code) so that a
+# program that does not compile - a generation cut off mid-statement, or no code at all - is RE without forking a
+# child. Larger ones are compiled in the child, under its limits.
+PRECOMPILE_MAX_CHARS = 1 << 20
+
+
+def precompile(code: str, fn_name):
+    """(code object, None), or (None, the compile error's description), or (None, None) when left to the child.
+
+    dont_inherit: the harness's exec() runs in a module without `from __future__ import annotations`; this module
+    has it, and exec()/compile() of a string would otherwise pass it on (annotations would go unevaluated)."""
+    if len(code) > PRECOMPILE_MAX_CHARS:
+        return None, None
+    try:
+        compiled = compile(program_for(code, fn_name), "<string>", "exec", dont_inherit=True)
+        # A call-based program with no statements (no code, only comments) runs just the prelude, which defines
+        # no Solution; the harness then looks fn_name up in the module and fails (unless the prelude has the name).
+        if fn_name and not ast.parse(code).body and fn_name not in _prelude_names():
+            return None, f"AttributeError('program defines no {fn_name}')"
+        return compiled, None
+    except (SyntaxError, ValueError) as exc:  # what exec() of the same text raises before running anything
+        return None, _describe(exc)
+    except (RecursionError, MemoryError):
+        return None, None
+
+
+_PRELUDE_NAMES: set = set()
+
+
+def _prelude_names() -> set:
+    """The names the prelude alone binds in a module (computed once; the prelude is fixed, trusted text)."""
+    if not _PRELUDE_NAMES:
+        namespace: dict = {}
+        limit = sys.getrecursionlimit()
+        try:
+            exec(HARNESS_PRELUDE, namespace)
+        finally:
+            sys.setrecursionlimit(limit)  # the prelude raises it; the runner keeps its own
+        _PRELUDE_NAMES.update(namespace)
+    return _PRELUDE_NAMES
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -362,29 +499,36 @@ def _describe(exc: BaseException) -> str:
     return repr(exc)[:500]
 
 
-def _child_main(request: dict, report_fd: int, child_uid) -> None:
-    """Compile the program once and run every test in order, reporting each outcome; never returns."""
+def _child_main(request: dict, report_fd: int, child_uid, compiled=None, forget=None) -> None:
+    """Compile the program once and run every test in order, reporting each outcome; never returns.
+
+    `compiled`: the program's code object when the runner compiled it already (precompile). `forget`: called once
+    the child is confined, to drop the expected outputs its memory got from the runner by fork()."""
     _confine_child(request, report_fd, child_uid)
     code, fn_name, inputs = request["code"], request.get("fn_name"), request["inputs"]
     timeout = float(request["timeout_s"])
     output_cap = int(request["output_cap"])
-    expected_call_outputs = [json.loads(o) for o in request["outputs"]] if fn_name else None
-    # Drop the copy of the expected stdin outputs the fork gave us: the runner compares those.
+    if forget is not None:
+        forget()
     request = None
     report = lambda **fields: write_frame(report_fd, fields)  # noqa: E731
 
     import types
 
     _disable_destructive_functions()
-    program = (HARNESS_PRELUDE + "\n\n" + code) if fn_name else wrap_stdin_program(strip_main_guard(code))
+    program = program_for(code, fn_name)
     _start_cpu_timer(timeout)
     try:
         module = types.ModuleType("tmp_sol", "")
-        exec(program, module.__dict__)
+        if compiled is None:
+            compiled = compile(program, "<string>", "exec", dont_inherit=True)
+        exec(compiled, module.__dict__)
         target = module.Solution() if "class Solution" in program else module
         method = getattr(target, fn_name if fn_name else WRAPPED_FUNCTION, None)
         if method is None:
             raise AttributeError(f"program defines no {fn_name or WRAPPED_FUNCTION}")
+        # The harness decodes every test's arguments before running the first one.
+        call_arguments = [[json.loads(line) for line in block.split("\n")] for block in inputs] if fn_name else None
     except BaseException as exc:  # noqa: BLE001 - any failure to compile fails the sample, as in the harness
         _stop_cpu_timer()
         report(kind="compile_error", verdict=_exception_verdict(exc), error=_describe(exc))
@@ -393,9 +537,7 @@ def _child_main(request: dict, report_fd: int, child_uid) -> None:
     report(kind="compiled")
 
     if fn_name:
-        for index, line_block in enumerate(inputs):
-            arguments = [json.loads(line) for line in line_block.split("\n")]
-            expected = expected_call_outputs[index]
+        for index, arguments in enumerate(call_arguments):
             started = _cpu_seconds()
             _start_cpu_timer(timeout)
             try:
@@ -403,12 +545,12 @@ def _child_main(request: dict, report_fd: int, child_uid) -> None:
                 _stop_cpu_timer()
                 if isinstance(prediction, tuple):  # tuples count as lists at the top level only
                     prediction = list(prediction)
-                equal = bool(prediction == expected)
+                value = encode_value(prediction)
             except BaseException as exc:  # noqa: BLE001
                 _stop_cpu_timer()
                 report(kind="error", index=index, verdict=_exception_verdict(exc), error=_describe(exc))
                 os._exit(0)
-            report(kind="result", index=index, equal=equal, cpu_s=_cpu_seconds() - started)
+            report(kind="result", index=index, value=value, cpu_s=_cpu_seconds() - started)
         os._exit(0)
 
     import builtins
@@ -639,14 +781,28 @@ class Runner:
             raise ValueError(f"unknown cleanup mode {cleanup!r}")
         self.cleanup = cleanup
         self.child_uid = child_uid
+        self.tests = None  # the TestsCache, whose expected outputs each child forgets (main sets it)
+        self._expected = (None, None)  # (outputs list, its values json-decoded): call-based, once per problem
 
     def grade(self, request: dict) -> dict:
+        # Decided without forking a child, as the harness decides them: a program that does not compile (no code
+        # at all, a generation cut off mid-statement) and expected outputs that do not decode are runtime errors
+        # before any test runs.
+        compiled, compile_error = precompile(request["code"], request.get("fn_name"))
+        if compile_error is None and request.get("fn_name"):
+            try:
+                self._call_expected(request["outputs"])
+            except (ValueError, RecursionError) as exc:
+                compile_error = f"expected output does not decode: {exc!r}"[:500]
+        if compile_error is not None:
+            return {"id": request["id"], "passed": False, "verdict": "RE", "tests_run": 0, "time_s": 0.0,
+                    "detail": compile_error}
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(read_fd)
-                _child_main(request, write_fd, self.child_uid)
+                _child_main(request, write_fd, self.child_uid, compiled, lambda: self._forget_expected(request))
             finally:
                 os._exit(70)
         os.close(write_fd)
@@ -663,10 +819,29 @@ class Runner:
         outcome["id"] = request["id"]
         return outcome
 
+    def _call_expected(self, outputs: list) -> list:
+        if self._expected[0] is not outputs:
+            self._expected = (outputs, [json.loads(o) for o in outputs])
+        return self._expected[1]
+
+    def _forget_expected(self, request: dict) -> None:
+        """In the child: drop every expected output it can reach as an object (the request's, the cached problems',
+        the decoded ones), so a program cannot look them up (gc.get_objects(), its callers' frames) and print them.
+        Freed memory is not wiped: a program reading raw memory through ctypes could still find bytes of them."""
+        holders = [request.get("outputs") or [], self._expected[1] or []]
+        if self.tests is not None:
+            holders += [outputs for _, outputs in self.tests.store.values()]
+            self.tests.store.clear()
+        for holder in holders:
+            holder.clear()
+        request.pop("outputs", None)
+        self._expected = (None, None)
+
     def _referee(self, request: dict, pid: int, read_fd: int) -> dict:
         """Read the child's reports; return as soon as the sample's fate is known."""
         n_tests = len(request["inputs"])
         outputs = request["outputs"]
+        expected_values = self._call_expected(outputs) if request.get("fn_name") else None
         frames = FrameBuffer(limit=int(request["output_cap"]) * 4 + 4096)
         pidfd = os.pidfd_open(pid)
         clock = StepClock(pid, float(request["timeout_s"]), float(request["wall_s"]),
@@ -715,7 +890,7 @@ class Runner:
                             ok = isinstance(frame.get("output"), str) and stdin_output_matches(
                                 frame["output"], outputs[tests_done])
                         else:
-                            ok = frame.get("equal") is True
+                            ok = "value" in frame and call_result_matches(frame["value"], expected_values[tests_done])
                         if not ok:
                             return {"verdict": "WA", "tests_run": running(),
                                     "detail": f"wrong answer on test {tests_done}"}
@@ -909,9 +1084,12 @@ def main(argv=None) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    if hasattr(sys, "set_int_max_str_digits"):  # expected outputs are decoded here, as in the harness's process
+        sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
     runner = Runner(args.cleanup, args.child_uid)
     write_frame(response_fd, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
     tests = TestsCache()
+    runner.tests = tests
     while True:
         request = read_frame(request_fd)
         if request is None:
