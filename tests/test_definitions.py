@@ -7,7 +7,8 @@ from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.definitions import build_definitions
 
 EXPECTED_ASSETS = {
-    "training_problems", "lcb_problems", "teacher_traces", "distill_pool", "distill_subset", "ablation_subset",
+    "training_problems", "lcb_problems", "teacher_traces", "extra_teacher_traces", "distill_pool", "distill_subset",
+    "ablation_subset",
     "student_base_model", "sft_checkpoint", "ablation_checkpoint", "lcb_generations", "lcb_scores",
     "ablation_generations", "ablation_scores", "valley_curve", "ablation_report",
 }

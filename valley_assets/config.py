@@ -8,8 +8,9 @@ artefacts land inside the repo folder next to its Dagster home.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -120,6 +121,106 @@ class EvaluationConfig(_Strict):
         default_factory=dict, description="passed to the backend (transformers: batch_size, num_threads, dtype)")
 
 
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible chat-completions endpoint (valley_assets/generation/openai_backend.py)."""
+
+    base_url: str = Field(description="e.g. https://api.example.com/v1 or http://vllm-kat:8000/v1")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the API key")
+    concurrency: int = Field(default=8, ge=1, description="requests in flight")
+    n_per_request: int = Field(default=1, ge=1, description="samples per request (n); 1 = exact token counts")
+    max_retries: int = Field(default=6, ge=0, description="retries on 408/429/5xx and connection errors")
+    timeout_s: float = Field(default=1800.0, gt=0, description="per request; 32K-token answers take minutes")
+    backoff_s: float = Field(default=2.0, ge=0)
+    backoff_max_s: float = Field(default=120.0, ge=0)
+    send_seed: bool = Field(default=True, description="send a per-sample seed (servers that reject it: false)")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="more request fields, e.g. top_k")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url must be an http(s) URL such as http://host:8000/v1, got {v!r}")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError(f"api_key_env must be an environment variable name (the key itself never goes in the "
+                             f"config), got {v!r}")
+        return v
+
+
+class ExtraTeacherConfig(_Strict):
+    """One more teacher whose traces join the pool beside OCR2's (docs/teachers.md)."""
+
+    name: str = Field(description="names its shards, trace ids and the `source` column, e.g. kat-v1-40b")
+    backend: Literal["openai", "vllm"] = Field(description="an HTTP endpoint, or vLLM as a GPU Job via the launcher")
+    model: str = Field(description="the endpoint's model name, or the hub id / folder vLLM loads")
+    problems: str = Field(default="training", description="'training' (the training_problems asset) or the path/URL "
+                                                          "of a JSONL of Problem records with tests")
+    prompt_id: str = "lcb-reasoning"
+    n_samples: int = Field(default=1, ge=1, description="traces per problem")
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = Field(default=32768, gt=0)
+    seed: int = 0
+    chunk_size: int = Field(default=64, ge=1, description="problems per resumable chunk")
+    max_chunks: int | None = Field(default=None, ge=1, description="stop after this many chunks (time-boxed runs)")
+    untested: Literal["skip", "unlabelled"] = Field(
+        default="skip", description="problems without tests: not generated, or generated into unlabelled/ shards "
+                                    "(judgement 'unknown', pass_rate -1) that the pool does not read")
+    dataset: str = Field(default="valley-extra", description="`dataset` of rows whose problem record has none")
+    license: str | None = None
+    endpoint: EndpointConfig | None = None
+    tensor_parallel_size: int = Field(default=1, ge=1, description="vllm backend")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="vllm: more VLLMBackend fields")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_file_safe(cls, v: str) -> str:
+        validate_release_key(v)  # the same character rules: it becomes file names and ids
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExtraTeacherConfig:
+        from valley_assets.generation.prompts import PROMPTS
+
+        where = f"teacher.extra[{self.name}]"
+        if self.prompt_id not in PROMPTS:
+            raise ValueError(f"{where}.prompt_id: unknown {self.prompt_id!r}; registered: {sorted(PROMPTS)}")
+        if self.backend == "openai" and self.endpoint is None:
+            raise ValueError(f"{where}: backend 'openai' needs an `endpoint` section (base_url, api_key_env, ...)")
+        if self.backend == "vllm" and self.endpoint is not None:
+            raise ValueError(f"{where}: `endpoint` is for backend 'openai'; vllm loads `model` itself")
+        if self.backend == "openai" and self.backend_options:
+            raise ValueError(f"{where}: backend_options are for backend 'vllm'; endpoint settings go in `endpoint`")
+        try:
+            self.sampling()
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        return self
+
+    def sampling(self):
+        from valley_assets.generation.backends import SamplingConfig
+
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                              seed=self.seed)
+
+
+class TeacherConfig(_Strict):
+    extra: list[ExtraTeacherConfig] = Field(default_factory=list, description="teachers beyond OCR2 / the demo's")
+
+    @field_validator("extra")
+    @classmethod
+    def _unique_names(cls, v: list[ExtraTeacherConfig]) -> list[ExtraTeacherConfig]:
+        names = [t.name for t in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"teacher.extra names must be unique; repeated: {dupes}")
+        return v
+
+
 class GradingConfig(_Strict):
     backend: Literal["auto", "docker", "process"] = "auto"
     timeout_s: float = 6.0
@@ -173,6 +274,7 @@ class StudyConfig(_Strict):
     launch: LaunchConfig
     evaluation: EvaluationConfig
     grading: GradingConfig = GradingConfig()
+    teacher: TeacherConfig = TeacherConfig()
     ablation: AblationConfig
     analysis: AnalysisConfig = AnalysisConfig()
     automation: AutomationConfig = AutomationConfig()

@@ -144,6 +144,19 @@ class OCR2Teacher:
         return {"n_rows": len(ocr2), "n_shards": len(shards)}
 
 
+class ExtraTeachers:
+    """The extra teachers of `teacher.extra` (generation/teacher.py): KAT-V1-40B behind an endpoint, R1 on vLLM, ..."""
+
+    def __init__(self, specs):
+        self.specs = list(specs)
+
+    def endpoint_backend(self, spec):
+        """The OpenAI-compatible backend of an `openai` teacher; the API key is read from its env var here."""
+        from valley_assets.generation.backends import load_backend
+
+        return load_backend("openai", spec.model, options=spec.endpoint.model_dump())
+
+
 # --- grading -------------------------------------------------------------------------------------------------------
 class GraderResource:
     def __init__(self, backend: str, timeout_s: float, workers: int | None, memory_mb: int):
@@ -189,6 +202,8 @@ def build_resources(cfg: StudyConfig) -> dict[str, object]:
         "problem_source": dg.ResourceDefinition.hardcoded_resource(problem_source, "problems the teacher solved"),
         "benchmark": dg.ResourceDefinition.hardcoded_resource(benchmark, "LiveCodeBench releases"),
         "teacher": dg.ResourceDefinition.hardcoded_resource(teacher, "reasoning traces"),
+        "extra_teachers": dg.ResourceDefinition.hardcoded_resource(
+            ExtraTeachers(cfg.teacher.extra), "more teachers (teacher.extra)"),
         "launcher": launcher,
         "grader": dg.ResourceDefinition.hardcoded_resource(
             GraderResource(g.backend, g.timeout_s, g.workers, g.memory_mb), "LiveCodeBench-exact grader"),

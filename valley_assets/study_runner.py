@@ -21,7 +21,7 @@ from valley_assets.config import StudyConfig
 STAGES: list[list[str]] = [
     ["training_problems"],
     ["lcb_problems"],
-    ["teacher_traces"],
+    ["teacher_traces", "extra_teacher_traces"],
     ["student_base_model"],
     ["distill_pool"],
     ["distill_subset"],

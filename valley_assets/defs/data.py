@@ -1,7 +1,7 @@
 """Data stage: problems, the distillation pool and its nested subsets, the ablation arms.
 
-Traces come from the teacher stage (`teacher_traces`); tokenizers from the students' base models, because "within
-the token limit" is a property of the student that will read the trace.
+Traces come from the teacher stage (`teacher_traces`, then `extra_teacher_traces`); tokenizers from the students'
+base models, because "within the token limit" is a property of the student that will read the trace.
 """
 
 
@@ -18,6 +18,7 @@ from valley_assets.data import checks
 from valley_assets.data import pool as pool_lib
 from valley_assets.data.subsets import select_ablation_arm, select_subset
 from valley_assets.defs.common import json_meta, mix, storage_for
+from valley_assets.defs.teacher import extra_teacher_trace_uris
 from valley_assets.models import base_model_ref, load_tokenizer
 
 
@@ -65,8 +66,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         })
 
     @dg.asset(
-        group_name="data", deps=["teacher_traces", "student_base_model"], required_resource_keys={"benchmark"},
-        kinds={"polars"},
+        group_name="data", deps=["teacher_traces", "extra_teacher_traces", "student_base_model"],
+        required_resource_keys={"benchmark"}, kinds={"polars"},
     )
     def distill_pool(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Usable traces in a deterministic seeded order: closed think tag, extractable code, within every student's
@@ -84,7 +85,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         # The pool streams to local parquet (1.4M traces do not fit in memory); remote roots get it uploaded after.
         work = storage.local_path("pool") if storage.is_local else Path(tempfile.mkdtemp(prefix="valley-pool-"))
         result = pool_lib.build_pool(
-            storage.uri("traces", "teacher_traces"),
+            [storage.uri("traces", "teacher_traces"), *extra_teacher_trace_uris(cfg, storage)],
             contamination_problems=contamination,
             count_tokens=count_tokens,
             max_tokens=max_tokens,

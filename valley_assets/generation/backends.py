@@ -414,7 +414,8 @@ class VLLMBackend:
 
 def load_backend(name: str, model_path: str, *, options: Mapping[str, Any] | None = None) -> GenerationBackend:
     """Build a backend by name: `transformers` (options: batch_size, device, dtype, num_threads) or `vllm` (options: the
-    `VLLMBackend` fields: tensor_parallel_size, max_model_len, dtype, gpu_memory_utilization, seed, llm_kwargs)."""
+    `VLLMBackend` fields: tensor_parallel_size, max_model_len, dtype, gpu_memory_utilization, seed, llm_kwargs) or
+    `openai` (an OpenAI-compatible endpoint; options: `openai_backend.ENDPOINT_OPTIONS`, `base_url` required)."""
     options = dict(options or {})
     if name == "transformers":
         allowed = {"batch_size", "device", "dtype", "num_threads"}
@@ -424,7 +425,12 @@ def load_backend(name: str, model_path: str, *, options: Mapping[str, Any] | Non
         allowed = {"tensor_parallel_size", "max_model_len", "dtype", "gpu_memory_utilization", "seed", "llm_kwargs"}
         _check_options(name, options, allowed)
         return VLLMBackend(model_path, **options)
-    raise ValueError(f"unknown generation backend {name!r}; use 'transformers' or 'vllm'")
+    if name == "openai":  # `model_path` is the endpoint's model name; see generation/openai_backend.py
+        from valley_assets.generation.openai_backend import ENDPOINT_OPTIONS, OpenAIChatBackend
+
+        _check_options(name, options, set(ENDPOINT_OPTIONS))
+        return OpenAIChatBackend(model_path, **options)
+    raise ValueError(f"unknown generation backend {name!r}; use 'transformers', 'vllm' or 'openai'")
 
 
 def _check_options(backend: str, options: Mapping[str, Any], allowed: set[str]) -> None:
