@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -192,7 +193,8 @@ class OpenAIChatBackend:
         self.timeout_s, self.backoff_s, self.backoff_max_s = float(timeout_s), float(backoff_s), float(backoff_max_s)
         self.send_seed, self.extra_body = send_seed, dict(extra_body or {})
         self._sleep = sleep
-        self.stats = {"requests": 0, "retries": 0}
+        self.stats = {"requests": 0, "retries": 0}  # counted across the worker threads, under the lock
+        self._stats_lock = threading.Lock()
 
     # --- the GenerationBackend interface ----------------------------------------------------------------------------
     def render(self, messages: list[dict]) -> list[int]:
@@ -244,9 +246,9 @@ class OpenAIChatBackend:
             headers["Authorization"] = f"Bearer {self.api_key}"
         last = ""
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.stats["retries"] += 1
-            self.stats["requests"] += 1
+            with self._stats_lock:
+                self.stats["requests"] += 1
+                self.stats["retries"] += bool(attempt)
             retry_after = None
             try:
                 request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
