@@ -13,6 +13,7 @@ from PIL import Image
 
 from valley_assets.analysis import (
     ablation_report,
+    external_references,
     latest_scores,
     plot_difficulty,
     plot_rates,
@@ -122,6 +123,7 @@ def test_html_report_is_self_contained_and_holds_the_tables(curves):
         assert value.startswith("data:image/png;base64,"), (tag, name, value[:40])
         _png_size(base64.b64decode(value.split(",", 1)[1]))
     assert "script" not in collector.tags and "link" not in collector.tags and "iframe" not in collector.tags
+    assert external_references(page) == []
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "<script" not in page.lower() and "@import" not in page and "url(" not in page
     # Data text is escaped, not interpreted.
@@ -150,3 +152,18 @@ def test_summary_markdown_holds_fit_and_points(curves):
     text = summary_markdown(curves)
     assert "### Valley fit" in text and "### Points" in text
     assert "| Qwen/Qwen2.5-7B-Instruct | paper | 1k | 0.126 | 0.055 | 0.563 |" in text
+
+
+def test_external_references_finds_what_a_browser_would_fetch():
+    inline = '<style>td { color: red }</style><img src="data:image/png;base64,AAAA"><a href="#points">points</a>'
+    assert external_references(inline) == []
+    page = (
+        '<link rel="stylesheet" href="x.css"><img src="https://example.com/a.png"><script>1</script>'
+        '<style>@import "y.css";</style><div style="background: url(z.png)" onclick="f()"></div>'
+        '<img srcset="//cdn/a.png 2x">'
+    )
+    found = external_references(page)
+    assert "<link> element" in found and "<link href='x.css'>" in found
+    assert "<img src='https://example.com/a.png'>" in found and "<img srcset='//cdn/a.png 2x'>" in found
+    assert "<script> element" in found and "<style> with url()/@import" in found
+    assert "<div style=...url()/@import>" in found and "<div onclick=...> script handler" in found

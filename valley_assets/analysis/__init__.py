@@ -25,7 +25,13 @@ from valley_assets.analysis.provenance import (
     verify_data_files,
     write_manifest,
 )
-from valley_assets.analysis.report import render_html_report, summary_markdown, to_html_table, to_markdown_table
+from valley_assets.analysis.report import (
+    external_references,
+    render_html_report,
+    summary_markdown,
+    to_html_table,
+    to_markdown_table,
+)
 from valley_assets.analysis.tables import TableError, latest_scores, read_per_problem, read_scores
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "ablation_report",
     "bootstrap_mean",
     "curve_table_rows",
+    "external_references",
     "fit_table_rows",
     "fit_valley",
     "latest_scores",

@@ -12,7 +12,9 @@ import datetime as dt
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from html.parser import HTMLParser
 from typing import Any
 
 import polars as pl
@@ -183,3 +185,49 @@ def render_html_report(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
     )
+
+
+# Attributes through which a browser loads something, and elements that load or run something by themselves.
+_FETCHING_ATTRIBUTES = frozenset({"src", "href", "srcset", "action", "formaction", "data", "poster", "background",
+                                  "manifest", "xlink:href"})
+_FETCHING_TAGS = frozenset({"script", "link", "iframe", "frame", "object", "embed", "base", "audio", "video",
+                            "source", "track"})
+_CSS_FETCH = re.compile(r"url\s*\(|@import", re.IGNORECASE)
+
+
+class _ReferenceFinder(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _FETCHING_TAGS:
+            self.found.append(f"<{tag}> element")
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            value = (value or "").strip()
+            if name in _FETCHING_ATTRIBUTES and value and not value.startswith(("data:", "#")):
+                self.found.append(f"<{tag} {name}={value[:80]!r}>")
+            if name == "style" and _CSS_FETCH.search(value):
+                self.found.append(f"<{tag} style=...url()/@import>")
+            if name.startswith("on"):
+                self.found.append(f"<{tag} {name}=...> script handler")
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style and _CSS_FETCH.search(data):
+            self.found.append("<style> with url()/@import")
+
+
+def external_references(page: str) -> list[str]:
+    """What in an HTML page would make a browser fetch or run something: fetching attributes that are not inline
+    `data:` URIs or in-page anchors, script/link/iframe/media elements, inline event handlers, CSS url()/@import.
+    An empty list means the page renders completely from the file alone, with no network."""
+    finder = _ReferenceFinder()
+    finder.feed(page)
+    finder.close()
+    return finder.found
