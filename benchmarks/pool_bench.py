@@ -6,7 +6,8 @@ Tokenizer stand-in: a regex word/punctuation counter (about the cost of a fast t
 limit); contamination set: the 580 shared LCB problems when present.
 
 Memory: build_pool may run pass 1 in worker processes, so `peak_tree_rss_gib` samples the summed RSS of this process
-and all its descendants every 0.1 s (what the machine actually has to hold); `peak_rss_gib` is this process alone.
+and all its descendants every 0.1 s (what the machine actually has to hold); `peak_rss_gib` is this process alone;
+`peak_by_phase_gib` splits the samples at the end of pass 1 (OUT_DIR/rss_timeline.csv has them all).
 CPU: user + system seconds of this process and its (finished) workers; on a shared machine wall time depends on the
 other load, CPU seconds much less.
 """
@@ -60,11 +61,27 @@ class TreeRssSampler(threading.Thread):
     def __init__(self, pid: int, every_s: float = 0.1):
         super().__init__(daemon=True)
         self.pid, self.every_s, self.peak, self.stop = pid, every_s, 0, threading.Event()
+        self.started = time.monotonic()
+        self.timeline: list[tuple[float, int, int]] = []  # (seconds, main RSS, summed worker RSS)
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.peak = max(self.peak, sum(_rss_bytes(p) for p in _descendants(self.pid)))
+            main = _rss_bytes(self.pid)
+            workers = sum(_rss_bytes(p) for p in _descendants(self.pid) if p != self.pid)
+            self.peak = max(self.peak, main + workers)
+            self.timeline.append((time.monotonic() - self.started, main, workers))
             self.stop.wait(self.every_s)
+
+    def phase_peaks(self, decide_s: float) -> dict:
+        """Peak tree / main / workers RSS (GiB) in pass 1 (decide) and pass 2 (write), split at `decide_s`."""
+        out = {}
+        for phase, rows in (("decide", [r for r in self.timeline if r[0] <= decide_s]),
+                            ("write", [r for r in self.timeline if r[0] > decide_s])):
+            if rows:
+                out[phase] = {"tree": round(max(m + w for _, m, w in rows) / 1024**3, 2),
+                              "main": round(max(m for _, m, _ in rows) / 1024**3, 2),
+                              "workers": round(max(w for _, _, w in rows) / 1024**3, 2)}
+        return out
 
 
 def _cpu_seconds() -> float:
@@ -96,6 +113,7 @@ def main() -> None:
     print(json.dumps({
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "workers": stats.get("workers"),
         "peak_tree_rss_gib": round(sampler.peak / 1024**3, 2),
+        "peak_by_phase_gib": sampler.phase_peaks(stats["seconds"]["decide"]),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
         "peak_worker_rss_gib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2),
         "n_input": stats["n_input"], "n_pool": stats["n_pool"],
@@ -104,6 +122,9 @@ def main() -> None:
         "pool_bytes": (args.out / "pool.parquet").stat().st_size,
     }, indent=1))
     (args.out / "stats.json").write_text(json.dumps(stats, indent=1, default=str))
+    with open(args.out / "rss_timeline.csv", "w") as timeline:
+        timeline.write("seconds,main_rss_bytes,workers_rss_bytes\n")
+        timeline.writelines(f"{t:.1f},{m},{w}\n" for t, m, w in sampler.timeline)
 
 
 if __name__ == "__main__":

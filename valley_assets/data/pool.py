@@ -64,6 +64,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,6 +111,8 @@ _NEAR_DUP_STRIP_RE = r"[^0-9a-z]+"
 NEAR_DUP_WINDOW = 2048
 # Below this many input rows pass 1 stays in this process: a spawned worker costs a second or two of imports.
 PARALLEL_MIN_ROWS = 50_000
+# A pass-1 worker process is replaced after about this many rows (see _shards_per_worker).
+WORKER_ROWS = 100_000
 
 
 @dataclass
@@ -236,14 +239,12 @@ def near_duplicate_key(generation: pl.Expr) -> pl.Expr:
                           normalised(generation.str.tail(NEAR_DUP_WINDOW))]).hash(seed=0)
 
 
-def _histogram(values: Sequence[int]) -> dict[str, int]:
+def _histogram(values: np.ndarray) -> dict[str, int]:
+    """Counts per TOKEN_HISTOGRAM_EDGES bin [lo, hi); the last bin is open."""
     edges = TOKEN_HISTOGRAM_EDGES
     labels = [f"[{lo},{hi})" for lo, hi in zip(edges, edges[1:], strict=False)] + [f"[{edges[-1]},inf)"]
-    counts = Counter()
-    for v in values:
-        i = next((k for k, hi in enumerate(edges[1:]) if v < hi), len(edges) - 1)
-        counts[labels[i]] += 1
-    return {label: counts.get(label, 0) for label in labels}
+    bins = np.searchsorted(np.asarray(edges[1:]), np.asarray(values, dtype=np.int64), side="right")
+    return dict(zip(labels, np.bincount(bins, minlength=len(labels)).tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -259,20 +260,30 @@ class _Settings:
     batch_rows: int
 
 
-# Rows that passed every per-row rule; deduplication, which needs the whole stream, decides on these keys.
-_CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
-    ROW: pl.Int64(), "id": pl.String(), "n_tokens": pl.Int64(), "n_tokens_exact": pl.Boolean(),
-    "_key": pl.UInt64(), "exact_key": pl.UInt64(), "near_key": pl.UInt64(),
-    "difficulty": pl.String(), "dataset": pl.String(),
-}
 _Rejected = tuple[int, str, str, str, str]  # (row, id, kind, reason, detail)
+# Per candidate (a row that passed every per-row rule), what deduplication and ranking need, as fixed-width numpy
+# arrays: 49 bytes a row, no Python object per row (1.4M rows: ~65 MB in the main process). Ids and the other text
+# columns are not kept: the few rows deduplication has to compare by id are read back from the source.
+_CANDIDATE_ARRAYS: dict[str, type] = {
+    "rows": np.int64,        # row number in the source
+    "n_tokens": np.int64,
+    "exact": np.bool_,       # n_tokens counted by the tokenizer, not the byte bound
+    "rank_key": np.uint64,   # rank_key(seed, id)
+    "id_key": np.uint64,     # polars hash of id / r1_generation / its near-duplicate normalisation
+    "exact_key": np.uint64,
+    "near_key": np.uint64,
+}
+
+
+def _empty_candidates() -> dict[str, np.ndarray]:
+    return {name: np.empty(0, dtype) for name, dtype in _CANDIDATE_ARRAYS.items()}
 
 
 @dataclass
 class _SourceDecisions:
     """What pass 1's per-row rules decided for one source: small per row, cheap to send between processes."""
 
-    candidates: pl.DataFrame  # _CANDIDATE_SCHEMA, row order
+    candidates: dict[str, np.ndarray] = field(default_factory=_empty_candidates)  # _CANDIDATE_ARRAYS, row order
     rejected: list[_Rejected] = field(default_factory=list)  # row order
     contaminated_ids: list[tuple[str, ...]] = field(default_factory=list)  # per contaminated row, row order
     contamination_examples: list[dict] = field(default_factory=list)  # the first 100, row order
@@ -307,13 +318,13 @@ class _RowRules:
         return counts
 
     def decide_source(self, source: TraceSource) -> _SourceDecisions:
-        out = _SourceDecisions(candidates=pl.DataFrame(schema=_CANDIDATE_SCHEMA))
-        frames = [self._decide_batch(source.name, batch, out) for batch in source.batches(self.settings.batch_rows)]
-        if frames:
-            out.candidates = pl.concat(frames)
+        out = _SourceDecisions()
+        parts = [self._decide_batch(source.name, batch, out) for batch in source.batches(self.settings.batch_rows)]
+        if parts:
+            out.candidates = {name: np.concatenate([p[name] for p in parts]) for name in _CANDIDATE_ARRAYS}
         return out
 
-    def _decide_batch(self, source_name: str, batch: pl.DataFrame, out: _SourceDecisions) -> pl.DataFrame:
+    def _decide_batch(self, source_name: str, batch: pl.DataFrame, out: _SourceDecisions) -> dict[str, np.ndarray]:
         s = self.settings
         batch = _with_all_columns(batch)
         out.n_input += batch.height
@@ -331,6 +342,7 @@ class _RowRules:
             (pl.col("question").str.len_bytes() + pl.col("r1_generation").str.len_bytes() + 2).alias("n_bytes"),
             (pl.col("question").str.len_chars() + pl.col("r1_generation").str.len_chars() + 2).alias("n_chars"),
             pl.col("question").hash(seed=0).alias("q_key"),
+            pl.col("id").hash(seed=0).alias("id_key"),
             pl.col("r1_generation").hash(seed=0).alias("exact_key"),
             near_duplicate_key(pl.col("r1_generation")).alias("near_key"),
         )
@@ -402,17 +414,16 @@ class _RowRules:
 
         rejected.sort(key=lambda r: r[0])  # row order, whichever rule rejected the row
         out.rejected.extend(rejected)
-        keep = [k for k in range(n) if alive[k]]
-        kept = pl.Series(keep, dtype=pl.UInt32)
-        return pl.DataFrame(
-            {ROW: [rows[ROW][k] for k in keep], "id": [rows["id"][k] for k in keep],
-             "n_tokens": [n_tokens[k] for k in keep], "n_tokens_exact": [exact[k] for k in keep],
-             "_key": [rank_key(s.seed, rows["id"][k]) for k in keep],
-             "exact_key": [rows["exact_key"][k] for k in keep], "near_key": [rows["near_key"][k] for k in keep],
-             "difficulty": good["difficulty"].cast(pl.String).gather(kept),
-             "dataset": good["dataset"].cast(pl.String).gather(kept)},
-            schema=_CANDIDATE_SCHEMA,
-        )
+        keep = np.flatnonzero(np.array(alive, dtype=np.bool_))
+        return {
+            "rows": feats[ROW].to_numpy()[keep].astype(np.int64),
+            "n_tokens": np.array(n_tokens, dtype=np.int64)[keep],
+            "exact": np.array(exact, dtype=np.bool_)[keep],
+            "rank_key": np.array([rank_key(s.seed, rows["id"][k]) for k in keep], dtype=np.uint64),
+            "id_key": feats["id_key"].to_numpy()[keep],
+            "exact_key": feats["exact_key"].to_numpy()[keep],
+            "near_key": feats["near_key"].to_numpy()[keep],
+        }
 
 
 # Pass 1 in worker processes: each builds its own _RowRules once, then decides whole sources.
@@ -427,7 +438,20 @@ def _init_worker(index: ContaminationIndex, count_tokens: CountTokens, settings:
 
 def _decide_in_worker(source: TraceSource) -> _SourceDecisions:
     assert _worker_rules is not None, "worker process was not initialised"
-    return _worker_rules.decide_source(source)
+    decided = _worker_rules.decide_source(source)
+    pa.default_memory_pool().release_unused()  # hand arrow's freed batch buffers back between shards
+    return decided
+
+
+def _shards_per_worker(sources: Sequence[TraceSource]) -> int:
+    """How many shards a worker process decides before it is replaced by a fresh one (WORKER_ROWS rows' worth).
+
+    A worker's memory grows with the rows it has processed (allocator retention in polars, arrow and Python, not
+    data it keeps), so bounding the rows per process keeps worker memory the same at 140K rows as at 1.4M; a
+    replacement costs one process start and the cache of contamination verdicts (recomputed, same values).
+    """
+    n_rows = sum(pq.ParquetFile(s.path).metadata.num_rows for s in sources)
+    return max(1, WORKER_ROWS * len(sources) // max(1, n_rows))
 
 
 def _picklable(value: object) -> bool:
@@ -454,22 +478,27 @@ def _pass1_workers(sources: Sequence[TraceSource], count_tokens: CountTokens, wo
     return min(workers, len(sources))
 
 
+# Thread pools that size themselves from the environment when a process imports them.
+_ONE_THREAD_ENV = {"POLARS_MAX_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
 @contextmanager
 def _single_threaded_children() -> Iterator[None]:
-    """Processes started inside get a 1-thread polars pool (polars sizes it at import, from the environment).
+    """Processes started inside get 1-thread polars and tokenizers pools (both size them from the environment).
 
-    The workers are the parallelism, one per core; a polars pool per worker on top only adds threads that spin
+    The workers are the parallelism, one per core; a thread pool per worker on top only adds threads that spin
     while waiting for work (measured as extra system time on 2 cores).
     """
-    before = os.environ.get("POLARS_MAX_THREADS")
-    os.environ["POLARS_MAX_THREADS"] = "1"
+    before = {name: os.environ.get(name) for name in _ONE_THREAD_ENV}
+    os.environ.update(_ONE_THREAD_ENV)
     try:
         yield
     finally:
-        if before is None:
-            del os.environ["POLARS_MAX_THREADS"]
-        else:
-            os.environ["POLARS_MAX_THREADS"] = before
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex, count_tokens: CountTokens,
@@ -480,60 +509,99 @@ def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex
         for source in sources:
             yield rules.decide_source(source)
         return
-    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(index, count_tokens, settings)) as pool:
-        with _single_threaded_children():  # map submits every source now, which starts the workers
-            decided = pool.map(_decide_in_worker, sources)
-        yield from decided
+    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock. Replacement
+    # workers (max_tasks_per_child) start while results are consumed, so the environment stays set until the end.
+    with _single_threaded_children(), ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+            initargs=(index, count_tokens, settings), max_tasks_per_child=_shards_per_worker(sources)) as pool:
+        yield from pool.map(_decide_in_worker, sources)
 
 
-def _deduplicate(candidates: pl.DataFrame, source_names: Sequence[str]) -> tuple[pl.DataFrame, list[tuple]]:
-    """The first copy in stream order wins; returns the kept candidates and (source, row, id, kind, reason, detail)
-    of the dropped ones.
+def _shares_a_key(*keys: np.ndarray) -> np.ndarray:
+    """True where a row's value of any of the key arrays occurs more than once in that array."""
+    shared = np.zeros(len(keys[0]), dtype=np.bool_)
+    for key in keys:
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        shared |= counts[inverse] > 1
+    return shared
+
+
+def _ids_of_rows(source: TraceSource, rows: np.ndarray, batch_rows: int) -> dict[int, str]:
+    """The `id` of the given rows of a source, read back through the same decoding as pass 1 (id column only)."""
+    wanted = pl.Series(rows, dtype=pl.Int64)
+    ids: dict[int, str] = {}
+    for batch in source.batches(batch_rows, columns=["id"]):
+        ids.update(batch.filter(pl.col(ROW).is_in(wanted)).select(ROW, "id").iter_rows())
+    return ids
+
+
+def _deduplicate(decided: Sequence[dict[str, np.ndarray]], sources: Sequence[TraceSource],
+                 batch_rows: int) -> tuple[list[np.ndarray], list[tuple]]:
+    """The first copy in stream order wins; returns per source the kept mask over its candidates, and
+    (source, row, id, kind, reason, detail) of the dropped ones.
 
     The rule is sequential (a dropped row does not claim its keys), but a row whose id, exact key and near key are
     all unique among the candidates can neither be dropped nor cause a drop, so only the rows sharing some key
-    (a few percent at most) go through the sequential loop.
+    (a few percent at most) go through the sequential loop. Ids are compared by value (the id key only selects
+    the suspects), read back from the sources for those rows alone.
     """
-    shares_a_key = pl.col("id").is_duplicated() | pl.col("exact_key").is_duplicated() | pl.col("near_key").is_duplicated()
-    suspects = candidates.filter(shares_a_key).select("_source", ROW, "id", "exact_key", "near_key")
+    sizes = [len(d["rows"]) for d in decided]
+    offsets = np.cumsum([0, *sizes])
+    shared = _shares_a_key(*(np.concatenate([d[k] for d in decided]) if decided else np.empty(0, np.uint64)
+                             for k in ("id_key", "exact_key", "near_key")))
+    kept = [np.ones(n, dtype=np.bool_) for n in sizes]
+    suspects = np.flatnonzero(shared)  # global positions, stream order
+    del shared
+    suspect_source = np.searchsorted(offsets, suspects, side="right") - 1
     seen_ids: dict[str, str] = {}
     seen_exact: dict[int, str] = {}
     seen_near: dict[int, str] = {}
     dropped: list[tuple] = []
-    for source_idx, row, row_id, exact_key, near_key in suspects.iter_rows():
-        if row_id in seen_ids:
-            dropped.append((source_idx, row, row_id, "filtered", "duplicate_id",
-                            f"id already used by row {seen_ids[row_id]}"))
-        elif exact_key in seen_exact:
-            dropped.append((source_idx, row, row_id, "filtered", "exact_duplicate",
-                            f"same r1_generation as id {seen_exact[exact_key]}"))
-        elif near_key in seen_near:
-            dropped.append((source_idx, row, row_id, "filtered", "near_duplicate",
-                            f"normalised r1_generation equals id {seen_near[near_key]}"))
-        else:
-            seen_ids[row_id] = f"{source_names[source_idx]}:{row}"
-            seen_exact[exact_key] = row_id
-            seen_near[near_key] = row_id
-    if not dropped:
-        return candidates, dropped
-    drop = pl.DataFrame({"_source": [d[0] for d in dropped], ROW: [d[1] for d in dropped]},
-                        schema={"_source": pl.Int64, ROW: pl.Int64})
-    return candidates.join(drop, on=["_source", ROW], how="anti", maintain_order="left"), dropped
+    for source_idx in np.unique(suspect_source).tolist():
+        local = suspects[suspect_source == source_idx] - offsets[source_idx]
+        d = decided[source_idx]
+        rows = d["rows"][local]
+        ids = _ids_of_rows(sources[source_idx], rows, batch_rows)
+        for k, row, exact_key, near_key in zip(local.tolist(), rows.tolist(), d["exact_key"][local].tolist(),
+                                               d["near_key"][local].tolist(), strict=True):
+            row_id = ids[row]
+            if row_id in seen_ids:
+                reason, detail = "duplicate_id", f"id already used by row {seen_ids[row_id]}"
+            elif exact_key in seen_exact:
+                reason, detail = "exact_duplicate", f"same r1_generation as id {seen_exact[exact_key]}"
+            elif near_key in seen_near:
+                reason, detail = "near_duplicate", f"normalised r1_generation equals id {seen_near[near_key]}"
+            else:
+                seen_ids[row_id] = f"{sources[source_idx].name}:{row}"
+                seen_exact[exact_key] = row_id
+                seen_near[near_key] = row_id
+                continue
+            kept[source_idx][k] = False
+            dropped.append((source_idx, row, row_id, "filtered", reason, detail))
+    return kept, dropped
 
 
-def _ranked(kept: pl.DataFrame) -> pl.DataFrame:
-    """Kept rows with `pool_rank` from the seeded key (stream position breaks ties)."""
-    return (kept.select("_source", ROW, "n_tokens", "n_tokens_exact", "_key")
-            .sort(["_key", "_source", ROW]).with_row_index("pool_rank")
-            .with_columns(pl.col("pool_rank").cast(pl.Int64)))
+def _pool_ranks(rank_keys: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per source, the pool_rank of each kept row: its position in the order of (rank key, stream position)."""
+    keys = np.concatenate(rank_keys) if rank_keys else np.empty(0, np.uint64)
+    order = np.argsort(keys, kind="stable")  # stable: equal keys keep stream order
+    ranks = np.empty(len(keys), dtype=np.int64)
+    ranks[order] = np.arange(len(keys), dtype=np.int64)
+    return np.split(ranks, np.cumsum([len(k) for k in rank_keys])[:-1]) if rank_keys else []
 
 
-def _mix(kept: pl.DataFrame, column: str) -> dict:
-    """Counter(column).most_common() as a dict: count descending, ties in order of first appearance."""
-    counts = kept.group_by(column, maintain_order=True).len().sort("len", descending=True, maintain_order=True)
-    return dict(counts.iter_rows())
+class _Mix:
+    """Counter(values).most_common() as a dict, streamed: count descending, ties in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.counts: dict = {}
+
+    def update(self, column: pl.Series) -> None:
+        for value, n in column.to_frame("v").group_by("v", maintain_order=True).len().iter_rows():
+            self.counts[value] = self.counts.get(value, 0) + n
+
+    def result(self) -> dict:
+        return dict(sorted(self.counts.items(), key=lambda item: -item[1]))  # sorted is stable
 
 
 def _pool_rows(batch: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
@@ -542,12 +610,15 @@ def _pool_rows(batch: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
     return joined.select([pl.col(c).cast(dt) for c, dt in POOL_SCHEMA.items()])
 
 
-def _pool_batches(sources: Sequence[TraceSource], ranked: pl.DataFrame, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Pass 2: the kept rows of every source, in stream order, cast to POOL_SCHEMA."""
-    for source_idx, source in enumerate(sources):
-        kept = ranked.filter(pl.col("_source") == source_idx).drop("_source", "_key")
-        if kept.height == 0:
+def _pool_batches(sources: Sequence[TraceSource], kept_rows: Sequence[dict[str, np.ndarray]],
+                  batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Pass 2: the kept rows of every source (arrays rows, n_tokens, exact, pool_rank), in stream order, cast to
+    POOL_SCHEMA."""
+    for source, arrays in zip(sources, kept_rows, strict=True):
+        if len(arrays["rows"]) == 0:
             continue
+        kept = pl.DataFrame({ROW: arrays["rows"], "n_tokens": arrays["n_tokens"],
+                             "n_tokens_exact": arrays["exact"], "pool_rank": arrays["pool_rank"]})
         for batch in source.batches(batch_rows, columns=list(TRACE_SCHEMA)):
             rows = _pool_rows(batch, kept)
             if rows.height:
@@ -613,14 +684,14 @@ def build_pool(
                          token_batch_size=token_batch_size, batch_rows=batch_rows)
     n_workers = _pass1_workers(sources, count_tokens, workers)
 
-    candidate_frames: list[pl.DataFrame] = []
+    decided_sources: list[dict[str, np.ndarray]] = []
     rejected: list[tuple] = []
     contaminated_by_problem: Counter = Counter()
     contamination_examples: list[dict] = []
     n_input = n_tokenized = bound_violations = 0
     for source_idx, decided_source in enumerate(_decide_sources(sources, index=index, count_tokens=count_tokens,
                                                                 settings=settings, workers=n_workers)):
-        candidate_frames.append(decided_source.candidates.with_columns(pl.lit(source_idx, pl.Int64).alias("_source")))
+        decided_sources.append(decided_source.candidates)
         rejected.extend((source_idx, *r) for r in decided_source.rejected)
         for ids in decided_source.contaminated_ids:
             contaminated_by_problem.update(ids)
@@ -628,11 +699,15 @@ def build_pool(
         n_input += decided_source.n_input
         n_tokenized += decided_source.n_tokenized
         bound_violations += decided_source.bound_violations
-    candidates = (pl.concat(candidate_frames) if candidate_frames
-                  else pl.DataFrame(schema={**_CANDIDATE_SCHEMA, "_source": pl.Int64()}))
-    del candidate_frames
-    kept, duplicates = _deduplicate(candidates, [s.name for s in sources])
-    del candidates
+    kept_masks, duplicates = _deduplicate(decided_sources, sources, batch_rows)
+    # From here on only the kept rows' number, token count and rank key are needed.
+    kept = [{name: d[name][mask] for name in ("rows", "n_tokens", "exact", "rank_key")}
+            for d, mask in zip(decided_sources, kept_masks, strict=True)]
+    del decided_sources, kept_masks
+    ranks = _pool_ranks([k.pop("rank_key") for k in kept])
+    for k, rank in zip(kept, ranks, strict=True):
+        k["pool_rank"] = rank
+    del ranks
     rejected.extend(duplicates)
     rejected.sort(key=lambda r: (r[0], r[1]))  # stream order, whichever rule rejected the row
     names = [s.name for s in sources]
@@ -641,13 +716,16 @@ def build_pool(
          "kind": [r[3] for r in rejected], "reason": [r[4] for r in rejected], "detail": [r[5] for r in rejected]},
         schema=QUARANTINE_SCHEMA,
     )
-    reasons = Counter(r[4] for r in rejected)
-    difficulty_mix, dataset_mix = _mix(kept, "difficulty"), _mix(kept, "dataset")
-    ranked = _ranked(kept)
-    del kept
+    del rejected
+    reasons = Counter(quarantine["reason"].to_list())
+    n_pool = sum(len(k["rows"]) for k in kept)
+    all_tokens = np.concatenate([k["n_tokens"] for k in kept]) if kept else np.empty(0, np.int64)
+    token_histogram, n_tokens_total = _histogram(all_tokens), int(all_tokens.sum())
+    del all_tokens
     decided = time.monotonic()
 
     pool_frames: list[pl.DataFrame] = []
+    difficulty_mix, dataset_mix = _Mix(), _Mix()  # over the pool rows as they are written, in stream order
     writer = None
     pool_path = Path(out_path) if out_path is not None else None
     if pool_path is not None:
@@ -655,7 +733,9 @@ def build_pool(
         writer = pq.ParquetWriter(pool_path, arrow_schema(POOL_SCHEMA), compression="zstd",
                                   use_dictionary=_SHORT_COLUMNS, write_statistics=_SHORT_COLUMNS)
     try:
-        for rows in _read_ahead(_pool_batches(sources, ranked, batch_rows)):
+        for rows in _read_ahead(_pool_batches(sources, kept, batch_rows)):
+            difficulty_mix.update(rows["difficulty"])
+            dataset_mix.update(rows["dataset"])
             if writer is not None:
                 writer.write_table(rows.to_arrow().cast(arrow_schema(POOL_SCHEMA)))
             else:
@@ -674,7 +754,6 @@ def build_pool(
     else:
         pool = (pl.concat(pool_frames) if pool_frames else pl.DataFrame(schema=POOL_SCHEMA)).lazy()
 
-    n_pool = ranked.height
     malformed = sum(reasons[r] for r in MALFORMED_REASONS)
     stats = {
         "n_input": n_input,
@@ -685,10 +764,10 @@ def build_pool(
         "reasons": {r: reasons.get(r, 0) for r in MALFORMED_REASONS + FILTER_REASONS},
         "n_tokenized_exactly": n_tokenized,
         "bound_violations": bound_violations,
-        "token_histogram": _histogram(ranked["n_tokens"].to_list()),
-        "n_tokens_total": int(ranked["n_tokens"].sum() or 0),
-        "difficulty_mix": difficulty_mix,
-        "dataset_mix": dataset_mix,
+        "token_histogram": token_histogram,
+        "n_tokens_total": n_tokens_total,
+        "difficulty_mix": difficulty_mix.result(),
+        "dataset_mix": dataset_mix.result(),
         "contamination": {
             "n_benchmark_problems": index.n_problems,
             "ngram": ngram,

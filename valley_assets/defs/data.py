@@ -17,9 +17,10 @@ from valley_assets.config import StudyConfig
 from valley_assets.data import checks
 from valley_assets.data import pool as pool_lib
 from valley_assets.data.subsets import select_ablation_arm, select_subset
+from valley_assets.data.tokens import MaxTokenCounter
 from valley_assets.defs.common import json_meta, mix, storage_for
 from valley_assets.defs.teacher import extra_teacher_trace_uris
-from valley_assets.models import base_model_ref, load_tokenizer
+from valley_assets.models import base_model_ref
 
 
 def _pool_scan(storage) -> pl.LazyFrame:
@@ -75,12 +76,9 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         contamination = context.resources.benchmark.contamination_problems(cfg.benchmark.releases)
         # The pool is shared by all students (subsets must be the same rows for each), so a trace must fit the
         # tightest student: the token count is the max over their tokenizers, the limit the min of their budgets.
-        tokenizers = [load_tokenizer(base_model_ref(cfg, storage, s.name)) for s in cfg.students]
+        # A picklable counter (tokenizer references, loaded lazily per process), so pass 1 can use worker processes.
+        count_tokens = MaxTokenCounter([base_model_ref(cfg, storage, s.name) for s in cfg.students])
         max_tokens = min(s.max_length for s in cfg.students)
-
-        def count_tokens(texts: list[str]) -> list[int]:
-            counts = [tok(texts, add_special_tokens=False)["input_ids"] for tok in tokenizers]
-            return [max(len(c[i]) for c in counts) for i in range(len(texts))]
 
         # The pool streams to local parquet (1.4M traces do not fit in memory); remote roots get it uploaded after.
         work = storage.local_path("pool") if storage.is_local else Path(tempfile.mkdtemp(prefix="valley-pool-"))
