@@ -41,3 +41,27 @@ def load_tokenizer(ref: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(ref)
+
+
+def local_model_dir(ref: str) -> str:
+    """What `from_pretrained` (and vLLM) can open: hub ids and local folders as they are; a checkpoint published to
+    an object store (`s3://…/checkpoints/<student>/<size>/run`) copied once into `$VALLEY_CACHE/models/` and reused.
+    The copy lands in a sibling folder and is renamed into place when whole, so a killed download is never taken
+    for a model."""
+    import hashlib
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from valley_assets.training import checkpoints as ckpt
+
+    if "://" not in ref or not ckpt.is_remote(ref):
+        return ref.removeprefix("file://")
+    cache = Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache"))
+    local = cache / "models" / hashlib.sha256(ref.rstrip("/").encode()).hexdigest()[:16]
+    if local.is_dir():
+        return str(local)
+    partial = local.with_name(local.name + ".partial")
+    ckpt.download_checkpoint(ref, str(partial))  # raises FileNotFoundError when the remote one is not complete
+    os.replace(partial, local)
+    return str(local)

@@ -417,6 +417,10 @@ def load_backend(name: str, model_path: str, *, options: Mapping[str, Any] | Non
     `VLLMBackend` fields: tensor_parallel_size, max_model_len, dtype, gpu_memory_utilization, seed, llm_kwargs) or
     `openai` (an OpenAI-compatible endpoint; options: `openai_backend.ENDPOINT_OPTIONS`, `base_url` required)."""
     options = dict(options or {})
+    if name in ("transformers", "vllm"):
+        from valley_assets.models import local_model_dir
+
+        model_path = local_model_dir(model_path)  # a checkpoint on object storage is copied to local disk once
     if name == "transformers":
         allowed = {"batch_size", "device", "dtype", "num_threads"}
         _check_options(name, options, allowed)

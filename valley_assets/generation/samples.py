@@ -4,12 +4,19 @@ The unit of work is one (question_id, sample_idx) pair. `generate_samples` reads
 the backend only for the missing pairs, a chunk of problems at a time, and appends each finished chunk with one
 write + fsync. A crash loses at most the chunk in flight; a rerun picks up where it stopped and never generates a
 pair twice. A torn last line (the process died mid-write) is cut off and its pairs are generated again.
+
+`out_path` may also be an object-store URL (s3://, gs://, any fsspec protocol): object stores cannot append, so the
+file is worked on in a local mirror (under `$VALLEY_CACHE`) and the whole object is re-published after every chunk
+(a PUT is atomic). A restarted pod on another node starts from the published object and loses at most the chunk in
+flight, as locally.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -168,7 +175,8 @@ def generate_samples(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     get_prompt(prompt_id)  # unknown ids fail before any work
     ids = _problem_ids(problems)
-    out_path = Path(out_path)
+    remote = _remote_url(out_path)
+    out_path = _pull_mirror(remote) if remote else Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
     existing = read_samples(out_path, repair_torn_tail=True)
@@ -189,7 +197,7 @@ def generate_samples(
         done.setdefault(qid, set()).add(idx)
 
     report = GenerationReport(
-        out_path=str(out_path), prompt_id=prompt_id, backend=getattr(backend, "name", type(backend).__name__),
+        out_path=remote or str(out_path), prompt_id=prompt_id, backend=getattr(backend, "name", type(backend).__name__),
         n_problems=len(ids), n_per_problem=n, n_existing=len(existing),
     )
     todo = [
@@ -214,6 +222,8 @@ def generate_samples(
         results = backend.generate(requests, sampling)
         rows = _rows_for_chunk(requests, results, prompt_id)
         _append_rows(out_path, rows)
+        if remote:
+            _push_mirror(out_path, remote)
         report.chunks_run += 1
         report.n_generated += len(rows)
         report.prompt_tokens += sum(r["prompt_tokens"] for r in rows)
@@ -253,3 +263,43 @@ def _append_rows(path: Path, rows: list[dict]) -> None:
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _remote_url(out_path: str | os.PathLike) -> str | None:
+    """The URL when `out_path` names an fsspec filesystem other than the local one, else None."""
+    text = os.fspath(out_path)
+    if "://" not in text or text.startswith("file://"):
+        return None
+    return text
+
+
+def _mirror_path(url: str) -> Path:
+    cache = Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache"))
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache / "samples-mirror" / digest / Path(url.rstrip("/")).name
+
+
+def _pull_mirror(url: str) -> Path:
+    """The local working copy of `url`, refreshed from the published object (the durable state) when it exists."""
+    import fsspec
+
+    local = _mirror_path(url)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path):
+        tmp = local.with_name(local.name + ".download")
+        fs.get_file(path, str(tmp))
+        os.replace(tmp, local)
+    else:
+        local.unlink(missing_ok=True)  # a mirror of something never published is not ours to trust
+    return local
+
+
+def _push_mirror(local: Path, url: str) -> None:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    fs.put_file(str(local), path)

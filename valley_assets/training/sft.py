@@ -39,7 +39,6 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -241,13 +240,16 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     session.log(f"resuming from {resume_from} (step {resumed_step})" if resume_from else "no checkpoint to resume")
 
     # 3. Student and data.
-    tokenizer = AutoTokenizer.from_pretrained(params["base_model"])
+    from valley_assets.models import local_model_dir
+
+    base_model = local_model_dir(params["base_model"])  # an ablation starts from a checkpoint that may be on s3://
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
     template = training_chat_template(tokenizer, recipe.chat_template)
     tokenizer.chat_template = template  # renders as the original; saved with the model, so inference matches
     use_bf16 = bf16_supported()
     dtype = torch.bfloat16 if (recipe.precision == "bf16" or (recipe.precision == "auto" and use_bf16)) else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
-        params["base_model"], dtype=dtype, attn_implementation=resolve_attn_implementation(recipe)
+        base_model, dtype=dtype, attn_implementation=resolve_attn_implementation(recipe)
     )
     rows = load_training_rows(params["train_file"])
     dataset, dropped = tokenize_rows(rows, tokenizer, template, recipe.max_length, recipe.dataset_num_proc)
