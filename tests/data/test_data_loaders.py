@@ -8,6 +8,7 @@ import pickle
 import zlib
 from pathlib import Path
 
+import datasets
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,10 +17,15 @@ from ocr2_fixtures import row, write_shard
 
 from valley_assets.data.lcb import decode_private_tests, load_lcb, load_shared_lcb, release_files
 from valley_assets.data.ocr2 import (
+    OCR2_LAYOUT,
+    SOURCE_DATASETS,
     codeforces_question,
+    hub_root,
     load_all_source_questions,
     load_ocr2,
+    load_source,
     recover_questions,
+    split_data_files,
     write_recovered_traces,
 )
 from valley_assets.data.pool import build_pool
@@ -36,24 +42,40 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
+# What a script-based hub repo also ships; datasets >= 4 refuses a folder that has one, so loading must not need it.
+SCRIPT = "raise RuntimeError('the loading script must not run')\n"
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, str]:
+    """Local copies of the four source repos in their hub layouts and column sets (ocr2.SOURCE_DATASETS)."""
     root = tmp_path_factory.mktemp("sources")
-    write_jsonl(root / "taco" / "train.jsonl", [
-        {"question": f"TACO question {i}", "difficulty": d, "source": "codechef", "starter_code": "",
-         "solutions": "[]", "input_output": "{}"}
-        for i, d in enumerate(["EASY", "HARD", "MEDIUM_HARD", "UNKNOWN_DIFFICULTY"])])
-    write_jsonl(root / "apps" / "test.jsonl", [
-        {"problem_id": i, "question": f"APPS question {i}", "solutions": "[]", "difficulty": "interview"}
+    taco_dir, apps_dir = root / "BAAI" / "TACO", root / "codeparrot" / "apps"  # named like the hub repos
+    (taco_dir / "ALL").mkdir(parents=True)
+    (taco_dir / "TACO.py").write_text(SCRIPT)
+    taco = [{"question": f"TACO question {i}", "solutions": "[]", "starter_code": "", "input_output": "{}",
+             "difficulty": d, "raw_tags": "[]", "name": None, "source": "codechef", "tags": "[]",
+             "skill_types": "[]", "url": f"https://www.codechef.com/problems/P{i}", "Expected Auxiliary Space": None,
+             "time_limit": "1 seconds", "date": "2021-01-01", "picture_num": "0", "memory_limit": "256 megabytes",
+             "Expected Time Complexity": None}
+            for i, d in enumerate(["EASY", "HARD", "MEDIUM_HARD", "UNKNOWN_DIFFICULTY"])]
+    pq.write_table(pa.Table.from_pylist(taco), taco_dir / "ALL" / "train-00000-of-00001.parquet")
+    apps_dir.mkdir(parents=True)
+    (apps_dir / "apps.py").write_text(SCRIPT)
+    write_jsonl(apps_dir / "test.jsonl", [
+        {"problem_id": i, "question": f"APPS question {i}", "solutions": "[]", "input_output": "{}",
+         "difficulty": "interview", "url": f"https://codeforces.com/problemset/problem/{i}/A", "starter_code": ""}
         for i in range(3)])
     (root / "cc" / "data").mkdir(parents=True)
-    pq.write_table(pa.table({"name": ["a", "b"], "description": ["CC zero", "CC one"]}),
+    pq.write_table(pa.table({"name": ["a", "b"], "description": ["CC zero", "CC one"], "source": [2, 2],
+                             "difficulty": [7, 8], "cf_rating": [1200, 1500],
+                             "public_tests": [{"input": ["1"], "output": ["1"]}] * 2}),
                    root / "cc" / "data" / "valid-00000-of-00001.parquet")
     (root / "cf" / "data").mkdir(parents=True)
     cf = [dict(CF_ROW, description=f"CF {i}: find the sum.") for i in range(2)]
     cf[1].update(examples=None, note=None, input_format=None)
     pq.write_table(pa.Table.from_pylist(cf), root / "cf" / "data" / "train-00000-of-00001.parquet")
-    return {"taco": str(root / "taco"), "apps": str(root / "apps"), "code_contests": str(root / "cc"),
+    return {"taco": str(taco_dir), "apps": str(apps_dir), "code_contests": str(root / "cc"),
             "open-r1/codeforces": str(root / "cf")}
 
 
@@ -118,11 +140,40 @@ def test_taco_difficulties(sources, tmp_path):
     filled = attach_taco_difficulty(traces, taco).collect()
     assert filled["difficulty"][0] == "HARD"          # was empty, taken from TACO row 1
     assert filled["difficulty"][1] == row(2, 0)["difficulty"]  # not TACO: unchanged
-    write_jsonl(tmp_path / "badtaco" / "train.jsonl",
+    write_jsonl(tmp_path / "badtaco" / "train.jsonl",  # a single data file is loaded as the split
                 [{"question": "q", "difficulty": "EASY", "source": "s", "starter_code": ""},
                  {"question": "q", "difficulty": "SUPER_HARD", "source": "s", "starter_code": ""}])
     with pytest.raises(ValueError, match="row 1 has difficulty 'SUPER_HARD'"):
-        load_taco(str(tmp_path / "badtaco"))
+        load_taco(str(tmp_path / "badtaco" / "train.jsonl"))
+    with pytest.raises(FileNotFoundError, match=r"ALL/test-\*\.parquet, the layout of BAAI/TACO"):
+        load_taco(sources["taco"], split="test")
+
+
+def test_script_based_repos_load_from_their_data_files(sources):
+    # The reason for naming the files: datasets refuses the repo folder itself because of its script.
+    with pytest.raises(RuntimeError, match="scripts are no longer supported"):
+        datasets.load_dataset(sources["taco"], split="train")
+    assert load_taco(sources["taco"]).height == 4
+    assert len(load_source(sources["apps"], SOURCE_DATASETS["apps"], split="test", columns=["question"])) == 3
+
+
+def test_hub_ids_resolve_to_the_repo_files():
+    taco, apps = SOURCE_DATASETS["taco"], SOURCE_DATASETS["apps"]
+    assert split_data_files("BAAI/TACO", taco, "train") == "hf://datasets/BAAI/TACO@main/ALL/train-*.parquet"
+    assert split_data_files("codeparrot/apps", apps, "test", revision="refs/convert/parquet") == \
+        "hf://datasets/codeparrot/apps@refs/convert/parquet/test.jsonl"
+    assert hub_root("deepmind/code_contests", "v1/x") == "hf://datasets/deepmind/code_contests@v1%2Fx"
+    assert split_data_files("s3://bucket/mirror/taco/", taco, "test") == "s3://bucket/mirror/taco/ALL/test-*.parquet"
+    assert split_data_files("nvidia/OpenCodeReasoning-2", OCR2_LAYOUT, "python") == \
+        "hf://datasets/nvidia/OpenCodeReasoning-2@main/python/train-*.parquet"
+
+
+def test_ocr2_repo_layout_folder_reads_the_split(tmp_path):
+    write_shard(tmp_path / "repo" / "python" / "train-00000-of-00002.parquet", ocr2_rows()[:2])
+    write_shard(tmp_path / "repo" / "python" / "train-00001-of-00002.parquet", ocr2_rows()[2:3])
+    write_shard(tmp_path / "repo" / "cpp" / "train-00000-of-00001.parquet", ocr2_rows()[3:])
+    assert load_ocr2(str(tmp_path / "repo"))["id"] == ["id-1-0", "id-2-0", "id-3-0"]
+    assert len(load_ocr2(str(tmp_path / "repo"), split="cpp")) == 5
 
 
 def test_release_tags_map_to_files():

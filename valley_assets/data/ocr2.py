@@ -9,14 +9,27 @@ OCR2 ships `question` as the placeholder "-"; its dataset card recovers the text
 Here the recovery is one polars join on (dataset, split, index) against a small table of source questions, streamed
 over the traces batch by batch, never a lookup per row.
 
-Every source is a hub id or a local / object-store path, read through the same `datasets.load_dataset` call
-(`load_source`); tests use small local files with the real column names.
+Every source is a hub id, a local folder or an object-store URL holding the repo's files in the hub layout, read
+by the same `load_source` call: `datasets.load_dataset(<parquet|json>, data_files=<root>/<the split's files>)`,
+where root is `hf://datasets/<id>@<revision>` for a hub id. Naming the files, rather than `load_dataset(<id>)`,
+is what keeps script-based repos loadable: datasets >= 4 refuses any repo (or local copy) that ships a loading
+script, and TACO (`TACO.py`) and APPS (`apps.py`) do, next to their data files. Layouts (OCR2_LAYOUT,
+SOURCE_DATASETS):
+- nvidia/OpenCodeReasoning-2: `<python|cpp>/train-*.parquet`;
+- BAAI/TACO: `ALL/<split>-*.parquet` (the parquet export of the script's "ALL" config, rows in the script's order;
+  the script reads `train/data-*.arrow`, which datasets can no longer run);
+- codeparrot/apps: `<split>.jsonl` at the root (what `apps.py` reads, in file order);
+- deepmind/code_contests: `data/<split>-*.parquet` (train, valid, test);
+- open-r1/codeforces: `data/<split>-*.parquet` (the default config).
+Tests use small local copies in these layouts, with the real column names, next to a script file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import datasets
 import polars as pl
@@ -27,38 +40,70 @@ from valley_assets.data.schema import TRACE_SCHEMA, arrow_schema
 OCR2_HUB_ID = "nvidia/OpenCodeReasoning-2"
 PLACEHOLDER = "-"
 
-# OCR2 `dataset` value -> (default hub id, column holding the question; None = composed by codeforces_question).
-SOURCE_DATASETS: dict[str, tuple[str, str | None]] = {
-    "taco": ("BAAI/TACO", "question"),
-    "apps": ("codeparrot/apps", "question"),
-    "code_contests": ("deepmind/code_contests", "description"),
-    "open-r1/codeforces": ("open-r1/codeforces", None),
+
+
+@dataclass(frozen=True)
+class RepoLayout:
+    """Where a dataset repo keeps one split's rows: a glob relative to the repo root ("{split}" is replaced)."""
+
+    hub_id: str
+    builder: str  # the `datasets` packaged builder: "parquet" or "json"
+    split_files: str
+    question_column: str | None = None  # None: composed by codeforces_question
+
+    def files(self, split: str) -> str:
+        return self.split_files.format(split=split)
+
+
+# The OCR2 repo itself: one folder of parquet shards per split.
+OCR2_LAYOUT = RepoLayout(OCR2_HUB_ID, "parquet", "{split}/train-*.parquet")
+# OCR2 `dataset` value -> the source repo's layout (see the module docstring).
+SOURCE_DATASETS: dict[str, RepoLayout] = {
+    "taco": RepoLayout("BAAI/TACO", "parquet", "ALL/{split}-*.parquet", "question"),
+    "apps": RepoLayout("codeparrot/apps", "json", "{split}.jsonl", "question"),
+    "code_contests": RepoLayout("deepmind/code_contests", "parquet", "data/{split}-*.parquet", "description"),
+    "open-r1/codeforces": RepoLayout("open-r1/codeforces", "parquet", "data/{split}-*.parquet"),
 }
+_BUILDER_OF_SUFFIX = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+# Hub revisions that HfFileSystem takes unquoted in a path; other revisions (branches, tags) are URL-quoted.
+_SPECIAL_REVISION_PREFIXES = ("refs/convert/", "refs/pr/")
 CODEFORCES_COLUMNS = ("description", "input_format", "output_format", "examples", "note")
 QUESTION_KEY = ("dataset", "split", "index")
 
 
-def _is_path(source: str) -> bool:
-    return "://" in source or Path(source).exists()
+def hub_root(repo_id: str, revision: str = "main") -> str:
+    """The hf:// root of a hub dataset repo at a revision (branch, tag, commit, refs/convert/parquet, refs/pr/N)."""
+    rev = revision if revision.startswith(_SPECIAL_REVISION_PREFIXES) else quote(revision, safe="")
+    return f"hf://datasets/{repo_id}@{rev}"
 
 
-def load_source(source: str, *, split: str, name: str | None = None, revision: str | None = None,
+def split_data_files(source: str, layout: RepoLayout, split: str, *, revision: str = "main") -> str:
+    """The data_files pattern of one split: under a local folder or URL as given, or under the hub repo `source`."""
+    if Path(source).is_dir() or "://" in source:
+        return f"{source.rstrip('/')}/{layout.files(split)}"
+    return f"{hub_root(source, revision)}/{layout.files(split)}"
+
+
+def load_source(source: str, layout: RepoLayout, *, split: str, revision: str = "main",
                 columns: Iterable[str] | None = None) -> datasets.Dataset:
-    """One split of a dataset: a hub id, a local folder laid out like a hub repo, or a single data file.
-
-    Folders and hub ids go through `load_dataset(source, split=...)`, which finds the split's files by name
-    (`train-*.parquet`, `test.jsonl`, `data/valid-*`, ...); a single file is loaded as that split.
-    """
+    """One split of a dataset repo in `layout`: a hub id, a local folder or URL holding the repo's files, or a
+    single data file (loaded as that split). The repo's own loading script, if any, is never used."""
+    wanted = list(columns) if columns is not None else None
     path = Path(source)
     if path.is_file():
-        builder = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}.get(path.suffix)
+        builder = _BUILDER_OF_SUFFIX.get(path.suffix)
         if builder is None:
             raise ValueError(f"cannot read {source}: unknown file type {path.suffix!r}")
-        ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
+        pattern = str(path)
     else:
-        ds = datasets.load_dataset(source, name, split=split, revision=revision)
-    if columns is not None:
-        wanted = list(columns)
+        builder, pattern = layout.builder, split_data_files(source, layout, split, revision=revision)
+        if path.is_dir() and not list(path.glob(layout.files(split))):
+            raise FileNotFoundError(f"{source}: no files for split {split!r} ({layout.files(split)}, the layout of "
+                                    f"{layout.hub_id})")
+    # Parquet reads only the wanted columns (TACO's solutions column alone is gigabytes).
+    options = {"columns": wanted} if builder == "parquet" and wanted is not None else {}
+    ds = datasets.load_dataset(builder, data_files={split: pattern}, split=split, **options)
+    if wanted is not None:
         absent = [c for c in wanted if c not in ds.column_names]
         if absent:
             raise KeyError(f"{source} split {split!r} has no column(s) {absent} (has: {ds.column_names})")
@@ -66,21 +111,21 @@ def load_source(source: str, *, split: str, name: str | None = None, revision: s
     return ds
 
 
-def load_ocr2(source: str = OCR2_HUB_ID, *, split: str = "python", name: str | None = None,
-              max_rows: int | None = None, revision: str | None = None) -> datasets.Dataset:
-    """OCR2 traces: a hub id (`split` = "python" or "cpp"), or a local / object-store folder, glob or file of
-    parquet shards, read with `load_dataset("parquet", data_files=...)` (the shards' own split is "train")."""
-    if _is_path(source):
-        path = Path(source)
-        if path.is_dir():
-            files = sorted(str(p) for p in path.rglob("*.parquet"))
-            if not files:
-                raise FileNotFoundError(f"no parquet shards under {source}")
-        else:
-            files = [source]
-        ds = datasets.load_dataset("parquet", data_files={"train": files}, split="train")
+def load_ocr2(source: str = OCR2_HUB_ID, *, split: str = "python", max_rows: int | None = None,
+              revision: str = "main") -> datasets.Dataset:
+    """OCR2 traces of a split ("python" or "cpp"): the hub id or a local / object-store copy of the repo
+    (`<split>/train-*.parquet`, OCR2_LAYOUT), or a plain folder / file / glob of OCR2-shaped parquet shards. All go
+    through the same `load_dataset("parquet", data_files=...)`; only how the files are named differs."""
+    path = Path(source)
+    if path.is_dir() and not list(path.glob(OCR2_LAYOUT.files(split))):
+        files: str | list[str] = sorted(str(p) for p in path.rglob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"no parquet shards under {source}")
+    elif path.is_file() or ("*" in source and "://" not in source):
+        files = source
     else:
-        ds = datasets.load_dataset(source, name, split=split, revision=revision)
+        files = split_data_files(source, OCR2_LAYOUT, split, revision=revision)
+    ds = datasets.load_dataset("parquet", data_files={"train": files}, split="train")
     missing = [c for c in ("question", "r1_generation", "dataset", "split", "index", "id") if c not in ds.column_names]
     if missing:
         raise KeyError(f"{source}: not OCR2-shaped, missing column(s) {missing} (has: {ds.column_names})")
@@ -110,19 +155,20 @@ def codeforces_question(row: Mapping) -> str:
 
 
 def source_questions(dataset_name: str, source: str, splits: Iterable[str], *,
-                     revision: str | None = None) -> pl.DataFrame:
+                     revision: str = "main") -> pl.DataFrame:
     """(dataset, split, index, source_question) for every row of the given splits of one source dataset."""
     if dataset_name not in SOURCE_DATASETS:
         raise ValueError(f"unknown OCR2 source dataset {dataset_name!r}; known: {sorted(SOURCE_DATASETS)}")
-    column = SOURCE_DATASETS[dataset_name][1]
+    layout = SOURCE_DATASETS[dataset_name]
+    column = layout.question_column
     frames = []
     for split in sorted(set(splits)):
         if column is not None:
-            ds = load_source(source, split=split, revision=revision, columns=[column])
+            ds = load_source(source, layout, split=split, revision=revision, columns=[column])
             texts = pl.from_arrow(ds.data.table.column(column))
             questions = pl.DataFrame({"source_question": texts}).with_columns(pl.col("source_question").cast(pl.String))
         else:
-            ds = load_source(source, split=split, revision=revision, columns=CODEFORCES_COLUMNS)
+            ds = load_source(source, layout, split=split, revision=revision, columns=CODEFORCES_COLUMNS)
             questions = pl.DataFrame({"source_question": [codeforces_question(r) for r in ds]}, schema={
                 "source_question": pl.String})
         frames.append(questions.with_row_index("index").select(
@@ -169,7 +215,7 @@ def recover_questions(traces: pl.LazyFrame | pl.DataFrame, questions: pl.DataFra
 def load_all_source_questions(traces: pl.LazyFrame, sources: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Source questions for every (dataset, split) the traces need; `sources` maps OCR2 dataset names to hub ids or
     local paths (defaults: the hub ids in SOURCE_DATASETS)."""
-    locations = {name: hub for name, (hub, _) in SOURCE_DATASETS.items()}
+    locations = {name: layout.hub_id for name, layout in SOURCE_DATASETS.items()}
     locations.update(sources or {})
     frames = [source_questions(name, locations[name], splits) for name, splits in needed_splits(traces).items()]
     return pl.concat(frames) if frames else source_questions("taco", "", [])

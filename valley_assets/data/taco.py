@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from valley_assets.data.ocr2 import load_source
+from valley_assets.data.ocr2 import SOURCE_DATASETS, load_source
 from valley_assets.data.schema import TACO_DIFFICULTIES
 
-TACO_HUB_ID = "BAAI/TACO"
+TACO_HUB_ID = SOURCE_DATASETS["taco"].hub_id
 TACO_COLUMNS = ("question", "difficulty", "source", "starter_code")
 
 
@@ -23,10 +23,11 @@ def validate_difficulties(labels: pl.Series, *, where: str) -> None:
         raise ValueError(f"{where}: row {i} has difficulty {labels[i]!r}; expected one of {TACO_DIFFICULTIES}")
 
 
-def load_taco(source: str = TACO_HUB_ID, *, split: str = "train", revision: str | None = None) -> pl.DataFrame:
+def load_taco(source: str = TACO_HUB_ID, *, split: str = "train", revision: str = "main") -> pl.DataFrame:
     """TACO problems of one split: `index` (row number, the key OCR2 uses), question, difficulty, source,
-    starter_code. Difficulty labels are checked; an unknown label is an error naming the row."""
-    ds = load_source(source, split=split, revision=revision, columns=TACO_COLUMNS)
+    starter_code. Difficulty labels are checked; an unknown label is an error naming the row. `source`: the hub
+    id, a local copy of the repo (its `ALL/<split>-*.parquet`, ocr2.SOURCE_DATASETS) or one data file."""
+    ds = load_source(source, SOURCE_DATASETS["taco"], split=split, revision=revision, columns=TACO_COLUMNS)
     frame = pl.from_arrow(ds.data.table)
     assert isinstance(frame, pl.DataFrame)
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in TACO_COLUMNS)
