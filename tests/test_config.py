@@ -38,3 +38,33 @@ def test_relative_storage_resolves_against_project_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("VALLEY_PROJECT_DIR", str(tmp_path))
     cfg = load_study_config(PROFILES_DIR / "demo.yaml")
     assert cfg.resolved_storage_root() == str(tmp_path / ".valley/demo")
+
+
+def test_every_kubernetes_setting_of_a_profile_reaches_the_launcher(tmp_path):
+    import yaml
+
+    from valley_assets.launch.kubernetes import GPU_TOLERATION, KubernetesJobLauncher
+    from valley_assets.resources import build_resources
+
+    eks = {"eks.amazonaws.com/nodegroup": "h100-pool"}
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                               "values": ["p5.48xlarge"]}]}]}}}
+    eks_profile = yaml.safe_load((PROFILES_DIR / "production.yaml").read_text())
+    eks_profile["launch"]["kubernetes"].update({
+        "node_selector": eks, "affinity": affinity, "checkpoint_pvc": "valley-ckpt", "max_restarts": 3,
+        "hf_token_secret": None, "shm_size": "128Gi"})
+    (tmp_path / "eks.yaml").write_text(yaml.safe_dump(eks_profile))
+    cfg = load_study_config(tmp_path / "eks.yaml")
+    launcher = build_resources(cfg)["launcher"]
+    assert isinstance(launcher, KubernetesJobLauncher)
+    assert launcher.node_selector == eks and launcher.affinity == affinity
+    assert launcher.checkpoint_pvc == "valley-ckpt" and launcher.max_restarts == 3 and launcher.shm_size == "128Gi"
+    assert launcher.hf_token_secret is None  # an explicit null turns the Secret off
+    assert launcher.tolerations == [GPU_TOLERATION]  # left out: the launcher's default
+    plain = build_resources(load_study_config(PROFILES_DIR / "production.yaml"))["launcher"]
+    assert plain.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert plain.hf_token_secret == "hf-token" and plain.image.endswith("valley-trainer:latest")
+    with pytest.raises(ValueError, match="node_selecter"):
+        load_study_config(PROFILES_DIR / "production.yaml",
+                          overrides={"launch": {"kubernetes": {"node_selecter": eks}}})

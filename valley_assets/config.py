@@ -91,14 +91,36 @@ class BenchmarkConfig(_Strict):
 
 
 class KubernetesConfig(_Strict):
+    """Settings of `launch.kubernetes.KubernetesJobLauncher`, field for field. What a profile leaves out keeps the
+    launcher's default (an H100 GKE node selector, the nvidia.com/gpu toleration, 64Gi /dev/shm, ...). The number of
+    nodes follows from `launch.training_gpus` / `gpus_per_node`."""
+
     namespace: str = "valley"
     image: str = "ghcr.io/valley-study/valley-trainer:latest"
-    gpus_per_node: int = 8
-    nodes: int = 1
-    node_selector: dict[str, str] = {}
-    service_account: str = "valley-runner"
+    gpus_per_node: int = Field(default=8, ge=1)
+    node_selector: dict[str, str] | None = None
+    affinity: dict[str, Any] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    service_account: str | None = "valley-runner"
     hf_token_secret: str | None = "hf-token"
     checkpoint_pvc: str | None = None
+    accelerate_config: str | None = None
+    shm_size: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    env: dict[str, str] | None = None
+    backoff_limit: int | None = Field(default=None, ge=0)
+    max_restarts: int | None = Field(default=None, ge=0)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    poll_interval_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    kubeconfig_file: str | None = None
+    in_cluster: bool | None = None
+
+    def launcher_settings(self) -> dict[str, Any]:
+        """The fields this profile set (explicit nulls included: `hf_token_secret: null` means no Secret)."""
+        return self.model_dump(exclude_unset=True) | {
+            k: getattr(self, k) for k in ("namespace", "image", "gpus_per_node", "service_account", "hf_token_secret")}
 
 
 class LaunchConfig(_Strict):

@@ -193,10 +193,7 @@ def build_resources(cfg: StudyConfig) -> dict[str, object]:
     else:
         from valley_assets.launch.kubernetes import KubernetesJobLauncher
 
-        k = cfg.launch.kubernetes
-        launcher = KubernetesJobLauncher(namespace=k.namespace, image=k.image, gpus_per_node=k.gpus_per_node,
-                                         node_selector=k.node_selector, service_account=k.service_account,
-                                         hf_token_secret=k.hf_token_secret, checkpoint_pvc=k.checkpoint_pvc)
+        launcher = KubernetesJobLauncher(**cfg.launch.kubernetes.launcher_settings())
     g = cfg.grading
     return {
         "problem_source": dg.ResourceDefinition.hardcoded_resource(problem_source, "problems the teacher solved"),
