@@ -25,7 +25,7 @@ def _instance():
 def cmd_demo(args: argparse.Namespace) -> int:
     from valley_assets.config import load_study_config
     from valley_assets.definitions import build_definitions
-    from valley_assets.study_runner import run_study
+    from valley_assets.study_runner import run_study, unmaterialized
 
     cfg = load_study_config(args.config)
     defs = build_definitions(cfg)
@@ -33,6 +33,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"valley: profile {cfg.profile}, storage {cfg.resolved_storage_root()}, Dagster home {instance.root_directory}")
     summary = run_study(defs, cfg, instance, only_missing=not args.redo)
     print(f"valley: {summary['runs']} runs, {summary['skipped']} partitions already done, {summary['wall_s']} s")
+    expected, missing = unmaterialized(defs, instance)
+    if missing:
+        print(f"valley: {len(missing)} of {expected} asset partitions have no materialization: {missing[:20]}",
+              file=sys.stderr)
+        return 1
+    print(f"valley: every asset partition of the graph is materialized ({expected})")
     report = os.path.join(cfg.resolved_storage_root(), "reports", "valley_report.html")
     if os.path.exists(report):
         print(f"valley: report at {report}")

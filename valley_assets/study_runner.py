@@ -82,6 +82,26 @@ def run_study(defs: dg.Definitions, cfg: StudyConfig, instance: dg.DagsterInstan
     return summary
 
 
+def unmaterialized(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[int, list[str]]:
+    """(asset partitions that should exist, those without a materialization): every asset of the graph, every key
+    of its partitions definition as the instance knows them (dynamic keys included)."""
+    graph = defs.get_repository_def().asset_graph
+    expected, missing = 0, []
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        pdef = graph.get(key).partitions_def
+        if pdef is None:
+            expected += 1
+            if instance.get_latest_materialization_event(key) is None:
+                missing.append(key.to_user_string())
+            continue
+        keys = set(pdef.get_partition_keys(dynamic_partitions_store=instance))
+        if not keys:
+            missing.append(f"{key.to_user_string()} (no partition keys registered)")
+        expected += len(keys)
+        missing.extend(f"{key.to_user_string()}[{k}]" for k in sorted(keys - instance.get_materialized_partitions(key)))
+    return expected, missing
+
+
 def _all_materialized(instance: dg.DagsterInstance, keys: list[dg.AssetKey], pkey) -> bool:
     for key in keys:
         if pkey is None:
