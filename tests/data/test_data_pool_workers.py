@@ -147,6 +147,19 @@ def test_two_workers_give_the_same_pool_as_one(one_and_two, tokenizer_dirs):
     assert one.stats["n_input"] == 120 == pool_one.height + one.quarantine.height
 
 
+def test_recycled_workers_give_the_same_pool(ocr2_folder, tokenizer_dirs, one_and_two, tmp_path, monkeypatch):
+    """Workers replaced after every shard (what 1.4M rows get after WORKER_ROWS rows) decide the same."""
+    import valley_assets.data.pool as pool_module
+
+    one, _, max_tokens = one_and_two
+    monkeypatch.setattr(pool_module, "WORKER_ROWS", 30)  # 30 rows a worker: one 30-row shard each
+    assert pool_module._shards_per_worker(pool_module.resolve_sources(ocr2_folder)) == 1
+    recycled = _build(ocr2_folder, tmp_path / "recycled", MaxTokenCounter(tokenizer_dirs), max_tokens, workers=2)
+    assert recycled.stats["workers"] == 2
+    assert pl.read_parquet(recycled.pool_path).equals(pl.read_parquet(one.pool_path))
+    assert pl.read_parquet(recycled.quarantine_path).equals(pl.read_parquet(one.quarantine_path))
+
+
 def test_unpicklable_counter_falls_back_to_one_process(ocr2_folder, tokenizer_dirs, one_and_two, tmp_path):
     counter = MaxTokenCounter(tokenizer_dirs)
 

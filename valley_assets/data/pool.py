@@ -59,7 +59,7 @@ import pickle
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -509,12 +509,15 @@ def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex
         for source in sources:
             yield rules.decide_source(source)
         return
-    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock. Replacement
-    # workers (max_tasks_per_child) start while results are consumed, so the environment stays set until the end.
-    with _single_threaded_children(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-            initargs=(index, count_tokens, settings), max_tasks_per_child=_shards_per_worker(sources)) as pool:
-        yield from pool.map(_decide_in_worker, sources)
+    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock.
+    # multiprocessing.Pool, not ProcessPoolExecutor: the executor's max_tasks_per_child hangs on CPython 3.11 once
+    # a worker retires (no replacement is started; measured here at 1.4M rows). Replacement workers start while
+    # results are consumed, so the single-thread environment stays set until the end.
+    context = multiprocessing.get_context("spawn")
+    with _single_threaded_children(), context.Pool(
+            processes=workers, initializer=_init_worker, initargs=(index, count_tokens, settings),
+            maxtasksperchild=_shards_per_worker(sources)) as pool:
+        yield from pool.imap(_decide_in_worker, sources, chunksize=1)  # results in source order
 
 
 def _shares_a_key(*keys: np.ndarray) -> np.ndarray:
