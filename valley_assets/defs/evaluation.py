@@ -126,7 +126,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     checkpoints = P.checkpoint_partitions(cfg.student_names)
     ablations = P.ablation_partitions(cfg.student_names)
 
-    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", "lcb_problems"],
+    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
               required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
     def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
         """n samples per LCB problem from one checkpoint, LCB prompt through the student's chat template."""
@@ -145,7 +145,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         return score(context, cfg=cfg, storage=storage, student=student, data_size=data_size, arm="main",
                      label=data_size, release=release)
 
-    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", "lcb_problems"],
+    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
               required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
     def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
@@ -166,6 +166,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                      arm=arm, label=f"ablation-{arm}", release=release)
 
     return dg.Definitions(assets=[lcb_generations, lcb_scores, ablation_generations, ablation_scores])
+
+
+def _newest_release_dep() -> dg.AssetDep:
+    """Generations read one release's problems (run config, default: the newest), not a partition of the same key.
+    Without a mapping Dagster maps checkpoint key `2k|student` to an lcb_problems partition of that name, and a UI
+    backfill of a new data size fails with "depends on non-existent partitions"."""
+    return dg.AssetDep("lcb_problems", partition_mapping=dg.LastPartitionMapping())
 
 
 def _generation_metadata(report: dict) -> dict:
