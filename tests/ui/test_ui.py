@@ -34,6 +34,7 @@ from dagster._core.instance.ref import InstanceRef
 from valley_assets.analysis import MANIFEST_NAME, external_references, verify_data_files
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.definitions import build_definitions
+from valley_assets.generation.sensor import RELEASE_TAG
 from valley_assets.study_runner import STAGES, run_study
 
 pytestmark = pytest.mark.slow
@@ -101,8 +102,8 @@ def materializations(server, asset: str) -> list[dict]:
             for m in node["assetMaterializations"]]
 
 
-def runs_tagged(server, **tags: str) -> list[dict]:
-    tag_list = [{"key": k.replace("__", "/"), "value": v} for k, v in tags.items()]
+def runs_tagged(server, tags: dict[str, str]) -> list[dict]:
+    tag_list = [{"key": k, "value": v} for k, v in tags.items()]
     runs = server.graphql(RUNS_BY_TAG, {"tags": tag_list})["runsOrError"]["results"]
     return [{**r, "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in runs]
 
@@ -197,7 +198,7 @@ def release_v2_problems(server):
     """The sensor noticed test2.jsonl: `release_v2` registered and its problems fetched by a run it requested."""
 
     def fetched():
-        runs = runs_tagged(server, valley__lcb_release=NEW_RELEASE)
+        runs = runs_tagged(server, {RELEASE_TAG: NEW_RELEASE})
         fail_on_failed_runs(server, runs)
         return any(m["partition"] == NEW_RELEASE for m in materializations(server, "lcb_problems"))
 
@@ -272,7 +273,7 @@ def wait_in_browser(browser, what: str, condition, timeout_s: float = 90):
 
 # --- the UI in a browser ----------------------------------------------------------------------------------------------
 @pytest.mark.browser
-def test_asset_graph_shows_every_stage(server, home, browser):
+def test_asset_graph_shows_every_stage(browser, server, home):
     graph = build_definitions(home.cfg).get_repository_def().asset_graph
     per_group: dict[str, int] = {}
     for key in graph.get_all_asset_keys():
@@ -294,7 +295,7 @@ def test_asset_graph_shows_every_stage(server, home, browser):
 
 
 @pytest.mark.browser
-def test_valley_curve_page_shows_the_plot(server, browser):
+def test_valley_curve_page_shows_the_plot(browser, server):
     from selenium.webdriver.common.by import By
 
     open_page(browser, server.base + "/assets/valley_curve")
@@ -313,7 +314,7 @@ def test_valley_curve_page_shows_the_plot(server, browser):
 
 
 @pytest.mark.browser
-def test_report_opens_with_no_network(home, browser):
+def test_report_opens_with_no_network(browser, home):
     report = home.store / "reports" / "valley_report.html"
     page = report.read_text()
     assert external_references(page) == []
@@ -336,11 +337,11 @@ def test_new_release_is_scored_for_every_checkpoint(server, home, release_v2_pro
     keys = server.graphql(PARTITION_KEYS, {"key": {"path": ["lcb_problems"]}})["assetNodeOrError"]["partitionKeys"]
     assert keys == ["release_v1", NEW_RELEASE]
     problem_runs = {m["runId"] for m in materializations(server, "lcb_problems") if m["partition"] == NEW_RELEASE}
-    sensor_runs = runs_tagged(server, valley__lcb_release=NEW_RELEASE, dagster__sensor_name="lcb_release_sensor")
+    sensor_runs = runs_tagged(server, {RELEASE_TAG: NEW_RELEASE, "dagster/sensor_name": "lcb_release_sensor"})
     assert problem_runs <= {r["runId"] for r in sensor_runs if r["jobName"] == "fetch_lcb_release"}
 
     def evaluated():
-        runs = runs_tagged(server, valley__lcb_release=NEW_RELEASE, dagster__sensor_name="lcb_release_sensor")
+        runs = runs_tagged(server, {RELEASE_TAG: NEW_RELEASE, "dagster/sensor_name": "lcb_release_sensor"})
         fail_on_failed_runs(server, runs)
         succeeded = {r["runId"] for r in runs if r["status"] == "SUCCESS"}
         scored = scores_on(server, NEW_RELEASE)
@@ -349,16 +350,15 @@ def test_new_release_is_scored_for_every_checkpoint(server, home, release_v2_pro
 
     scored = wait_for(f"lcb_scores on {NEW_RELEASE} for {sorted(server.checkpoints_before_drop)}", evaluated, server,
                       timeout_s=300)
-    by_run = {r["runId"]: r for r in runs_tagged(server, valley__lcb_release=NEW_RELEASE)}
+    by_run = {r["runId"]: r for r in runs_tagged(server, {RELEASE_TAG: NEW_RELEASE})}
     for checkpoint in server.checkpoints_before_drop:
         run = by_run[scored[checkpoint]]
         assert (run["jobName"], run["status"]) == ("evaluate_checkpoints", "SUCCESS")
         assert run["tags"]["dagster/sensor_name"] == "lcb_release_sensor"
         assert run["tags"]["dagster/partition"] == checkpoint
-    evaluations = [r for r in by_run.values() if r["jobName"] == "evaluate_checkpoints"
-                   and r["tags"].get("dagster/sensor_name") == "lcb_release_sensor"]
-    assert sorted(r["tags"]["dagster/partition"] for r in evaluations) == sorted(set(
-        r["tags"]["dagster/partition"] for r in evaluations))  # one request per checkpoint, none repeated
+    evaluated_keys = [r["tags"]["dagster/partition"] for r in by_run.values() if r["jobName"] == "evaluate_checkpoints"
+                      and r["tags"].get("dagster/sensor_name") == "lcb_release_sensor"]
+    assert len(evaluated_keys) == len(set(evaluated_keys))  # one request per checkpoint, none repeated
     table = pl.concat([pl.read_parquet(f) for f in (home.store / "scores" / "runs").glob("*.parquet")],
                       how="diagonal_relaxed")
     v2 = table.filter((pl.col("release") == NEW_RELEASE) & (pl.col("metric") == "pass@1")
@@ -394,7 +394,7 @@ def test_new_data_size_backfill_completes(server, home, data_size_backfill):
 
 
 @pytest.mark.browser
-def test_backfill_page_shows_it_succeeded(server, data_size_backfill, browser):
+def test_backfill_page_shows_it_succeeded(browser, server, data_size_backfill):
     open_page(browser, f"{server.base}/runs/b/{data_size_backfill}")
     text = wait_in_browser(browser, "the backfill's status", lambda d: (
         (t := d.find_element("tag name", "body").text) and "Succeeded" in t and t.count("100% completed") == 4 and t))
