@@ -150,12 +150,37 @@ def test_first_tick_evaluates_only_the_newest_release_unless_backfilling(tmp_pat
         assert [r.partition_key for r in result.run_requests] == ["release_v1", "release_v2", "release_v3"]
 
 
+def test_a_fresh_cursor_on_a_built_home_redoes_nothing(tmp_path, instance):
+    """`dagster dev` on a home the demo built: the sensor's cursor is empty, but the instance knows what is done."""
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    instance.add_dynamic_partitions("lcb_release", ["release_v1"])
+    materialize_partition(instance, "lcb_problems", "release_v1")
+    done = dg.MultiPartitionKey({"data_size": "0", "student": "tiny-qwen2"})
+    half = dg.MultiPartitionKey({"data_size": "1k", "student": "tiny-qwen2"})  # generated, never scored
+    for key, partitions in (("generations", [done, half]), ("scores", [done])):
+        for p in partitions:
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key=key, partition=p, metadata={"release": "release_v1"}))
+    instance.report_runless_asset_event(dg.AssetMaterialization(  # scored on another release only
+        asset_key="scores", partition=half, metadata={"release": "release_v0"}))
+    sensor, defs = make_defs(tmp_path, evaluated_assets=["generations", "scores"])
+
+    first = tick(sensor, defs, instance, None)
+    assert all(r.job_name == "evaluate" for r in first.run_requests)  # problems are not fetched again
+    assert sorted(r.partition_key for r in first.run_requests) == ["1k|tiny-llama", "1k|tiny-qwen2"]
+    assert json.loads(first.cursor) == {"pending": [], "done": ["release_v1"]}
+    assert isinstance(tick(sensor, defs, instance, first.cursor), dg.SkipReason)
+
+
 def test_plan_tick_and_cursor():
     plan = plan_tick(["r1", "r2"], ReleaseCursor(pending=["r1"], done=[]), problems_materialized={"r1"},
                      checkpoint_partitions=["b", "a", "a"], backfill_existing=False)
     assert plan.problems_requests == ["r2"] and plan.skipped == []
     assert plan.evaluations == [("r1", "a"), ("r1", "b")]
     assert plan.cursor == ReleaseCursor(pending=["r2"], done=["r1"])
+    plan = plan_tick(["r1"], ReleaseCursor(), problems_materialized={"r1"}, checkpoint_partitions=["a", "b"],
+                     backfill_existing=False, evaluated=[("r1", "a"), ("r0", "b")])
+    assert plan.problems_requests == [] and plan.evaluations == [("r1", "b")]
     assert ReleaseCursor.parse(plan.cursor.serialize()) == plan.cursor
     with pytest.raises(ValueError, match="release sensor cursor"):
         ReleaseCursor.parse("[1]")

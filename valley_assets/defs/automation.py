@@ -38,6 +38,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         problems_job=fetch_release,
         problems_asset="lcb_problems",
         checkpoint_assets=["sft_checkpoint"],
+        evaluated_assets=["lcb_generations", "lcb_scores"],  # both record the release they ran on
         run_config_for_release=lambda release: release_run_config(["lcb_generations", "lcb_scores"], release),
         backfill_existing=cfg.automation.backfill_existing_releases,
         minimum_interval_seconds=cfg.automation.release_check_interval_s,

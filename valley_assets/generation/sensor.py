@@ -11,7 +11,10 @@ Step 3 waits for step 2's run to land, so generation never starts on a release w
 the two happen on different ticks (or the same tick, if the problems were already materialized).
 
 The cursor (JSON) holds `pending` (problems requested, evaluation not yet) and `done` (evaluation requested, or
-skipped), so nothing is requested twice; every run request also carries a `run_key`, which Dagster de-duplicates
+skipped), so nothing is requested twice. The instance is the truth besides the cursor: a release whose problems are
+already materialized is not fetched again, and a (release, checkpoint) pair whose scores are materialized (the
+evaluated assets' `release` metadata) is not evaluated again, so a fresh cursor (a new deployment, `dagster dev` on
+a home the demo built) does not redo finished work; every run request also carries a `run_key`, which Dagster de-duplicates
 per sensor as a second guard. On the very first tick, with `backfill_existing=False` (default), only the newest
 release is evaluated: the older ones are registered as partitions (selectable in the UI) and marked done, so that
 switching the sensor on does not launch the whole history on the GPUs.
@@ -71,22 +74,48 @@ def plan_tick(
     problems_materialized: Iterable[str],
     checkpoint_partitions: Iterable[str],
     backfill_existing: bool,
+    evaluated: Iterable[tuple[str, str]] = (),
 ) -> TickPlan:
+    """`evaluated`: (release, checkpoint) pairs whose scores already exist; they are never requested again."""
     first_tick = not cursor.seen
+    materialized = set(problems_materialized)
     new = [r for r in dict.fromkeys(discovered) if r not in cursor.seen]
     skipped = new[:-1] if first_tick and not backfill_existing else []
-    to_request = [r for r in new if r not in skipped]
-    pending = cursor.pending + to_request
-    ready = [r for r in pending if r in set(problems_materialized)]
+    accepted = [r for r in new if r not in skipped]
+    to_request = [r for r in accepted if r not in materialized]  # problems already written are not fetched again
+    pending = cursor.pending + accepted
+    ready = [r for r in pending if r in materialized]
     checkpoints = sorted(set(checkpoint_partitions))
+    done_pairs = set(evaluated)
     # A release is done once its evaluation runs are requested, even when no checkpoint exists yet: checkpoints
     # trained later are evaluated by the training side's own automation, on the newest release.
-    evaluations = [(r, cp) for r in ready for cp in checkpoints]
+    evaluations = [(r, cp) for r in ready for cp in checkpoints if (r, cp) not in done_pairs]
     new_cursor = ReleaseCursor(
         pending=[r for r in pending if r not in ready],
         done=cursor.done + skipped + ready,
     )
     return TickPlan(problems_requests=to_request, skipped=skipped, evaluations=evaluations, cursor=new_cursor)
+
+
+def evaluated_pairs(instance: dg.DagsterInstance, asset_keys: Sequence[dg.AssetKey], *,
+                    field_name: str = "release", page: int = 1000) -> set[tuple[str, str]]:
+    """(release, partition) of every materialization of `asset_keys` that names its release in metadata; a pair
+    counts as evaluated only when every one of those assets has it (generations without scores are not done)."""
+    per_asset = []
+    for key in asset_keys:
+        pairs, cursor = set(), None
+        while True:
+            result = instance.fetch_materializations(key, limit=page, cursor=cursor)
+            for record in result.records:
+                mat = record.asset_materialization
+                release = mat.metadata.get(field_name) if mat else None
+                if mat is not None and mat.partition and release is not None:
+                    pairs.add((str(getattr(release, "value", release)), str(mat.partition)))
+            if not result.has_more:
+                break
+            cursor = result.cursor
+        per_asset.append(pairs)
+    return set.intersection(*per_asset) if per_asset else set()
 
 
 def release_run_config(op_names: Iterable[str], release: str, *, field_name: str = "release") -> dict:
@@ -116,6 +145,7 @@ def build_release_sensor(
     minimum_interval_seconds: int = 3600,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     discover: Callable[[str], list[str]] | None = None,
+    evaluated_assets: Sequence[dg.AssetKey | str] = (),
 ) -> dg.SensorDefinition:
     """The release sensor (see the module docstring).
 
@@ -124,7 +154,10 @@ def build_release_sensor(
     `checkpoint_assets`: assets whose materialized partitions are the checkpoints to evaluate (union over them).
     `run_config_for_release(release)`: the evaluation job's run config for a release (see `release_run_config`).
     `discover(source)`: release lister; defaults to `discover_releases(source, prefix=release_prefix)`.
+    `evaluated_assets`: the evaluation job's assets whose materializations carry `release` metadata; pairs they
+    already hold are not requested again (see `evaluated_pairs`).
     """
+    evaluated_keys = [dg.AssetKey.from_coercible(k) for k in evaluated_assets]
     problems_key = dg.AssetKey.from_coercible(problems_asset)
     checkpoint_keys = [dg.AssetKey.from_coercible(k) for k in checkpoint_assets]
     if not checkpoint_keys:
@@ -152,6 +185,7 @@ def build_release_sensor(
             problems_materialized=instance.get_materialized_partitions(problems_key),
             checkpoint_partitions=checkpoints,
             backfill_existing=backfill_existing,
+            evaluated=evaluated_pairs(instance, evaluated_keys) if evaluated_keys else (),
         )
         registered = set(instance.get_dynamic_partitions(release_partitions.name))
         handled_now = set(plan.problems_requests) | set(plan.skipped)
