@@ -26,7 +26,21 @@ GENERATION_MODULE = "valley_assets.generation.run"
 
 
 class EvalRunConfig(dg.Config):
-    release: str = ""  # empty: the newest release whose lcb_problems is materialized
+    release: str = ""  # empty: generations take the newest materialized release, scores the one generated on
+
+
+def generated_release(context, generations_asset: str) -> str:
+    """The release the latest `generations_asset` materialization of this partition ran on. Scores follow it rather
+    than looking up "the newest" again: a release landing between the two steps would otherwise make the scores
+    look for samples that were never generated."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(generations_asset), asset_partitions=[context.partition_key]),
+        limit=1).records
+    release = records[0].asset_materialization.metadata.get("release") if records else None
+    if release is None:
+        raise FileNotFoundError(f"{generations_asset}[{context.partition_key}] has no materialization naming its "
+                                "release: materialize it first, or pass `release` in the run config")
+    return str(getattr(release, "value", release))
 
 
 def resolve_release(context, storage: StudyStorage, requested: str) -> str:
@@ -141,7 +155,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
         """pass@1 (unbiased over n), completion rate and think-tag rate, overall and per difficulty."""
         data_size, student = P.checkpoint_key(context)
-        release = resolve_release(context, storage, config.release)
+        release = resolve_release(context, storage, config.release or generated_release(context, "lcb_generations"))
         return score(context, cfg=cfg, storage=storage, student=student, data_size=data_size, arm="main",
                      label=data_size, release=release)
 
@@ -161,7 +175,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
         arm, student = keys["arm"], keys[P.STUDENT]
-        release = resolve_release(context, storage, config.release)
+        release = resolve_release(context, storage,
+                                  config.release or generated_release(context, "ablation_generations"))
         return score(context, cfg=cfg, storage=storage, student=student, data_size=cfg.ablation.base_data_size,
                      arm=arm, label=f"ablation-{arm}", release=release)
 
