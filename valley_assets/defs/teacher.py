@@ -11,6 +11,8 @@ re-runs the OCR2 recovery; `distill_pool` reads the configured teachers' folders
 """
 
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -82,16 +84,21 @@ def build(cfg: StudyConfig) -> dg.Definitions:
 
                 generate = endpoint_generate(spec, teachers.endpoint_backend(spec), on_chunk=progress)
             else:
-                if not storage.is_local:
-                    raise ValueError(f"teacher {spec.name!r}: backend 'vllm' needs a local or mounted storage_root "
-                                     f"(the GPU job appends to a samples file there); got {storage.root}")
-
                 def generate(todo, samples_path, spec=spec, work_dir=work_dir):
-                    problems_path = work_dir / "problems.jsonl"
-                    StudyStorage(str(work_dir)).write_jsonl(todo, "problems.jsonl")
-                    params = vllm_generation_params(spec, str(problems_path), str(samples_path))
-                    return context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
-                                                          name=f"teacher-{spec.name}", gpus=spec.tensor_parallel_size)
+                    if storage.is_local:  # the job reads and appends where the labelling reads
+                        StudyStorage(str(work_dir)).write_jsonl(todo, "problems.jsonl")
+                        problems_uri, samples_uri = str(work_dir / "problems.jsonl"), str(samples_path)
+                    else:  # a GPU pod elsewhere: it publishes the samples object, the labelling reads a copy
+                        storage.write_jsonl(todo, "teacher_work", spec.name, "problems.jsonl")
+                        problems_uri = storage.uri("teacher_work", spec.name, "problems.jsonl")
+                        samples_uri = storage.uri("teacher_work", spec.name, "samples.jsonl")
+                    params = vllm_generation_params(spec, problems_uri, samples_uri)
+                    report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
+                                                            name=f"teacher-{spec.name}",
+                                                            gpus=spec.tensor_parallel_size)
+                    if not storage.is_local:
+                        Path(samples_path).write_bytes(storage.read_bytes("teacher_work", spec.name, "samples.jsonl"))
+                    return report
 
             per_teacher[spec.name] = run_teacher(
                 spec, problems, work_dir=work_dir, out_dir=storage.uri(*EXTRA_TRACES, spec.name), generate=generate,
