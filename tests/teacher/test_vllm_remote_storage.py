@@ -94,3 +94,33 @@ def _only_shard(storage: StudyStorage) -> tuple[str, ...]:
     folder = storage.path("traces", "extra_teacher_traces", "r1-new")
     [shard] = [p.name for p in folder.iterdir() if p.name.endswith(".parquet")]
     return ("traces", "extra_teacher_traces", "r1-new", shard)
+
+
+def test_endpoint_teacher_resumes_from_the_published_samples_on_another_pod(remote_root, demo_world, chat_server,
+                                                                           tmp_path, monkeypatch):
+    import shutil
+
+    problems, traces = demo_world
+    monkeypatch.setenv("KAT_KEY", "sk-local")
+    teacher = {"name": "kat", "backend": "openai", "model": "Kwaipilot/KAT-V1-40B", "n_samples": 1, "chunk_size": 3,
+               "max_chunks": 1, "endpoint": {"base_url": chat_server.base_url, "api_key_env": "KAT_KEY",
+                                             "backoff_s": 0.0}}
+    cfg = load_study_config(PROFILES_DIR / "production.yaml", overrides={
+        "storage_root": remote_root, "grading": {"backend": "process", "workers": 2},
+        "teacher": {"extra": [teacher]}})
+    storage = StudyStorage(remote_root)
+    storage.write_jsonl(problems, "problems", "training.jsonl")
+    [asset] = [a for a in build_definitions(cfg).assets if dg.AssetKey("extra_teacher_traces") in a.keys]
+    resources = build_definitions(cfg).resources
+
+    assert dg.materialize([asset], resources=resources, instance=dg.DagsterInstance.ephemeral()).success
+    assert chat_server.hits == 3 and len(storage.read_jsonl("teacher_work", "kat", "samples.jsonl")) == 3
+    shutil.rmtree(tmp_path / "cache")  # the next pod has none of the first one's local disk
+    cfg2 = load_study_config(PROFILES_DIR / "production.yaml", overrides={
+        "storage_root": remote_root, "grading": {"backend": "process", "workers": 2},
+        "teacher": {"extra": [{**teacher, "max_chunks": None}]}})
+    defs2 = build_definitions(cfg2)
+    [asset2] = [a for a in defs2.assets if dg.AssetKey("extra_teacher_traces") in a.keys]
+    assert dg.materialize([asset2], resources=defs2.resources, instance=dg.DagsterInstance.ephemeral()).success
+    assert chat_server.hits == len(problems)  # only the 5 missing questions were asked for
+    assert len(storage.read_jsonl("teacher_work", "kat", "samples.jsonl")) == len(problems)

@@ -82,7 +82,10 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                     context.log.info(f"[{name}] chunk {r.chunks_run}: {r.n_existing + r.n_generated}/{r.n_expected} "
                                      f"samples, finish reasons {r.finish_reasons}")
 
-                generate = endpoint_generate(spec, teachers.endpoint_backend(spec), on_chunk=progress)
+                generate = endpoint_generate(
+                    spec, teachers.endpoint_backend(spec), on_chunk=progress,
+                    published_samples=None if storage.is_local else storage.uri("teacher_work", spec.name,
+                                                                                 "samples.jsonl"))
             else:
                 def generate(todo, samples_path, spec=spec, work_dir=work_dir):
                     if storage.is_local:  # the job reads and appends where the labelling reads

@@ -244,14 +244,23 @@ def run_teacher(spec, problems: Sequence[dict], *, work_dir: Path, out_dir, gene
     }
 
 
-def endpoint_generate(spec, backend, *, on_chunk: Callable | None = None) -> GenerateStep:
-    """The generation step on an in-process backend (the OpenAI-compatible endpoint), through generate_samples."""
+def endpoint_generate(spec, backend, *, on_chunk: Callable | None = None,
+                      published_samples: str | None = None) -> GenerateStep:
+    """The generation step on an in-process backend (the OpenAI-compatible endpoint), through generate_samples.
+
+    `published_samples`: a storage URL (object store) where the samples are published after every chunk and resumed
+    from, so a run on another pod continues; the local `samples_path` then gets a copy for labelling."""
+    import fsspec
+
     from valley_assets.generation.samples import generate_samples
 
     def step(problems: list[dict], samples_path: Path) -> dict:
-        report = generate_samples(backend, problems, n=spec.n_samples, out_path=samples_path,
+        report = generate_samples(backend, problems, n=spec.n_samples, out_path=published_samples or samples_path,
                                   chunk_size=spec.chunk_size, prompt_id=spec.prompt_id, sampling=spec.sampling(),
                                   max_chunks=spec.max_chunks, on_chunk=on_chunk)
+        if published_samples:
+            with fsspec.open(published_samples, "rb") as f:
+                Path(samples_path).write_bytes(f.read())
         out = report.to_dict()
         out.update(getattr(backend, "stats", {}))  # HTTP requests and retries
         return out
