@@ -147,17 +147,22 @@ def test_two_workers_give_the_same_pool_as_one(one_and_two, tokenizer_dirs):
     assert one.stats["n_input"] == 120 == pool_one.height + one.quarantine.height
 
 
-def test_recycled_workers_give_the_same_pool(ocr2_folder, tokenizer_dirs, one_and_two, tmp_path, monkeypatch):
-    """Workers replaced after every shard (what 1.4M rows get after WORKER_ROWS rows) decide the same."""
-    import valley_assets.data.pool as pool_module
+class SigkilledCounter:
+    """Counts like the real counter, but the worker process that calls it is SIGKILLed (what the OOM killer does)."""
 
-    one, _, max_tokens = one_and_two
-    monkeypatch.setattr(pool_module, "WORKER_ROWS", 30)  # 30 rows a worker: one 30-row shard each
-    assert pool_module._shards_per_worker(pool_module.resolve_sources(ocr2_folder)) == 1
-    recycled = _build(ocr2_folder, tmp_path / "recycled", MaxTokenCounter(tokenizer_dirs), max_tokens, workers=2)
-    assert recycled.stats["workers"] == 2
-    assert pl.read_parquet(recycled.pool_path).equals(pl.read_parquet(one.pool_path))
-    assert pl.read_parquet(recycled.quarantine_path).equals(pl.read_parquet(one.quarantine_path))
+    def __call__(self, texts: list[str]) -> list[int]:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return [0] * len(texts)
+
+
+def test_a_killed_worker_fails_the_build_instead_of_hanging(ocr2_folder, one_and_two, tmp_path):
+    _, _, max_tokens = one_and_two
+    with pytest.raises(RuntimeError, match="pool worker process died while deciding"):
+        _build(ocr2_folder, tmp_path / "killed", SigkilledCounter(), max_tokens, workers=2)
+    assert not (tmp_path / "killed" / "pool.parquet").exists()  # nothing half-written is left to be taken as done
 
 
 def test_unpicklable_counter_falls_back_to_one_process(ocr2_folder, tokenizer_dirs, one_and_two, tmp_path):

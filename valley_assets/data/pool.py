@@ -59,7 +59,8 @@ import pickle
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,6 @@ _NEAR_DUP_STRIP_RE = r"[^0-9a-z]+"
 NEAR_DUP_WINDOW = 2048
 # Below this many input rows pass 1 stays in this process: a spawned worker costs a second or two of imports.
 PARALLEL_MIN_ROWS = 50_000
-# A pass-1 worker process is replaced after about this many rows (see _shards_per_worker).
-WORKER_ROWS = 100_000
 
 
 @dataclass
@@ -443,17 +442,6 @@ def _decide_in_worker(source: TraceSource) -> _SourceDecisions:
     return decided
 
 
-def _shards_per_worker(sources: Sequence[TraceSource]) -> int:
-    """How many shards a worker process decides before it is replaced by a fresh one (WORKER_ROWS rows' worth).
-
-    A worker's memory grows with the rows it has processed (allocator retention in polars, arrow and Python, not
-    data it keeps), so bounding the rows per process keeps worker memory the same at 140K rows as at 1.4M; a
-    replacement costs one process start and the cache of contamination verdicts (recomputed, same values).
-    """
-    n_rows = sum(pq.ParquetFile(s.path).metadata.num_rows for s in sources)
-    return max(1, WORKER_ROWS * len(sources) // max(1, n_rows))
-
-
 def _picklable(value: object) -> bool:
     try:
         pickle.dumps(value)
@@ -509,15 +497,25 @@ def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex
         for source in sources:
             yield rules.decide_source(source)
         return
-    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock.
-    # multiprocessing.Pool, not ProcessPoolExecutor: the executor's max_tasks_per_child hangs on CPython 3.11 once
-    # a worker retires (no replacement is started; measured here at 1.4M rows). Replacement workers start while
-    # results are consumed, so the single-thread environment stays set until the end.
+    # spawn, not fork: a forked child of a process whose polars thread pool is running can deadlock. Workers live
+    # for the whole pass: replacing them (max_tasks_per_child) bought no memory (a fresh worker reaches the same
+    # working set within seconds) and cost 2.5x the CPU at 1.4M rows (imports and the contamination-verdict cache
+    # rebuilt per replacement). ProcessPoolExecutor, not multiprocessing.Pool: a worker killed (OOM killer, SIGKILL)
+    # breaks the executor and raises here, where a Pool waits forever for the lost task.
     context = multiprocessing.get_context("spawn")
-    with _single_threaded_children(), context.Pool(
-            processes=workers, initializer=_init_worker, initargs=(index, count_tokens, settings),
-            maxtasksperchild=_shards_per_worker(sources)) as pool:
-        yield from pool.imap(_decide_in_worker, sources, chunksize=1)  # results in source order
+    with _single_threaded_children(), ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker,
+            initargs=(index, count_tokens, settings)) as executor:
+        futures = [executor.submit(_decide_in_worker, source) for source in sources]
+        for source, future in zip(sources, futures, strict=True):
+            try:
+                yield future.result()  # in source order; later shards are decided meanwhile
+            except BrokenProcessPool as exc:
+                for f in futures:
+                    f.cancel()
+                raise RuntimeError(
+                    f"a pool worker process died while deciding {source.name} (killed: out of memory or a signal); "
+                    "nothing was written. Rerun with workers=1, or give the job more memory") from exc
 
 
 def _shares_a_key(*keys: np.ndarray) -> np.ndarray:
