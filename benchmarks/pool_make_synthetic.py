@@ -2,9 +2,8 @@
 
     .venv/bin/python benchmarks/pool_make_synthetic.py OUT_DIR --rows 140000 --shards 70 [--mean-chars 30000]
 
-A big set can be written by two processes: stop the first once it has written shard K-1 and run a second with
-`--first-shard K` into another folder, then move its shards next to the first's (same paragraphs and questions;
-the second's rows come from their own random stream).
+A big set can be written by two processes into one folder: `--stop-shard K` for the first, `--first-shard K` for
+the second (same paragraphs and questions; the second's rows come from their own random stream).
 
 Traces: `<think>` reasoning built from random 1 KB paragraphs (lognormal length, mean --mean-chars, long tail past
 the 32K-token limit), then a fenced python answer. ~40 traces per question (as in OCR2), TACO difficulty labels,
@@ -47,7 +46,11 @@ def main() -> None:
     parser.add_argument("--first-shard", type=int, default=0,
                         help="write shards from this one on (to generate a big set in several processes; the "
                              "paragraphs and questions are the same, the rows come from a per-shard random stream)")
+    parser.add_argument("--stop-shard", type=int, default=None,
+                        help="stop before this shard (with --first-shard: split a big set over several processes "
+                             "writing into the same folder)")
     args = parser.parse_args()
+    stop_shard = args.shards if args.stop_shard is None else min(args.stop_shard, args.shards)
     rng = np.random.default_rng(args.seed)
     blocks = paragraphs(rng, 4096)
     n_questions = max(1, args.rows // 40)
@@ -64,7 +67,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     per_shard = math.ceil(args.rows / args.shards)
     total_chars = 0
-    for shard in range(args.first_shard, args.shards):
+    for shard in range(args.first_shard, stop_shard):
         start, stop = shard * per_shard, min(args.rows, (shard + 1) * per_shard)
         if start >= stop:
             break
@@ -102,8 +105,8 @@ def main() -> None:
         table = pa.table({**{c: pa.array(v, pa.string()) for c, v in cols.items()},
                           "pass_rate": pa.array(pass_rate, pa.float64())})
         pq.write_table(table, args.out / f"part-{shard:05d}.parquet", compression="zstd", row_group_size=2048)
-    n_written = args.rows - min(args.rows, args.first_shard * per_shard)
-    print(json.dumps({"rows": n_written, "shards": args.shards - args.first_shard,
+    n_written = min(args.rows, stop_shard * per_shard) - min(args.rows, args.first_shard * per_shard)
+    print(json.dumps({"rows": n_written, "shards": stop_shard - args.first_shard,
                       "mean_generation_chars": total_chars / max(1, n_written)}))
 
 

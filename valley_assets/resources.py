@@ -43,10 +43,14 @@ class TacoProblemSource:
     LCB_LEVEL = {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "hard", "HARD": "hard", "VERY_HARD": "hard"}
 
     def training_problems(self) -> list[dict]:
-        from valley_assets.data.taco import load_taco
+        """TACO's train split as LCB records, its stdin tests as public tests (what teachers are graded on)."""
+        import json
+
+        from valley_assets.data.taco import load_taco, taco_stdin_tests
 
         records = []
-        for row in load_taco(self.source).iter_rows(named=True):
+        for row in load_taco(self.source, with_tests=True).iter_rows(named=True):
+            tests = taco_stdin_tests(row["input_output"], where=f"TACO train row {row['index']}")
             records.append({
                 "question_id": f"taco-train-{row['index']}",
                 "question_title": "",
@@ -56,7 +60,7 @@ class TacoProblemSource:
                 "starter_code": row.get("starter_code") or "",
                 "difficulty": self.LCB_LEVEL.get(row["difficulty"], "unknown"),
                 "taco_difficulty": row["difficulty"],
-                "public_test_cases": "[]",
+                "public_test_cases": json.dumps(tests),
                 "private_test_cases": "[]",
                 "metadata": "{}",
             })

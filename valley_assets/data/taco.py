@@ -13,6 +13,7 @@ from valley_assets.data.schema import TACO_DIFFICULTIES
 
 TACO_HUB_ID = SOURCE_DATASETS["taco"].hub_id
 TACO_COLUMNS = ("question", "difficulty", "source", "starter_code")
+TACO_TESTS_COLUMN = "input_output"  # JSON {"inputs": [...], "outputs": [...], "fn_name"?: ...}
 
 
 def validate_difficulties(labels: pl.Series, *, where: str) -> None:
@@ -23,14 +24,17 @@ def validate_difficulties(labels: pl.Series, *, where: str) -> None:
         raise ValueError(f"{where}: row {i} has difficulty {labels[i]!r}; expected one of {TACO_DIFFICULTIES}")
 
 
-def load_taco(source: str = TACO_HUB_ID, *, split: str = "train", revision: str = "main") -> pl.DataFrame:
+def load_taco(source: str = TACO_HUB_ID, *, split: str = "train", revision: str = "main",
+              with_tests: bool = False) -> pl.DataFrame:
     """TACO problems of one split: `index` (row number, the key OCR2 uses), question, difficulty, source,
-    starter_code. Difficulty labels are checked; an unknown label is an error naming the row. `source`: the hub
-    id, a local copy of the repo (its `ALL/<split>-*.parquet`, ocr2.SOURCE_DATASETS) or one data file."""
-    ds = load_source(source, SOURCE_DATASETS["taco"], split=split, revision=revision, columns=TACO_COLUMNS)
+    starter_code (and `input_output`, the tests, with `with_tests`). Difficulty labels are checked; an unknown label
+    is an error naming the row. `source`: the hub id, a local copy of the repo (its `ALL/<split>-*.parquet`,
+    ocr2.SOURCE_DATASETS) or one data file."""
+    columns = (*TACO_COLUMNS, TACO_TESTS_COLUMN) if with_tests else TACO_COLUMNS
+    ds = load_source(source, SOURCE_DATASETS["taco"], split=split, revision=revision, columns=columns)
     frame = pl.from_arrow(ds.data.table)
     assert isinstance(frame, pl.DataFrame)
-    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in TACO_COLUMNS)
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in columns)
     validate_difficulties(frame["difficulty"], where=f"{source} split {split!r}")
     return frame.with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
 
@@ -45,3 +49,41 @@ def attach_taco_difficulty(traces: pl.LazyFrame, taco: pl.DataFrame, *, split: s
     return joined.with_columns(
         pl.when(lacking).then(pl.col("_taco_difficulty")).otherwise(pl.col("difficulty")).alias("difficulty")
     ).drop("_index", "_taco_difficulty")
+
+
+def taco_stdin_tests(input_output: str | None, *, where: str) -> list[dict]:
+    """TACO's tests as LiveCodeBench stdin test cases (`{input, output, testtype: "stdin"}`), for labelling new
+    teacher traces with the grader.
+
+    Call-based TACO problems (`fn_name`: Codewars-style free functions, not LeetCode's `class Solution`) have no
+    LiveCodeBench equivalent, so they get no tests (the teacher stage then skips or leaves them unlabelled).
+    Inputs/outputs given as lists of lines are joined with newlines, as TACO's own harness feeds them. A record that
+    is not JSON of that shape is an error naming `where` (the problem)."""
+    import json
+
+    if input_output is None or not input_output.strip():
+        return []
+    try:
+        spec = json.loads(input_output)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: input_output is not JSON ({exc.msg})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: input_output must be a JSON object, got {type(spec).__name__}")
+    if spec.get("fn_name"):
+        return []
+    inputs, outputs = spec.get("inputs", []), spec.get("outputs", [])
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
+        raise ValueError(f"{where}: input_output needs lists 'inputs' and 'outputs' of one length, got "
+                         f"{len(inputs) if isinstance(inputs, list) else type(inputs).__name__} inputs and "
+                         f"{len(outputs) if isinstance(outputs, list) else type(outputs).__name__} outputs")
+
+    def text(value, field: str, i: int) -> str:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return "\n".join(value)
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: input_output {field}[{i}] must be a string or a list of lines, "
+                         f"got {type(value).__name__}")
+
+    return [{"input": text(i_, "inputs", k), "output": text(o_, "outputs", k), "testtype": "stdin"}
+            for k, (i_, o_) in enumerate(zip(inputs, outputs, strict=True))]
