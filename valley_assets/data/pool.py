@@ -467,7 +467,9 @@ def _pass1_workers(sources: Sequence[TraceSource], count_tokens: CountTokens, wo
 
 
 # Thread pools that size themselves from the environment when a process imports them.
-_ONE_THREAD_ENV = {"POLARS_MAX_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+_ONE_THREAD_ENV = {"POLARS_MAX_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+                   # and arrow's allocator hands freed pages back at once (see valley_assets/__init__.py)
+                   "MIMALLOC_PURGE_DELAY": os.environ.get("MIMALLOC_PURGE_DELAY", "0")}
 
 
 @contextmanager
