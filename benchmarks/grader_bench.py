@@ -201,7 +201,7 @@ def main() -> int:
             entry["load"].append([round(load_before, 1), round(load_after, 1)])
             entry["pass_fail_disagreements"].append(len(pass_fail))
             entry["verdict_class_disagreements"].append(len(verdict_class))
-    for name in args.workload:
+    for name in args.workload if args.runs else []:  # --runs 0: only the overhead / flip figures
         entry = figures[name]
         print(f"[{name}] median of {args.runs}: valley {statistics.median(entry['valley_s']):.1f}s, harness "
               f"{statistics.median(entry['harness_s']):.1f}s, speed-up {statistics.median(entry['speedup']):.2f}x "
