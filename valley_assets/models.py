@@ -50,15 +50,13 @@ def local_model_dir(ref: str) -> str:
     for a model."""
     import hashlib
     import os
-    import tempfile
-    from pathlib import Path
 
+    from valley_assets.storage import cache_dir
     from valley_assets.training import checkpoints as ckpt
 
     if "://" not in ref or not ckpt.is_remote(ref):
         return ref.removeprefix("file://")
-    cache = Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache"))
-    local = cache / "models" / hashlib.sha256(ref.rstrip("/").encode()).hexdigest()[:16]
+    local = cache_dir("models", hashlib.sha256(ref.rstrip("/").encode()).hexdigest()[:16])
     if local.is_dir():
         return str(local)
     partial = local.with_name(local.name + ".partial")

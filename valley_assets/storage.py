@@ -18,6 +18,14 @@ import polars as pl
 from upath import UPath
 
 
+def cache_dir(*parts: str) -> Path:
+    """Local scratch for work on remote storage roots (mirrors, model copies, grading logs): `$VALLEY_CACHE`, by
+    default a folder in the system temp dir. On a cluster, point it at a persistent volume to keep it across pods."""
+    import tempfile
+
+    return Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache")).joinpath(*parts)
+
+
 class StudyStorage:
     def __init__(self, root: str):
         self.root = UPath(root)
@@ -37,6 +45,12 @@ class StudyStorage:
         if not self.is_local:
             raise ValueError(f"storage root {self.root} is not local; pass the URL {self.path(*parts)} instead")
         return Path(str(self.path(*parts)))
+
+    def local_work_dir(self, *parts: str) -> Path:
+        """A local folder for resumable work files: inside the root when it is local, else under `cache_dir()`."""
+        path = self.local_path(*parts) if self.is_local else cache_dir(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def uri(self, *parts: str) -> str:
         return str(self.path(*parts))

@@ -6,10 +6,7 @@ grades and scores live under their own path, so re-scoring on a new release neve
 """
 
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -92,7 +89,7 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
     samples = storage.read_jsonl(*parts, "samples.jsonl")
     problems = storage.read_jsonl("lcb", release, "problems.jsonl")
     started = time.time()
-    grade_dir = _local_work_dir(storage, "grades", student, label, release, prompt_id)
+    grade_dir = storage.local_work_dir("grades", student, label, release, prompt_id)
     grades = context.resources.grader.grade(problems, metrics.samples_to_generations(samples),
                                             results_path=str(grade_dir / "results.json"))
     storage.write_json(grades, *eval_parts("grades", student, label, release, prompt_id), "results.json")
@@ -123,16 +120,6 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
             [r for r in rows if r["date_window"] == "all"],
             ["difficulty", "metric", "value", "stderr", "n_problems", "n_samples"])),
     })
-
-
-def _local_work_dir(storage: StudyStorage, *parts: str) -> Path:
-    """Grading writes its resumable per-sample log to local disk; remote roots get a local cache directory."""
-    if storage.is_local:
-        path = storage.local_path(*parts)
-    else:
-        path = Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache")).joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:

@@ -60,7 +60,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     def extra_teacher_traces(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Traces of the teachers in `teacher.extra`, generated resumably, labelled by the grader on the problems'
         tests, OCR2 columns, one shard folder per teacher; the pool reads them beside `teacher_traces`."""
-        from valley_assets.defs.evaluation import GENERATION_MODULE, _local_work_dir
+        from valley_assets.defs.evaluation import GENERATION_MODULE
         from valley_assets.generation.samples import read_problems
         from valley_assets.generation.teacher import (
             endpoint_generate,
@@ -76,7 +76,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         for spec in teachers.specs:
             problems = (storage.read_jsonl("problems", "training.jsonl") if spec.problems == "training"
                         else read_problems(spec.problems))
-            work_dir = _local_work_dir(storage, "teacher_work", spec.name)
+            work_dir = storage.local_work_dir("teacher_work", spec.name)
             if spec.backend == "openai":
                 def progress(r, name=spec.name):
                     context.log.info(f"[{name}] chunk {r.chunks_run}: {r.n_existing + r.n_generated}/{r.n_expected} "

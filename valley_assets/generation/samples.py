@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -267,16 +266,17 @@ def _append_rows(path: Path, rows: list[dict]) -> None:
 
 def _remote_url(out_path: str | os.PathLike) -> str | None:
     """The URL when `out_path` names an fsspec filesystem other than the local one, else None."""
+    from valley_assets.training.checkpoints import is_remote
+
     text = os.fspath(out_path)
-    if "://" not in text or text.startswith("file://"):
-        return None
-    return text
+    return text if "://" in text and is_remote(text) else None
 
 
 def _mirror_path(url: str) -> Path:
-    cache = Path(os.environ.get("VALLEY_CACHE", Path(tempfile.gettempdir()) / "valley-cache"))
+    from valley_assets.storage import cache_dir
+
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return cache / "samples-mirror" / digest / Path(url.rstrip("/")).name
+    return cache_dir("samples-mirror", digest, Path(url.rstrip("/")).name)
 
 
 def _pull_mirror(url: str) -> Path:
