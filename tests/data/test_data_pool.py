@@ -14,6 +14,8 @@ from valley_assets.data.pool import (
     answer_has_code,
     build_pool,
     closed_think_and_answer,
+    near_duplicate_keys,
+    normalised_bytes,
     rank_key,
     token_bounds,
 )
@@ -132,7 +134,27 @@ def test_vectorised_text_rules_agree_with_science_text():
     for text, has_think, ans in zip(texts, think, answers, strict=True):
         assert has_think == has_closed_think(text), text
         if has_think:
+            assert ans == text[text.rfind("</think>") + len("</think>"):], text
             assert answer_has_code(ans) == (extract_code(text) is not None), text
+        else:
+            assert ans is None
+
+
+def test_near_duplicate_normalisation_is_lowercase_then_delete_non_ascii_alnum():
+    # The numpy byte normaliser must equal the definition: polars to_lowercase, then delete [^0-9a-z]. The Kelvin
+    # sign and capital I with dot are the two non-ASCII characters whose lowercase is ASCII; the rest of the
+    # alphabet covers multi-byte UTF-8 (accents, CJK, emoji, combining marks) and context-dependent sigma.
+    import random
+    rng = random.Random(0)
+    alphabet = "aZ09 ,.\t\n-_K\u212a\u0130\u00e9\u6f22\U0001f642\u0307\u00df\u03a3\u03c2"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["", "ABC def", None]
+    series = pl.Series(texts, dtype=pl.String)
+    for part in (series, series.slice(11, 500)):  # a slice has a non-zero arrow offset
+        expected = part.str.to_lowercase().str.replace_all(r"[^0-9a-z]+", "")
+        assert pl.Series(normalised_bytes(part)).cast(pl.String).equals(expected)
+    keys = near_duplicate_keys(pl.Series(["Let me THINK.  x", "let me think x", "let me think y", "LETMETHINKX"]))
+    assert keys[0] == keys[1] == keys[3] != keys[2]
 
 
 def test_order_is_seeded_stable_under_growth_and_independent_of_batching(tmp_path):
