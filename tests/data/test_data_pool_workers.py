@@ -163,6 +163,20 @@ def test_a_killed_worker_fails_the_build_instead_of_hanging(ocr2_folder, one_and
     with pytest.raises(RuntimeError, match="pool worker process died while deciding"):
         _build(ocr2_folder, tmp_path / "killed", SigkilledCounter(), max_tokens, workers=2)
     assert not (tmp_path / "killed" / "pool.parquet").exists()  # nothing half-written is left to be taken as done
+    assert list((tmp_path / "killed").iterdir()) == []  # no .partial file, no scratch folder
+
+
+def test_many_small_buckets_give_the_same_pool(ocr2_folder, tokenizer_dirs, one_and_two, tmp_path, monkeypatch):
+    # Deduplication and ranking run over disk buckets of BUCKET_ROWS rows (spill.py); at 1.4M rows that is 32
+    # buckets. Buckets of 4 rows (64 here) must give exactly the one-bucket result, and leave nothing behind.
+    from valley_assets.data import spill
+
+    one, _, max_tokens = one_and_two
+    monkeypatch.setattr(spill, "BUCKET_ROWS", 4)
+    result = _build(ocr2_folder, tmp_path / "buckets", MaxTokenCounter(tokenizer_dirs), max_tokens, workers=1)
+    assert pl.read_parquet(result.pool_path).equals(pl.read_parquet(one.pool_path))
+    assert pl.read_parquet(result.quarantine_path).equals(pl.read_parquet(one.quarantine_path))
+    assert sorted(p.name for p in (tmp_path / "buckets").iterdir()) == ["pool.parquet", "quarantine.parquet"]
 
 
 def test_unpicklable_counter_falls_back_to_one_process(ocr2_folder, tokenizer_dirs, one_and_two, tmp_path):

@@ -51,11 +51,14 @@ rows keep their relative order and a subset of the first n ranks changes only by
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import multiprocessing
 import os
 import pickle
+import shutil
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -79,6 +82,7 @@ from valley_assets.data.schema import (
     TRACE_SCHEMA,
     arrow_schema,
 )
+from valley_assets.data.spill import ColumnStore, add_rank_column, repeated_values
 from valley_assets.science.text import THINK_CLOSE, THINK_OPEN, extract_code
 
 CountTokens = Callable[[list[str]], list[int]]
@@ -466,7 +470,7 @@ def _init_worker(index: ContaminationIndex, count_tokens: CountTokens, settings:
 def _decide_in_worker(source: TraceSource) -> _SourceDecisions:
     assert _worker_rules is not None, "worker process was not initialised"
     decided = _worker_rules.decide_source(source)
-    pa.default_memory_pool().release_unused()  # hand arrow's freed batch buffers back between shards
+    _release_freed_memory()  # hand freed batch buffers back between shards
     return decided
 
 
@@ -548,15 +552,6 @@ def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex
                     "nothing was written. Rerun with workers=1, or give the job more memory") from exc
 
 
-def _shares_a_key(*keys: np.ndarray) -> np.ndarray:
-    """True where a row's value of any of the key arrays occurs more than once in that array."""
-    shared = np.zeros(len(keys[0]), dtype=np.bool_)
-    for key in keys:
-        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        shared |= counts[inverse] > 1
-    return shared
-
-
 def _ids_of_rows(source: TraceSource, rows: np.ndarray, batch_rows: int) -> dict[int, str]:
     """The `id` of the given rows of a source, read back through the same decoding as pass 1 (id column only)."""
     wanted = pl.Series(rows, dtype=pl.Int64)
@@ -566,59 +561,67 @@ def _ids_of_rows(source: TraceSource, rows: np.ndarray, batch_rows: int) -> dict
     return ids
 
 
-def _deduplicate(decided: Sequence[dict[str, np.ndarray]], sources: Sequence[TraceSource],
-                 batch_rows: int) -> tuple[list[np.ndarray], list[tuple]]:
-    """The first copy in stream order wins; returns per source the kept mask over its candidates, and
-    (source, row, id, kind, reason, detail) of the dropped ones.
+_DEDUP_KEYS = ("id_key", "exact_key", "near_key")
+
+
+class _Deduplicator:
+    """The first copy in stream order wins; sources are given to `source_kept` in stream order.
 
     The rule is sequential (a dropped row does not claim its keys), but a row whose id, exact key and near key are
     all unique among the candidates can neither be dropped nor cause a drop, so only the rows sharing some key
-    (a few percent at most) go through the sequential loop. Ids are compared by value (the id key only selects
-    the suspects), read back from the sources for those rows alone.
+    (a few percent at most; `repeated` holds those key values, found over all candidates first) go through the
+    sequential loop. Ids are compared by value (the id key only selects the suspects), read back from the sources
+    for those rows alone. Memory: one source's candidates plus the keys of the suspects seen so far.
     """
-    sizes = [len(d["rows"]) for d in decided]
-    offsets = np.cumsum([0, *sizes])
-    shared = _shares_a_key(*(np.concatenate([d[k] for d in decided]) if decided else np.empty(0, np.uint64)
-                             for k in ("id_key", "exact_key", "near_key")))
-    kept = [np.ones(n, dtype=np.bool_) for n in sizes]
-    suspects = np.flatnonzero(shared)  # global positions, stream order
-    del shared
-    suspect_source = np.searchsorted(offsets, suspects, side="right") - 1
-    seen_ids: dict[str, str] = {}
-    seen_exact: dict[int, str] = {}
-    seen_near: dict[int, str] = {}
-    dropped: list[tuple] = []
-    for source_idx in np.unique(suspect_source).tolist():
-        local = suspects[suspect_source == source_idx] - offsets[source_idx]
-        d = decided[source_idx]
-        rows = d["rows"][local]
-        ids = _ids_of_rows(sources[source_idx], rows, batch_rows)
-        for k, row, exact_key, near_key in zip(local.tolist(), rows.tolist(), d["exact_key"][local].tolist(),
-                                               d["near_key"][local].tolist(), strict=True):
+
+    def __init__(self, repeated: dict[str, np.ndarray], batch_rows: int):
+        self.repeated, self.batch_rows = repeated, batch_rows
+        self.seen_ids: dict[str, str] = {}
+        self.seen_exact: dict[int, str] = {}
+        self.seen_near: dict[int, str] = {}
+
+    def source_kept(self, source: TraceSource, candidates: dict[str, np.ndarray]) -> tuple[np.ndarray, list[_Rejected]]:
+        """The kept mask over this source's candidates, and its dropped rows (row order)."""
+        kept = np.ones(len(candidates["rows"]), dtype=np.bool_)
+        shares = np.zeros(len(kept), dtype=np.bool_)
+        for key in _DEDUP_KEYS:
+            shares |= np.isin(candidates[key], self.repeated[key])
+        local = np.flatnonzero(shares)
+        dropped: list[_Rejected] = []
+        if not len(local):
+            return kept, dropped
+        rows = candidates["rows"][local]
+        ids = _ids_of_rows(source, rows, self.batch_rows)
+        for k, row, exact_key, near_key in zip(local.tolist(), rows.tolist(), candidates["exact_key"][local].tolist(),
+                                               candidates["near_key"][local].tolist(), strict=True):
             row_id = ids[row]
-            if row_id in seen_ids:
-                reason, detail = "duplicate_id", f"id already used by row {seen_ids[row_id]}"
-            elif exact_key in seen_exact:
-                reason, detail = "exact_duplicate", f"same r1_generation as id {seen_exact[exact_key]}"
-            elif near_key in seen_near:
-                reason, detail = "near_duplicate", f"normalised r1_generation equals id {seen_near[near_key]}"
+            if row_id in self.seen_ids:
+                reason, detail = "duplicate_id", f"id already used by row {self.seen_ids[row_id]}"
+            elif exact_key in self.seen_exact:
+                reason, detail = "exact_duplicate", f"same r1_generation as id {self.seen_exact[exact_key]}"
+            elif near_key in self.seen_near:
+                reason, detail = "near_duplicate", f"normalised r1_generation equals id {self.seen_near[near_key]}"
             else:
-                seen_ids[row_id] = f"{sources[source_idx].name}:{row}"
-                seen_exact[exact_key] = row_id
-                seen_near[near_key] = row_id
+                self.seen_ids[row_id] = f"{source.name}:{row}"
+                self.seen_exact[exact_key] = row_id
+                self.seen_near[near_key] = row_id
                 continue
-            kept[source_idx][k] = False
-            dropped.append((source_idx, row, row_id, "filtered", reason, detail))
-    return kept, dropped
+            kept[k] = False
+            dropped.append((row, row_id, "filtered", reason, detail))
+        return kept, dropped
 
 
-def _pool_ranks(rank_keys: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Per source, the pool_rank of each kept row: its position in the order of (rank key, stream position)."""
-    keys = np.concatenate(rank_keys) if rank_keys else np.empty(0, np.uint64)
-    order = np.argsort(keys, kind="stable")  # stable: equal keys keep stream order
-    ranks = np.empty(len(keys), dtype=np.int64)
-    ranks[order] = np.arange(len(keys), dtype=np.int64)
-    return np.split(ranks, np.cumsum([len(k) for k in rank_keys])[:-1]) if rank_keys else []
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS: arrow's pool, and glibc's arenas (where available).
+
+    Arrays unpickled from the workers are allocated in the executor thread's malloc arena, which glibc does not
+    shrink on its own; without this the main process kept ~0.1 GiB of freed pages through pass 2 at 1.4M rows.
+    """
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 class _Mix:
@@ -641,17 +644,18 @@ def _pool_rows(batch: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
     return joined.select([pl.col(c).cast(dt) for c, dt in POOL_SCHEMA.items()])
 
 
-def _pool_batches(sources: Sequence[TraceSource], kept_rows: Sequence[dict[str, np.ndarray]],
-                  batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Pass 2: the kept rows of every source (arrays rows, n_tokens, exact, pool_rank), in stream order, cast to
-    POOL_SCHEMA."""
-    for source, arrays in zip(sources, kept_rows, strict=True):
+def _pool_batches(sources: Sequence[TraceSource], kept: ColumnStore, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Pass 2: the kept rows of every source (store columns rows, n_tokens, exact, pool_rank; one part per source),
+    in stream order, cast to POOL_SCHEMA."""
+    for index, source in enumerate(sources):
+        arrays = kept.part(index, ("rows", "n_tokens", "exact", "pool_rank"))
         if len(arrays["rows"]) == 0:
             continue
-        kept = pl.DataFrame({ROW: arrays["rows"], "n_tokens": arrays["n_tokens"],
-                             "n_tokens_exact": arrays["exact"], "pool_rank": arrays["pool_rank"]})
+        kept_rows = pl.DataFrame({ROW: arrays["rows"], "n_tokens": arrays["n_tokens"],
+                                  "n_tokens_exact": arrays["exact"], "pool_rank": arrays["pool_rank"]})
+        del arrays
         for batch in source.batches(batch_rows, columns=list(TRACE_SCHEMA)):
-            rows = _pool_rows(batch, kept)
+            rows = _pool_rows(batch, kept_rows)
             if rows.height:
                 yield rows
 
@@ -694,17 +698,23 @@ def build_pool(
     ngram: int = 13,
     out_path: str | Path | None = None,
     quarantine_path: str | Path | None = None,
-    batch_rows: int = 2048,
+    batch_rows: int = 512,
     token_batch_size: int = 32,
     workers: int | None = None,
+    scratch_dir: str | Path | None = None,
 ) -> PoolResult:
     """Build the pool from OCR2-shaped traces (parquet files/folders or polars frames); see the module docstring.
 
-    `out_path` / `quarantine_path`: write parquet there (pool streamed row group by row group); otherwise the pool
-    is kept in memory, which is right for the demo but not for 1.4M traces.
+    `out_path` / `quarantine_path`: write parquet there (pool streamed row group by row group, each file written
+    under a `.partial` name and renamed when complete, so a failed build leaves no truncated pool); otherwise the
+    pool is kept in memory, which is right for the demo but not for 1.4M traces.
+    `batch_rows`: rows per batch in both passes, and per row group of the pool file. 512 OCR2 traces are ~17 MB of
+    text; a batch's working set is a few times that (2048 measured 0.15 GiB more per process, no faster).
     `workers`: processes that run pass 1 over parquet shards (None: 2 when the input is large, see
     `_pass1_workers`). They need a picklable `count_tokens` (a module-level function or an object whose state
     pickles); with anything else pass 1 runs in this process. The result is the same for any value.
+    `scratch_dir`: where the per-row arrays are kept during the build (spill.py; ~100 bytes a row, removed after);
+    default: beside `out_path`, else the system temp dir.
     """
     _validate_parameters(max_tokens, chars_per_token_low, chars_per_token_high, batch_rows, token_batch_size)
     started = time.monotonic()
@@ -714,57 +724,86 @@ def build_pool(
                          chars_per_token_high=chars_per_token_high, overhead=prompt_overhead_tokens,
                          token_batch_size=token_batch_size, batch_rows=batch_rows)
     n_workers = _pass1_workers(sources, count_tokens, workers)
+    pool_path = Path(out_path) if out_path is not None else None
+    q_path = Path(quarantine_path) if quarantine_path is not None else None
+    if scratch_dir is None and pool_path is not None:
+        scratch_dir = pool_path.parent
+    if scratch_dir is not None:
+        Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".pool-build-", dir=scratch_dir))
+    try:
+        return _build(sources, index=index, count_tokens=count_tokens, settings=settings, workers=n_workers,
+                      pool_path=pool_path, q_path=q_path, scratch=scratch, ngram=ngram, started=started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    decided_sources: list[dict[str, np.ndarray]] = []
-    rejected: list[tuple] = []
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _build(sources: list[TraceSource], *, index: ContaminationIndex, count_tokens: CountTokens, settings: _Settings,
+           workers: int, pool_path: Path | None, q_path: Path | None, scratch: Path, ngram: int,
+           started: float) -> PoolResult:
+    s = settings
+    # Pass 1: per-row rules, per source; what deduplication and ranking need goes to disk, part by part.
+    candidates = ColumnStore(scratch / "candidates", _CANDIDATE_ARRAYS)
+    rejected_parts: list[Path | None] = []  # per source, its rows rejected by a per-row rule (parquet), if any
     contaminated_by_problem: Counter = Counter()
     contamination_examples: list[dict] = []
     n_input = n_tokenized = bound_violations = 0
-    for source_idx, decided_source in enumerate(_decide_sources(sources, index=index, count_tokens=count_tokens,
-                                                                settings=settings, workers=n_workers)):
-        decided_sources.append(decided_source.candidates)
-        rejected.extend((source_idx, *r) for r in decided_source.rejected)
-        for ids in decided_source.contaminated_ids:
+    for source_idx, decided in enumerate(_decide_sources(sources, index=index, count_tokens=count_tokens,
+                                                         settings=settings, workers=workers)):
+        candidates.append(decided.candidates)
+        rejected_parts.append(_spill_rejected(decided.rejected, scratch / f"rejected-{source_idx:06d}.parquet"))
+        for ids in decided.contaminated_ids:
             contaminated_by_problem.update(ids)
-        contamination_examples.extend(decided_source.contamination_examples[:100 - len(contamination_examples)])
-        n_input += decided_source.n_input
-        n_tokenized += decided_source.n_tokenized
-        bound_violations += decided_source.bound_violations
-    kept_masks, duplicates = _deduplicate(decided_sources, sources, batch_rows)
-    # From here on only the kept rows' number, token count and rank key are needed.
-    kept = [{name: d[name][mask] for name in ("rows", "n_tokens", "exact", "rank_key")}
-            for d, mask in zip(decided_sources, kept_masks, strict=True)]
-    del decided_sources, kept_masks
-    ranks = _pool_ranks([k.pop("rank_key") for k in kept])
-    for k, rank in zip(kept, ranks, strict=True):
-        k["pool_rank"] = rank
-    del ranks
-    rejected.extend(duplicates)
-    rejected.sort(key=lambda r: (r[0], r[1]))  # stream order, whichever rule rejected the row
-    names = [s.name for s in sources]
-    quarantine = pl.DataFrame(
-        {"row_id": [f"{names[r[0]]}:{r[1]}" for r in rejected], "id": [r[2] for r in rejected],
-         "kind": [r[3] for r in rejected], "reason": [r[4] for r in rejected], "detail": [r[5] for r in rejected]},
-        schema=QUARANTINE_SCHEMA,
-    )
-    del rejected
-    reasons = Counter(quarantine["reason"].to_list())
-    n_pool = sum(len(k["rows"]) for k in kept)
-    all_tokens = np.concatenate([k["n_tokens"] for k in kept]) if kept else np.empty(0, np.int64)
-    token_histogram, n_tokens_total = _histogram(all_tokens), int(all_tokens.sum())
-    del all_tokens
-    decided = time.monotonic()
+        contamination_examples.extend(decided.contamination_examples[:100 - len(contamination_examples)])
+        n_input += decided.n_input
+        n_tokenized += decided.n_tokenized
+        bound_violations += decided.bound_violations
+        del decided
+    _release_freed_memory()
 
+    # Deduplication, source by source in stream order; the quarantine is complete (and written) after it.
+    deduplicator = _Deduplicator({key: repeated_values(candidates, key) for key in _DEDUP_KEYS}, s.batch_rows)
+    kept = ColumnStore(scratch / "kept", {name: _CANDIDATE_ARRAYS[name] for name in ("rows", "n_tokens", "exact",
+                                                                                     "rank_key")})
+    quarantine_file = _partial(q_path) if q_path is not None else scratch / "quarantine.parquet"
+    quarantine_file.parent.mkdir(parents=True, exist_ok=True)
+    reasons: Counter = Counter()
+    histogram: Counter = Counter()
+    n_tokens_total = 0
+    with pq.ParquetWriter(quarantine_file, arrow_schema(QUARANTINE_SCHEMA), compression="zstd") as q_writer:
+        for source_idx, source in enumerate(sources):
+            part = candidates.part(source_idx)
+            mask, dropped = deduplicator.source_kept(source, part)
+            kept.append({name: part[name][mask] for name in kept.dtypes})
+            histogram.update(_histogram(part["n_tokens"][mask]))
+            n_tokens_total += int(part["n_tokens"][mask].sum())
+            del part, mask
+            quarantined = _source_quarantine(source.name, rejected_parts[source_idx], dropped)
+            reasons.update(quarantined["reason"].to_list())
+            if quarantined.height:
+                q_writer.write_table(quarantined.to_arrow().cast(arrow_schema(QUARANTINE_SCHEMA)))
+    del deduplicator, candidates
+    shutil.rmtree(scratch / "candidates", ignore_errors=True)
+    add_rank_column(kept, "rank_key", "pool_rank")
+    kept.drop("rank_key")
+    _release_freed_memory()
+    n_pool = kept.n_rows
+    decided_at = time.monotonic()
+
+    # Pass 2: the kept rows again, with their token counts and ranks.
     pool_frames: list[pl.DataFrame] = []
     difficulty_mix, dataset_mix = _Mix(), _Mix()  # over the pool rows as they are written, in stream order
     writer = None
-    pool_path = Path(out_path) if out_path is not None else None
     if pool_path is not None:
         pool_path.parent.mkdir(parents=True, exist_ok=True)
-        writer = pq.ParquetWriter(pool_path, arrow_schema(POOL_SCHEMA), compression="zstd",
+        writer = pq.ParquetWriter(_partial(pool_path), arrow_schema(POOL_SCHEMA), compression="zstd",
                                   use_dictionary=_SHORT_COLUMNS, write_statistics=_SHORT_COLUMNS)
     try:
-        for rows in _read_ahead(_pool_batches(sources, kept, batch_rows)):
+        for rows in _read_ahead(_pool_batches(sources, kept, s.batch_rows)):
             difficulty_mix.update(rows["difficulty"])
             dataset_mix.update(rows["dataset"])
             if writer is not None:
@@ -774,13 +813,13 @@ def build_pool(
     finally:
         if writer is not None:
             writer.close()
-    written = time.monotonic()
+    written_at = time.monotonic()
 
-    q_path = Path(quarantine_path) if quarantine_path is not None else None
+    quarantine = pl.read_parquet(quarantine_file)  # compact (arrow strings), and read after the passes' peaks
     if q_path is not None:
-        q_path.parent.mkdir(parents=True, exist_ok=True)
-        quarantine.write_parquet(q_path, compression="zstd")
+        os.replace(quarantine_file, q_path)
     if pool_path is not None:
+        os.replace(_partial(pool_path), pool_path)
         pool = pl.scan_parquet(pool_path)
     else:
         pool = (pl.concat(pool_frames) if pool_frames else pl.DataFrame(schema=POOL_SCHEMA)).lazy()
@@ -795,7 +834,7 @@ def build_pool(
         "reasons": {r: reasons.get(r, 0) for r in MALFORMED_REASONS + FILTER_REASONS},
         "n_tokenized_exactly": n_tokenized,
         "bound_violations": bound_violations,
-        "token_histogram": token_histogram,
+        "token_histogram": {label: histogram.get(label, 0) for label in _histogram(np.empty(0, np.int64))},
         "n_tokens_total": n_tokens_total,
         "difficulty_mix": difficulty_mix.result(),
         "dataset_mix": dataset_mix.result(),
@@ -807,12 +846,39 @@ def build_pool(
             "examples": contamination_examples,
         },
         "parameters": {
-            "max_tokens": max_tokens, "seed": seed, "chars_per_token_low": chars_per_token_low,
-            "chars_per_token_high": chars_per_token_high, "prompt_overhead_tokens": prompt_overhead_tokens,
+            "max_tokens": s.max_tokens, "seed": s.seed, "chars_per_token_low": s.chars_per_token_low,
+            "chars_per_token_high": s.chars_per_token_high, "prompt_overhead_tokens": s.overhead,
         },
         "n_sources": len(sources),
-        "workers": n_workers,
-        "seconds": {"decide": round(decided - started, 3), "write": round(written - decided, 3)},
+        "workers": workers,
+        "seconds": {"decide": round(decided_at - started, 3), "write": round(written_at - decided_at, 3)},
     }
     assert stats["n_input"] == n_pool + quarantine.height, "every input row is either pooled or quarantined"
     return PoolResult(pool=pool, quarantine=quarantine, stats=stats, pool_path=pool_path, quarantine_path=q_path)
+
+
+_REJECTED_SCHEMA = {"row": pl.Int64(), "id": pl.String(), "kind": pl.String(), "reason": pl.String(),
+                    "detail": pl.String()}
+
+
+def _rejected_frame(rejected: Sequence[_Rejected]) -> pl.DataFrame:
+    return pl.DataFrame([list(column) for column in zip(*rejected, strict=True)] if rejected else None,
+                        schema=_REJECTED_SCHEMA, orient="col")
+
+
+def _spill_rejected(rejected: Sequence[_Rejected], path: Path) -> Path | None:
+    if not rejected:
+        return None
+    _rejected_frame(rejected).write_parquet(path, compression="lz4")
+    return path
+
+
+def _source_quarantine(source_name: str, rejected_path: Path | None, dropped: Sequence[_Rejected]) -> pl.DataFrame:
+    """One source's quarantine rows (QUARANTINE_SCHEMA) in row order: per-row rejections and duplicates."""
+    parts = [_rejected_frame(dropped)]
+    if rejected_path is not None:
+        parts.append(pl.read_parquet(rejected_path))
+        rejected_path.unlink()
+    frame = pl.concat(parts).sort("row", maintain_order=True)
+    return frame.select(pl.format("{}:{}", pl.lit(source_name), pl.col("row")).alias("row_id"),
+                        "id", "kind", "reason", "detail")
