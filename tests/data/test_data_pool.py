@@ -264,3 +264,21 @@ def test_lazyframe_and_multiple_inputs_keep_stream_order_for_duplicates():
     result = build_pool([first.lazy(), second], **pool_kwargs())
     assert result.pool.collect()["id"].to_list() == ["id-1-0"]
     assert result.quarantine["row_id"].to_list() == ["frame1:0"]
+
+
+def test_pool_row_groups_gather_batches_up_to_the_byte_target(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from valley_assets.data import pool as pool_module
+
+    rows = [row(k, v, question=question_text(k)) for k in range(20) for v in range(2)]
+    files = {}
+    for target in (1, 10**9):  # every batch its own row group; everything in one
+        monkeypatch.setattr(pool_module, "POOL_ROW_GROUP_BYTES", target)
+        out = tmp_path / str(target)
+        result = build_pool(pl.DataFrame(rows), **pool_kwargs(), batch_rows=8, out_path=out / "pool.parquet",
+                            quarantine_path=out / "quarantine.parquet")
+        files[target] = result.pool_path
+        assert sorted(p.name for p in out.iterdir()) == ["pool.parquet", "quarantine.parquet"]  # no scratch left
+    assert pq.ParquetFile(files[1]).num_row_groups == 5 and pq.ParquetFile(files[10**9]).num_row_groups == 1
+    assert pl.read_parquet(files[1]).equals(pl.read_parquet(files[10**9]))

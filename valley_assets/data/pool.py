@@ -27,12 +27,19 @@
 
 Speed (1.4M OCR2 traces on 2 cores; benchmarks/RESULTS_data.md). Every rule but deduplication looks at one row
 only, so pass 1 runs those rules per shard, in up to `workers` spawned processes (whole shards, results consumed
-in shard order), and keeps per row only what deduplication and ranking need (id, token count, three 64-bit keys).
-Deduplication then runs once over the whole stream: rows whose id and keys are unique among the survivors cannot
-be dropped nor cause a drop, so only the few rows sharing a key replay the sequential first-copy rule. The keys
-(question, exact and near-duplicate) are polars `hash(seed=0)`, which is deterministic for a given polars version
-in any process; they are compared within one build only and never stored. Pass 2 reads the next batch in a
-background thread while the current one is compressed. The result does not depend on `workers` or `batch_rows`.
+in shard order), and keeps per row only what deduplication and ranking need (row number, token count, four 64-bit
+keys). Deduplication then runs once over the whole stream: rows whose id and keys are unique among the survivors
+cannot be dropped nor cause a drop, so only the few rows sharing a key replay the sequential first-copy rule. The
+keys (id, exact and near-duplicate; the question's, for the contamination cache) are polars `hash(seed=0)`, which
+is deterministic for a given polars version in any process; they are compared within one build only and never
+stored. Pass 2 reads the next batch in a background thread while the current one is compressed. The result does
+not depend on `workers`, `batch_rows` or the bucket size below.
+
+Memory is flat in the number of rows: a batch at a time per process, and the per-row values above go to raw files
+in a scratch folder (spill.py), read back one source at a time; the two steps that need all rows (which key values
+repeat; the rank order) run over hash buckets of at most ~64K rows on disk. The quarantine is written source by
+source as deduplication completes it. What grows with the input is disk (~100 bytes a row, removed after) and
+the contamination cache (one entry per distinct question, ~35K for OCR2).
 
 Length. Byte-level BPE tokens (Qwen2.5, Llama 3.1) cover at least one byte, and code/English text averages well
 over `chars_per_token_low` bytes per token, so `ceil(bytes / chars_per_token_low)` is a conservative upper bound on
@@ -540,16 +547,21 @@ def _decide_sources(sources: Sequence[TraceSource], *, index: ContaminationIndex
     with _single_threaded_children(), ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(index, count_tokens, settings)) as executor:
-        futures = [executor.submit(_decide_in_worker, source) for source in sources]
-        for source, future in zip(sources, futures, strict=True):
+        futures: list = [executor.submit(_decide_in_worker, source) for source in sources]
+        for k, source in enumerate(sources):
             try:
-                yield future.result()  # in source order; later shards are decided meanwhile
+                decided = futures[k].result()  # in source order; later shards are decided meanwhile
             except BrokenProcessPool as exc:
-                for f in futures:
+                for f in futures[k:]:
                     f.cancel()
                 raise RuntimeError(
                     f"a pool worker process died while deciding {source.name} (killed: out of memory or a signal); "
                     "nothing was written. Rerun with workers=1, or give the job more memory") from exc
+            # A finished future keeps its result: without this every shard's decisions stayed in memory until the
+            # end of pass 1 (measured +70 MB at 1.4M rows).
+            futures[k] = None
+            yield decided
+            del decided
 
 
 def _ids_of_rows(source: TraceSource, rows: np.ndarray, batch_rows: int) -> dict[int, str]:
@@ -661,6 +673,7 @@ def _pool_batches(sources: Sequence[TraceSource], kept: ColumnStore, batch_rows:
 
 
 _END = object()
+POOL_ROW_GROUP_BYTES = 64 << 20  # uncompressed bytes per row group of the pool file (~2,000 OCR2 traces)
 # Pool columns that get parquet dictionaries and min/max statistics. The long text columns (trace, question,
 # critique, solution) get neither: every value is distinct, so the dictionary encoder only hashes 30K-character
 # strings before falling back, and their min/max serve no query; skipping both saves ~25% of the write CPU.
@@ -708,8 +721,9 @@ def build_pool(
     `out_path` / `quarantine_path`: write parquet there (pool streamed row group by row group, each file written
     under a `.partial` name and renamed when complete, so a failed build leaves no truncated pool); otherwise the
     pool is kept in memory, which is right for the demo but not for 1.4M traces.
-    `batch_rows`: rows per batch in both passes, and per row group of the pool file. 512 OCR2 traces are ~17 MB of
-    text; a batch's working set is a few times that (2048 measured 0.15 GiB more per process, no faster).
+    `batch_rows`: rows per batch in both passes. 512 OCR2 traces are ~17 MB of text; a batch's working set is a
+    few times that (2048 measured 0.15 GiB more per process, no faster). The pool file's row groups are gathered
+    from batches up to POOL_ROW_GROUP_BYTES.
     `workers`: processes that run pass 1 over parquet shards (None: 2 when the input is large, see
     `_pass1_workers`). They need a picklable `count_tokens` (a module-level function or an object whose state
     pickles); with anything else pass 1 runs in this process. The result is the same for any value.
@@ -802,14 +816,26 @@ def _build(sources: list[TraceSource], *, index: ContaminationIndex, count_token
         pool_path.parent.mkdir(parents=True, exist_ok=True)
         writer = pq.ParquetWriter(_partial(pool_path), arrow_schema(POOL_SCHEMA), compression="zstd",
                                   use_dictionary=_SHORT_COLUMNS, write_statistics=_SHORT_COLUMNS)
+    # Batches are gathered into row groups of ~POOL_ROW_GROUP_BYTES: the writer keeps every row group's metadata
+    # until it closes the file (measured ~15 KB per row group), so 512-row groups would grow with the pool.
+    pending: list[pa.Table] = []
+    pending_bytes = 0
     try:
         for rows in _read_ahead(_pool_batches(sources, kept, s.batch_rows)):
             difficulty_mix.update(rows["difficulty"])
             dataset_mix.update(rows["dataset"])
-            if writer is not None:
-                writer.write_table(rows.to_arrow().cast(arrow_schema(POOL_SCHEMA)))
-            else:
+            if writer is None:
                 pool_frames.append(rows)
+                continue
+            pending.append(rows.to_arrow().cast(arrow_schema(POOL_SCHEMA)))
+            pending_bytes += pending[-1].nbytes
+            del rows
+            if pending_bytes >= POOL_ROW_GROUP_BYTES:
+                writer.write_table(pa.concat_tables(pending))
+                pending, pending_bytes = [], 0
+        if writer is not None and pending:
+            writer.write_table(pa.concat_tables(pending))
+            pending = []
     finally:
         if writer is not None:
             writer.close()
