@@ -282,3 +282,17 @@ def test_pool_row_groups_gather_batches_up_to_the_byte_target(tmp_path, monkeypa
         assert sorted(p.name for p in out.iterdir()) == ["pool.parquet", "quarantine.parquet"]  # no scratch left
     assert pq.ParquetFile(files[1]).num_row_groups == 5 and pq.ParquetFile(files[10**9]).num_row_groups == 1
     assert pl.read_parquet(files[1]).equals(pl.read_parquet(files[10**9]))
+
+
+def test_a_build_failing_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
+    from valley_assets.data import pool as pool_module
+
+    def fail(batch, kept):
+        raise OSError("disk full")
+
+    rows = [row(k, 0, question=question_text(k)) for k in range(6)]
+    monkeypatch.setattr(pool_module, "_pool_rows", fail)  # pass 2: quarantine already written, pool being written
+    with pytest.raises(OSError, match="disk full"):
+        build_pool(pl.DataFrame(rows), **pool_kwargs(), out_path=tmp_path / "out" / "pool.parquet",
+                   quarantine_path=tmp_path / "out" / "quarantine.parquet")
+    assert list((tmp_path / "out").iterdir()) == []  # no pool, no quarantine, no .partial, no scratch
