@@ -90,9 +90,32 @@ class BenchmarkConfig(_Strict):
         return [validate_release_key(r) for r in v]
 
 
+class PodResourcesConfig(_Strict):
+    """`launch.kubernetes.training` / `.generation`: image and sizing of that kind's Jobs (launch.kubernetes.
+    PodResources). Unset fields keep the kind's default; a pod with GPUs requests the per-GPU amounts times its GPUs,
+    a pod without GPUs `cpu` / `memory`."""
+
+    image: str | None = None
+    cpu_per_gpu: str | None = None
+    memory_per_gpu: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    shm_size: str | None = None
+
+    @model_validator(mode="after")
+    def _quantities(self) -> PodResourcesConfig:
+        from valley_assets.launch.quantity import check_quantity
+
+        for name in ("cpu_per_gpu", "memory_per_gpu", "cpu", "memory", "shm_size"):
+            value = getattr(self, name)
+            if value is not None:
+                check_quantity(value, name)
+        return self
+
+
 class KubernetesConfig(_Strict):
     """Settings of `launch.kubernetes.KubernetesJobLauncher`, field for field. What a profile leaves out keeps the
-    launcher's default (an H100 GKE node selector, the nvidia.com/gpu toleration, 64Gi /dev/shm, ...). The number of
+    launcher's default (an H100 GKE node selector, the nvidia.com/gpu toleration, per-kind sizing, ...). The number of
     nodes follows from `launch.training_gpus` / `gpus_per_node`."""
 
     namespace: str = "valley"
@@ -103,11 +126,13 @@ class KubernetesConfig(_Strict):
     tolerations: list[dict[str, Any]] | None = None
     service_account: str | None = "valley-runner"
     hf_token_secret: str | None = "hf-token"
+    env_from_secrets: list[str] | None = Field(
+        default=None, description="Secrets given to every Job's pods as env (envFrom), e.g. [valley-object-store]")
     checkpoint_pvc: str | None = None
     accelerate_config: str | None = None
     shm_size: str | None = None
-    cpu: str | None = None
-    memory: str | None = None
+    training: PodResourcesConfig | None = None
+    generation: PodResourcesConfig | None = None
     env: dict[str, str] | None = None
     backoff_limit: int | None = Field(default=None, ge=0)
     max_restarts: int | None = Field(default=None, ge=0)
@@ -119,14 +144,35 @@ class KubernetesConfig(_Strict):
 
     def launcher_settings(self) -> dict[str, Any]:
         """The fields this profile set (explicit nulls included: `hf_token_secret: null` means no Secret)."""
-        return self.model_dump(exclude_unset=True) | {
+        settings = self.model_dump(exclude_unset=True) | {
             k: getattr(self, k) for k in ("namespace", "image", "gpus_per_node", "service_account", "hf_token_secret")}
+        for kind in ("training", "generation"):  # a null section means the kind's defaults
+            if settings.get(kind) is None:
+                settings.pop(kind, None)
+        return settings
 
 
 class LaunchConfig(_Strict):
     launcher: Literal["local", "kubernetes"]
     training_gpus: int = Field(default=0, ge=0, description="GPUs per SFT run (0: CPU; > gpus_per_node: multi-node)")
+    evaluation_gpus: int | None = Field(
+        default=None, ge=0, description="GPUs per generation run of the evaluation assets; default: "
+                                        "evaluation.tensor_parallel_size for vllm, 0 (CPU) for transformers")
     kubernetes: KubernetesConfig = KubernetesConfig()
+
+    def generation_gpus(self, backend: str, tensor_parallel_size: int) -> int:
+        """GPUs of one evaluation generation launch; a ValueError naming the fields when they disagree."""
+        if backend == "vllm":
+            gpus = tensor_parallel_size if self.evaluation_gpus is None else self.evaluation_gpus
+            if gpus != tensor_parallel_size:
+                raise ValueError(f"launch.evaluation_gpus={gpus} but evaluation.tensor_parallel_size="
+                                 f"{tensor_parallel_size}: vLLM shards the model over exactly its tensor-parallel "
+                                 "GPUs, so give both the same value")
+            return gpus
+        gpus = self.evaluation_gpus or 0
+        if gpus > 1:
+            raise ValueError(f"launch.evaluation_gpus={gpus}: the transformers backend runs on one device (0 or 1)")
+        return gpus
 
 
 class EvaluationConfig(_Strict):
@@ -305,6 +351,11 @@ class StudyConfig(_Strict):
     @classmethod
     def _valid_sizes(cls, v: list[str]) -> list[str]:
         return [validate_data_size_key(k) for k in v]
+
+    @model_validator(mode="after")
+    def _evaluation_gpus_fit_the_backend(self) -> StudyConfig:
+        self.launch.generation_gpus(self.evaluation.backend, self.evaluation.tensor_parallel_size)
+        return self
 
     @model_validator(mode="after")
     def _unique_students(self) -> StudyConfig:

@@ -33,8 +33,8 @@ class ReportingLauncher:
     def __init__(self):
         self.launches: list[dict] = []
 
-    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str) -> dict:
-        self.launches.append({"module": module, "params": params, "gpus": gpus, "name": name})
+    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str, kind: str = "training") -> dict:
+        self.launches.append({"module": module, "params": params, "gpus": gpus, "name": name, "kind": kind})
         return dict(REPORT)
 
 

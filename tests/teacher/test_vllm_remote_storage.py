@@ -36,8 +36,8 @@ class DemoTeacherBackend:
 class InProcessJobLauncher(dg.ConfigurableResource):
     """Runs the entrypoint's own `run_generation` with the params a Job would get; records them."""
 
-    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str) -> dict:
-        assert module == "valley_assets.generation.run" and gpus == 2
+    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str, kind: str = "training") -> dict:
+        assert module == "valley_assets.generation.run" and gpus == 2 and kind == "generation"
         LAUNCHED.append(params)
         return run_generation(params, backend=BACKEND[0])
 

@@ -75,9 +75,10 @@ def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, st
         | ev.backend_options,
     }
     storage.path(*out_parts[:-1]).mkdir(parents=True, exist_ok=True)
-    gpus = ev.tensor_parallel_size if ev.backend == "vllm" else min(cfg.launch.training_gpus, 1)  # transformers: one device
+    # The evaluation's own GPU count (vLLM: its tensor-parallel GPUs), never the training's; one process drives them.
+    gpus = cfg.launch.generation_gpus(ev.backend, ev.tensor_parallel_size)
     report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
-                                            name=f"gen-{student}-{label}", gpus=gpus)
+                                            name=f"gen-{student}-{label}", gpus=gpus, kind="generation")
     return {"release": release, "prompt_id": ev.prompt_id, "samples_path": storage.uri(*out_parts), **report}
 
 

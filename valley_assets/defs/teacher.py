@@ -98,7 +98,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                     params = vllm_generation_params(spec, problems_uri, samples_uri)
                     report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
                                                             name=f"teacher-{spec.name}",
-                                                            gpus=spec.tensor_parallel_size)
+                                                            gpus=spec.tensor_parallel_size, kind="generation")
                     if not storage.is_local:
                         Path(samples_path).write_bytes(storage.read_bytes("teacher_work", spec.name, "samples.jsonl"))
                     return report

@@ -59,7 +59,7 @@ def run_sft(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, s
         "resume_from_checkpoint": "auto",
     }
     report = context.resources.launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
-                                            gpus=cfg.launch.training_gpus)
+                                            gpus=cfg.launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
     return {**report, "final_model_dir": params["output_dir"]}
 

@@ -58,7 +58,15 @@ from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_sessio
 from kubernetes import client as k8s
 from pydantic import Field
 
-from valley_assets.launch.base import LaunchError, reported_metadata, validate_launch_args
+from valley_assets.launch.base import (
+    GENERATION,
+    TRAINING,
+    LaunchError,
+    launch_kind,
+    reported_metadata,
+    validate_launch_args,
+)
+from valley_assets.launch.quantity import check_quantity, scale_quantity
 
 CONTAINER_NAME = "main"
 RENDEZVOUS_PORT = 29500
@@ -70,6 +78,9 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 DISRUPTION_RULE = 0  # index of the DisruptionTarget rule in podFailurePolicy; the controller reports it by index
 CHECKPOINT_MOUNT = "/checkpoints"
 STAGING_SUBDIR = "staging"  # under the checkpoint volume: where every node stages sharded checkpoints
+# The hub token Secret's key. It is the variable's own name, so the same Secret gives `HF_TOKEN` both to the Dagster
+# run pods (the Helm chart's `envSecrets` is an envFrom: every key becomes a variable of that name) and to the Jobs.
+HF_TOKEN_KEY = "HF_TOKEN"
 
 
 # --- names and labels ---------------------------------------------------------------------------------------------
@@ -109,7 +120,8 @@ class JobSpec:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     service_account: str | None = None
     hf_token_secret: str | None = None
-    hf_token_secret_key: str = "token"
+    hf_token_secret_key: str = HF_TOKEN_KEY
+    env_from_secrets: list[str] = field(default_factory=list)
     shm_size: str = "64Gi"
     cpu: str | None = None
     memory: str | None = None
@@ -175,6 +187,8 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
         image_pull_policy=spec.image_pull_policy,
         command=list(spec.command),
         env=env,
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret, optional=False))
+                  for secret in spec.env_from_secrets] or None,
         resources=k8s.V1ResourceRequirements(limits=limits or None, requests=requests or None),
         volume_mounts=mounts,
         ports=[k8s.V1ContainerPort(container_port=RENDEZVOUS_PORT, name="rendezvous")] if spec.nodes > 1 else None,
@@ -253,12 +267,21 @@ def to_manifest(obj) -> dict:
     return k8s.ApiClient().sanitize_for_serialization(obj)
 
 
-def launch_command(module: str, gpus_per_node: int, nodes: int, accelerate_config: str | None) -> list[str]:
-    """The container command: plain python, or accelerate over every GPU of every node.
+def launch_command(module: str, gpus_per_node: int, nodes: int, accelerate_config: str | None,
+                   distributed: bool = True) -> list[str]:
+    """The container command: plain python, or (distributed kinds only) accelerate over every GPU of every node.
 
-    `$(NODE_RANK)`, `$(MASTER_ADDR)`, `$(MASTER_PORT)` are expanded by the kubelet from the container's env.
+    A single-process kind (generation: vLLM drives its tensor-parallel GPUs from one process) is always plain python.
+    For several nodes each pod runs `gpus_per_node` processes; accelerate hands them to torch's launcher with
+    `--nnodes num_machines --nproc_per_node num_processes/num_machines --node_rank machine_rank` and a static
+    rendezvous at rank 0's pod. `$(NODE_RANK)`, `$(MASTER_ADDR)`, `$(MASTER_PORT)` are expanded by the kubelet from
+    the container's env (NODE_RANK = the Job's completion index).
     """
     world = gpus_per_node * nodes
+    if not distributed:
+        if nodes != 1:
+            raise LaunchError(f"`python -m {module}` is a single-process program: it cannot span {nodes} nodes")
+        return ["python", "-m", module]
     if accelerate_config is None or world <= 1:
         return ["python", "-m", module]
     command = [
@@ -269,6 +292,53 @@ def launch_command(module: str, gpus_per_node: int, nodes: int, accelerate_confi
         command += ["--main_process_ip", "$(MASTER_ADDR)", "--main_process_port", "$(MASTER_PORT)", "--rdzv_backend",
                     "static"]
     return command + ["-m", module]
+
+
+# --- what each kind of launch asks for ----------------------------------------------------------------------------
+class PodResources(dg.Config):
+    """What the pods of one kind of launch request (launcher fields `training` and `generation`). A field left unset
+    keeps the kind's default (`KIND_RESOURCES`), so a profile changes only what it names.
+
+    A pod with GPUs requests `cpu_per_gpu` and `memory_per_gpu` times its GPUs (memory is also its limit); a pod
+    without GPUs (CPU work) requests `cpu` and `memory`. `/dev/shm` is a memory-backed volume, so it counts against
+    the pod's memory: keep `shm_size` below it.
+    """
+
+    image: str | None = Field(default=None, description="image of this kind's Jobs; unset: the launcher's `image`")
+    cpu_per_gpu: str | None = Field(default=None, description="CPU request per GPU of the pod, e.g. '8'")
+    memory_per_gpu: str | None = Field(default=None, description="memory request (and limit) per GPU, e.g. '100Gi'")
+    cpu: str | None = Field(default=None, description="CPU request of a pod with no GPU")
+    memory: str | None = Field(default=None, description="memory request (and limit) of a pod with no GPU")
+    shm_size: str | None = Field(default=None, description="size of /dev/shm (memory-backed)")
+
+
+# An H100 node (a3-highgpu-8g: 208 vCPU / 1872 GiB; p5.48xlarge: 192 vCPU / 2048 GiB) split per GPU, with headroom
+# for the system. Training (FSDP, dataloader workers, CPU-RAM-efficient loading of the full model on rank 0) takes
+# the most; one vLLM engine per GPU needs the weights once in host memory plus its swap space.
+KIND_RESOURCES: dict[str, dict[str, str]] = {
+    TRAINING: {"cpu_per_gpu": "8", "memory_per_gpu": "100Gi", "cpu": "4", "memory": "16Gi", "shm_size": "64Gi"},
+    GENERATION: {"cpu_per_gpu": "8", "memory_per_gpu": "64Gi", "cpu": "4", "memory": "16Gi", "shm_size": "16Gi"},
+}
+
+
+@dataclass(frozen=True)
+class PodSizing:
+    cpu: str
+    memory: str
+    shm_size: str
+
+
+def pod_sizing(resources: dict[str, str | None], gpus_per_pod: int, kind: str) -> PodSizing:
+    """The requests of one pod of a `kind` launch with `gpus_per_pod` GPUs, from its resolved resources."""
+    where = f"launcher.{kind}"
+    for name, value in resources.items():
+        if name != "image" and value is not None:
+            check_quantity(value, f"{where}.{name}")
+    if gpus_per_pod:
+        return PodSizing(cpu=scale_quantity(resources["cpu_per_gpu"], gpus_per_pod, f"{where}.cpu_per_gpu"),
+                         memory=scale_quantity(resources["memory_per_gpu"], gpus_per_pod, f"{where}.memory_per_gpu"),
+                         shm_size=resources["shm_size"])
+    return PodSizing(cpu=resources["cpu"], memory=resources["memory"], shm_size=resources["shm_size"])
 
 
 # --- the API surface the launcher uses (a double replaces it in tests) --------------------------------------------
@@ -459,7 +529,12 @@ def attempt_spec(spec: JobSpec, attempt: int) -> JobSpec:
 
 # --- the resource -------------------------------------------------------------------------------------------------
 class KubernetesJobLauncher(dg.ConfigurableResource):
-    """Launch entrypoints as Kubernetes Jobs on a GPU node pool; see the module docstring."""
+    """Launch entrypoints as Kubernetes Jobs on a GPU node pool; see the module docstring.
+
+    Every kind of launch (`training`, `generation`) goes through `job_spec` -> `build_job`; the kind decides the
+    process model (accelerate for training; one process for generation) and, through `training` / `generation`,
+    the image and the pods' sizing.
+    """
 
     namespace: str = "valley"
     image: str = Field(description="trainer image (docker/trainer/Dockerfile), with the project installed")
@@ -467,18 +542,28 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
     node_selector: dict[str, str] = Field(default_factory=lambda: dict(GKE_H100_NODE_SELECTOR))
     affinity: dict[str, Any] | None = Field(default=None, description="raw pod affinity (camelCase or snake_case)")
     tolerations: list[dict[str, Any]] = Field(default_factory=lambda: [dict(GPU_TOLERATION)])
-    service_account: str | None = "valley-runner"
-    hf_token_secret: str | None = Field(default="hf-token", description="Secret holding HF_TOKEN under key 'token'")
+    service_account: str | None = Field(
+        default="valley-runner", description="the pods' ServiceAccount: annotate it for IRSA (EKS) or Workload "
+                                             "Identity (GKE) to give the Jobs object-store access without keys")
+    hf_token_secret: str | None = Field(
+        default="hf-token", description=f"Secret holding the hub token under key '{HF_TOKEN_KEY}' (given to the "
+                                        "pods as HF_TOKEN)")
+    env_from_secrets: list[str] = Field(
+        default_factory=list, description="Secrets whose every key becomes an env var of the pods (envFrom), e.g. "
+                                          "valley-object-store with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / "
+                                          "AWS_ENDPOINT_URL_S3")
     checkpoint_pvc: str | None = Field(
         default=None, description="PVC mounted at /checkpoints: local-disk output_dir, and the shared staging folder "
                                   "of sharded checkpoints (required, ReadWriteMany, for multi-node Jobs)")
     accelerate_config: str | None = Field(
         default="valley_assets/training/accelerate/fsdp2.yaml",
-        description="accelerate config for multi-GPU launches (path inside the image); None runs one process per pod",
+        description="accelerate config for multi-GPU training launches (path inside the image); None runs one "
+                    "process per pod",
     )
-    shm_size: str = "64Gi"
-    cpu: str | None = "64"
-    memory: str | None = "800Gi"
+    shm_size: str | None = Field(default=None, description="/dev/shm of every kind that does not set its own")
+    training: PodResources = Field(default_factory=PodResources, description="image and sizing of training Jobs")
+    generation: PodResources = Field(default_factory=PodResources,
+                                     description="image and sizing of generation Jobs (vLLM; needs vllm installed)")
     env: dict[str, str] = Field(default_factory=dict)
     backoff_limit: int = 6
     max_restarts: int = Field(default=10, ge=0, description="whole-Job restarts of a multi-node launch after "
@@ -486,8 +571,9 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
     ttl_seconds_after_finished: int = 86400
     poll_interval_s: float = 10.0
     timeout_s: float | None = Field(default=None, description="delete the Job after this long; None waits forever")
-    kubeconfig_file: str | None = None
-    in_cluster: bool = True
+    kubeconfig_file: str | None = Field(default=None, description="kube config to load when in_cluster is false "
+                                                                  "(None: $KUBECONFIG or ~/.kube/config)")
+    in_cluster: bool = Field(default=True, description="use the pod's service account (a run pod in the cluster)")
     api_factory: str | None = Field(
         default=None, description="'module:function' returning a K8sApi, instead of loading a kube config (tests)")
 
@@ -496,21 +582,36 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
             return load_api_factory(self.api_factory)()
         return K8sApi.from_config(self.kubeconfig_file, self.in_cluster)
 
-    def nodes_for(self, gpus: int) -> tuple[int, int]:
-        """(nodes, gpus per node) for a request of `gpus`; a multi-node request must fill whole nodes."""
+    def resources_for(self, kind: str) -> dict[str, str | None]:
+        """The kind's defaults, then the launcher-wide shm_size, then what the kind's own settings name."""
+        configured = getattr(self, kind).model_dump(exclude_none=True)
+        shared = {"shm_size": self.shm_size} if self.shm_size else {}
+        return {"image": self.image, **KIND_RESOURCES[kind], **shared, **configured}
+
+    def nodes_for(self, gpus: int, kind: str = TRAINING) -> tuple[int, int]:
+        """(nodes, gpus per node) for a request of `gpus`; a multi-node request must fill whole nodes, and only a
+        distributed kind may span nodes."""
         if gpus <= self.gpus_per_node:
             return 1, gpus
+        if not launch_kind(kind).distributed:
+            raise LaunchError(f"a {kind} launch is one process and cannot span nodes: gpus={gpus} > "
+                              f"gpus_per_node={self.gpus_per_node}")
         if gpus % self.gpus_per_node:
             raise LaunchError(f"gpus={gpus} spans nodes but is not a multiple of gpus_per_node={self.gpus_per_node}")
         return gpus // self.gpus_per_node, self.gpus_per_node
 
-    def job_spec(self, context, *, module: str, gpus: int, name: str, env: dict[str, str]) -> JobSpec:
-        nodes, per_node = self.nodes_for(gpus)
+    def job_spec(self, context, *, module: str, gpus: int, name: str, env: dict[str, str],
+                 kind: str = TRAINING) -> JobSpec:
+        """The one place a launch becomes a Job spec, whatever its kind."""
+        launch = launch_kind(kind)
+        nodes, per_node = self.nodes_for(gpus, kind)
         if nodes > 1 and not self.checkpoint_pvc:
             raise LaunchError(
                 f"{name}: gpus={gpus} needs {nodes} nodes, and multi-node training needs checkpoint_pvc (a "
                 "ReadWriteMany volume): every rank writes its shard of a checkpoint, so all nodes must stage it in "
                 "one place")
+        resources = self.resources_for(kind)
+        sizing = pod_sizing(resources, per_node, kind)
         run_id = context.run.run_id if hasattr(context, "run") else context.run_id
         asset_key = context.asset_key.to_user_string() if getattr(context, "has_assets_def", False) else ""
         partition = context.partition_key if getattr(context, "has_partition_key", False) else ""
@@ -518,8 +619,8 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
         return JobSpec(
             name=job_name(name, run_id),
             namespace=self.namespace,
-            image=self.image,
-            command=launch_command(module, per_node, nodes, self.accelerate_config),
+            image=resources["image"],
+            command=launch_command(module, per_node, nodes, self.accelerate_config, distributed=launch.distributed),
             env={**staging, **self.env, **env},
             gpus_per_node=per_node,
             nodes=nodes,
@@ -528,6 +629,7 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
                 f"{LABEL_PREFIX}/partition": label_value(partition),
                 "dagster/run-id": label_value(run_id),
                 f"{LABEL_PREFIX}/launch": label_value(name),
+                f"{LABEL_PREFIX}/kind": kind,
             },
             annotations={f"{LABEL_PREFIX}/asset-key": asset_key, f"{LABEL_PREFIX}/partition": partition,
                          "dagster/run-id": run_id},
@@ -536,16 +638,17 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
             tolerations=self.tolerations if per_node else [],
             service_account=self.service_account,
             hf_token_secret=self.hf_token_secret,
-            shm_size=self.shm_size,
-            cpu=self.cpu,
-            memory=self.memory,
+            env_from_secrets=list(self.env_from_secrets),
+            shm_size=sizing.shm_size,
+            cpu=sizing.cpu,
+            memory=sizing.memory,
             checkpoint_pvc=self.checkpoint_pvc,
             backoff_limit=self.backoff_limit,
             ttl_seconds_after_finished=self.ttl_seconds_after_finished,
         )
 
-    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str) -> dict:
-        validate_launch_args(module, params, gpus, name)
+    def run(self, context, *, module: str, params: dict, gpus: int = 0, name: str, kind: str = TRAINING) -> dict:
+        validate_launch_args(module, params, gpus, name, kind)
         from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
 
         api = self.api()
@@ -553,7 +656,8 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
         with open_pipes_session(
             context=context, context_injector=PipesEnvContextInjector(), message_reader=reader, extras=params
         ) as session:
-            base = self.job_spec(context, module=module, gpus=gpus, name=name, env=session.get_bootstrap_env_vars())
+            base = self.job_spec(context, module=module, gpus=gpus, name=name, env=session.get_bootstrap_env_vars(),
+                                 kind=kind)
             watcher = JobWatcher(api, context, reader, self.poll_interval_s, self.timeout_s)
             for attempt in range(self.max_restarts + 1):
                 spec = attempt_spec(base, attempt)
