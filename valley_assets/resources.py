@@ -140,7 +140,8 @@ class OCR2Teacher:
         from valley_assets.data.ocr2 import load_all_source_questions, load_ocr2, write_recovered_traces
 
         ocr2 = load_ocr2(self.hub.ocr2, max_rows=self.hub.max_rows)
-        traces = pl.from_arrow(ocr2.data.table.select(["dataset", "split"])).lazy()
+        # The columns `needed_splits` reads: which rows carry the "-" placeholder, and where their source row is.
+        traces = pl.from_arrow(ocr2.data.table.select(["question", "dataset", "split"])).lazy()
         questions = load_all_source_questions(traces, {
             "taco": self.hub.taco, "apps": self.hub.apps, "code_contests": self.hub.code_contests,
             "open-r1/codeforces": self.hub.codeforces})

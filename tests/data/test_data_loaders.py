@@ -111,7 +111,7 @@ def test_ocr2_from_local_shards_recovers_questions_by_join(tmp_path, sources):
         "CF 1: find the sum.\n\nOutput\n\nOne integer.", "-", "-", "Already there"]
 
     paths = write_recovered_traces(ds, questions, tmp_path / "traces", rows_per_shard=3)
-    assert [p.name for p in paths] == ["traces-00000.parquet", "traces-00001.parquet", "traces-00002.parquet"]
+    assert [Path(p).name for p in paths] == ["traces-00000.parquet", "traces-00001.parquet", "traces-00002.parquet"]
     result = build_pool(paths, contamination_problems=[], count_tokens=lambda ts: [len(t) for t in ts],
                         max_tokens=100_000, seed=0, chars_per_token_low=2.0)
     assert result.quarantine.filter(pl.col("reason") == "unrecovered_question")["id"].to_list() == [
@@ -165,13 +165,14 @@ def test_hub_ids_resolve_to_the_repo_files():
     assert hub_root("deepmind/code_contests", "v1/x") == "hf://datasets/deepmind/code_contests@v1%2Fx"
     assert split_data_files("s3://bucket/mirror/taco/", taco, "test") == "s3://bucket/mirror/taco/ALL/test-*.parquet"
     assert split_data_files("nvidia/OpenCodeReasoning-2", OCR2_LAYOUT, "python") == \
-        "hf://datasets/nvidia/OpenCodeReasoning-2@main/python/train-*.parquet"
+        "hf://datasets/nvidia/OpenCodeReasoning-2@main/train/python/train-*.parquet"
 
 
 def test_ocr2_repo_layout_folder_reads_the_split(tmp_path):
-    write_shard(tmp_path / "repo" / "python" / "train-00000-of-00002.parquet", ocr2_rows()[:2])
-    write_shard(tmp_path / "repo" / "python" / "train-00001-of-00002.parquet", ocr2_rows()[2:3])
-    write_shard(tmp_path / "repo" / "cpp" / "train-00000-of-00001.parquet", ocr2_rows()[3:])
+    # the hub repo's layout: train/<language>/train-0000K-of-000NN.parquet
+    write_shard(tmp_path / "repo" / "train" / "python" / "train-00000-of-00070.parquet", ocr2_rows()[:2])
+    write_shard(tmp_path / "repo" / "train" / "python" / "train-00001-of-00070.parquet", ocr2_rows()[2:3])
+    write_shard(tmp_path / "repo" / "train" / "cpp" / "train-00000-of-00024.parquet", ocr2_rows()[3:])
     assert load_ocr2(str(tmp_path / "repo"))["id"] == ["id-1-0", "id-2-0", "id-3-0"]
     assert len(load_ocr2(str(tmp_path / "repo"), split="cpp")) == 5
 
@@ -179,10 +180,15 @@ def test_ocr2_repo_layout_folder_reads_the_split(tmp_path):
 def test_release_tags_map_to_files():
     assert release_files("release_v1") == ["test.jsonl"]
     assert release_files("release_v3") == ["test.jsonl", "test2.jsonl", "test3.jsonl"]
-    assert release_files("release_latest")[-1] == "test6.jsonl" and len(release_files("release_latest")) == 6
     assert release_files("v4_v5") == ["test4.jsonl", "test5.jsonl"]
     assert release_files("v1") == ["test.jsonl"] and release_files("v6") == ["test6.jsonl"]
-    for bad in ("release_v7", "v5_v4", "latest", "v0"):
+    # No newest version is built in: the source's files decide (defect: LATEST_VERSION = 6 refused release_v7).
+    assert release_files("release_v7")[-1] == "test7.jsonl"
+    assert release_files("release_latest", available_versions=[1, 2, 3, 4, 5, 6, 7, 8]) == \
+        release_files("release_v8")
+    with pytest.raises(FileNotFoundError, match=r"needs \['test8.jsonl'\]"):
+        release_files("release_v8", available_versions=range(1, 8))
+    for bad in ("v5_v4", "latest", "v0", "release_latest"):
         with pytest.raises(ValueError):
             release_files(bad)
 

@@ -4,7 +4,10 @@ The hub dataset is a folder of `test*.jsonl` files, one per release increment; i
 tags to files, and so does `release_files` here:
   release_v1 = test.jsonl; release_vN = test.jsonl, test2.jsonl, ..., testN.jsonl; release_latest = all;
   vN = the Nth file alone; vX_vY = files X..Y (e.g. v4_v5 = test4.jsonl, test5.jsonl).
-`load_lcb` reads those files (from the hub through `datasets`, via hf:// paths, or from a local folder), decodes
+There is no fixed newest version: which files exist is read from the source (a folder's listing, or the hub repo's
+file list through huggingface_hub, generation/releases.py), so a `test7.jsonl` makes release_v7 loadable the day it
+appears. `load_lcb` reads those files (from the hub through `datasets`, via hf:// paths, or from a local folder or
+object-store URL), decodes
 private tests (a JSON string, or base64 -> zlib -> pickle -> JSON string, as the LCB harness does), filters by
 contest_date window and difficulty, and returns problem records of docs/architecture.md with every field a string
 and `private_test_cases` as a plain JSON string.
@@ -21,6 +24,7 @@ import json
 import pickle
 import re
 import zlib
+from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -29,7 +33,6 @@ import datasets
 from valley_assets.data.schema import PROBLEM_FIELDS
 
 LCB_HUB_ID = "livecodebench/code_generation_lite"
-LATEST_VERSION = 6
 DIFFICULTIES = ("easy", "medium", "hard")
 _RELEASE_RE = re.compile(r"^release_v(\d+)$")
 _SINGLE_RE = re.compile(r"^v(\d+)$")
@@ -40,25 +43,58 @@ def _file_of_version(v: int) -> str:
     return "test.jsonl" if v == 1 else f"test{v}.jsonl"
 
 
-def release_files(tag: str, *, latest_version: int = LATEST_VERSION) -> list[str]:
-    """The test*.jsonl files of a release tag (see the module docstring)."""
+def release_files(tag: str, *, available_versions: Iterable[int] | None = None) -> list[str]:
+    """The test*.jsonl files of a release tag (see the module docstring).
+
+    `available_versions`: the file numbers the source holds (`source_versions`). With it, a tag needing a file the
+    source lacks is a FileNotFoundError naming the files, and `release_latest` means every version up to the
+    newest; without it, only the tag's syntax is checked (and `release_latest` cannot be resolved).
+    """
     def check(v: int) -> int:
-        if not 1 <= v <= latest_version:
-            raise ValueError(f"release tag {tag!r}: version {v} outside 1..{latest_version}")
+        if v < 1:
+            raise ValueError(f"release tag {tag!r}: versions start at 1, got {v}")
         return v
 
     if tag == "release_latest":
-        return [_file_of_version(v) for v in range(1, latest_version + 1)]
-    if m := _RELEASE_RE.match(tag):
-        return [_file_of_version(v) for v in range(1, check(int(m.group(1))) + 1)]
-    if m := _SINGLE_RE.match(tag):
-        return [_file_of_version(check(int(m.group(1))))]
-    if m := _RANGE_RE.match(tag):
+        if not available_versions:
+            raise ValueError("release tag 'release_latest' needs the source's file listing (available_versions)")
+        versions = list(range(1, max(available_versions) + 1))
+    elif m := _RELEASE_RE.match(tag):
+        versions = list(range(1, check(int(m.group(1))) + 1))
+    elif m := _SINGLE_RE.match(tag):
+        versions = [check(int(m.group(1)))]
+    elif m := _RANGE_RE.match(tag):
         lo, hi = check(int(m.group(1))), check(int(m.group(2)))
         if lo > hi:
             raise ValueError(f"release tag {tag!r}: range start after its end")
-        return [_file_of_version(v) for v in range(lo, hi + 1)]
-    raise ValueError(f"unknown LiveCodeBench release tag {tag!r}: expected release_vN, release_latest, vN or vX_vY")
+        versions = list(range(lo, hi + 1))
+    else:
+        raise ValueError(f"unknown LiveCodeBench release tag {tag!r}: expected release_vN, release_latest, vN or "
+                         f"vX_vY")
+    files = [_file_of_version(v) for v in versions]
+    if available_versions is not None:
+        absent = [f for v, f in zip(versions, files, strict=True) if v not in set(available_versions)]
+        if absent:
+            have = [_file_of_version(v) for v in sorted(set(available_versions))]
+            raise FileNotFoundError(f"release {tag} needs {absent}, which the source does not hold (it has {have})")
+    return files
+
+
+def source_versions(source: str, *, revision: str = "main", hf_api=None) -> list[int]:
+    """The release file numbers (`test.jsonl` = 1, `testN.jsonl` = N) a folder, object-store URL or hub repo holds."""
+    from valley_assets.generation.releases import list_source_files, release_file_number
+
+    names = list_source_files(source, hf_api=hf_api, revision=revision)
+    return sorted({n for n in map(release_file_number, names) if n is not None})
+
+
+def release_locations(source: str, files: list[str], *, revision: str = "main") -> list[str]:
+    """Where `files` of a source are read from: hf:// paths in the hub repo, or under the folder / URL."""
+    from valley_assets.generation.releases import HUB_PREFIX, is_hub_source
+
+    if is_hub_source(source):
+        return [f"hf://datasets/{source.removeprefix(HUB_PREFIX)}@{revision}/{f}" for f in files]
+    return [f"{source.rstrip('/')}/{f}" for f in files]
 
 
 def decode_private_tests(value: str, *, question_id: str = "?") -> str:
@@ -113,21 +149,18 @@ def to_problem_record(raw: dict, *, where: str) -> dict:
 
 def load_lcb(source: str = LCB_HUB_ID, *, release: str = "release_v6", start_date: str | date | None = None,
              end_date: str | date | None = None, difficulties: tuple[str, ...] | None = None,
-             latest_version: int = LATEST_VERSION, revision: str = "main") -> list[dict]:
-    """Problems of a release tag, from the hub (through `datasets`) or a local folder of test*.jsonl files.
+             revision: str = "main", hf_api=None) -> list[dict]:
+    """Problems of a release tag, from the hub (through `datasets`) or a local / object-store folder of test*.jsonl
+    files. The tag is resolved against the files the source holds (`source_versions`): no newest version is fixed.
 
     `start_date` / `end_date` bound contest_date (inclusive, by day); `difficulties` keeps only those levels.
     Records are sorted by (contest_date, question_id).
     """
-    files = release_files(release, latest_version=latest_version)
-    folder = Path(source)
-    if folder.is_dir():
-        absent = [f for f in files if not (folder / f).is_file()]
-        if absent:
-            raise FileNotFoundError(f"{source}: release {release} needs {absent}, which are not there")
-        data_files = [str(folder / f) for f in files]
-    else:
-        data_files = [f"hf://datasets/{source}@{revision}/{f}" for f in files]
+    try:
+        files = release_files(release, available_versions=source_versions(source, revision=revision, hf_api=hf_api))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{source}: {error}") from None
+    data_files = release_locations(source, files, revision=revision)
     # One dataset per file: the files differ in column types (e.g. contest_date as string or timestamp).
     rows: list[dict] = []
     for data_file in data_files:

@@ -15,7 +15,8 @@ where root is `hf://datasets/<id>@<revision>` for a hub id. Naming the files, ra
 is what keeps script-based repos loadable: datasets >= 4 refuses any repo (or local copy) that ships a loading
 script, and TACO (`TACO.py`) and APPS (`apps.py`) do, next to their data files. Layouts (OCR2_LAYOUT,
 SOURCE_DATASETS):
-- nvidia/OpenCodeReasoning-2: `<python|cpp>/train-*.parquet`;
+- nvidia/OpenCodeReasoning-2: `train/<python|cpp>/train-*.parquet` (e.g. `train/python/train-00000-of-00070.parquet`
+  at revision eadf535, as `datasets` records it in a cached copy's download checksums);
 - BAAI/TACO: `ALL/<split>-*.parquet` (the parquet export of the script's "ALL" config, rows in the script's order;
   the script reads `train/data-*.arrow`, which datasets can no longer run);
 - codeparrot/apps: `<split>.jsonl` at the root (what `apps.py` reads, in file order);
@@ -36,6 +37,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from valley_assets.data.schema import TRACE_SCHEMA, arrow_schema
+from valley_assets.storage import StudyStorage
 
 OCR2_HUB_ID = "nvidia/OpenCodeReasoning-2"
 PLACEHOLDER = "-"
@@ -55,8 +57,8 @@ class RepoLayout:
         return self.split_files.format(split=split)
 
 
-# The OCR2 repo itself: one folder of parquet shards per split.
-OCR2_LAYOUT = RepoLayout(OCR2_HUB_ID, "parquet", "{split}/train-*.parquet")
+# The OCR2 repo itself: one folder of parquet shards per language split, under `train/`.
+OCR2_LAYOUT = RepoLayout(OCR2_HUB_ID, "parquet", "train/{split}/train-*.parquet")
 # OCR2 `dataset` value -> the source repo's layout (see the module docstring).
 SOURCE_DATASETS: dict[str, RepoLayout] = {
     "taco": RepoLayout("BAAI/TACO", "parquet", "ALL/{split}-*.parquet", "question"),
@@ -232,15 +234,17 @@ def _as_batches(ocr2: datasets.Dataset | pl.LazyFrame | pl.DataFrame, rows: int)
 
 
 def write_recovered_traces(ocr2: datasets.Dataset | pl.LazyFrame | pl.DataFrame, questions: pl.DataFrame,
-                           out_dir: str | Path, *, rows_per_shard: int = 20_000) -> list[Path]:
-    """Stream the traces, recover questions, write TRACE_SCHEMA parquet shards `traces-00000.parquet`, ...
+                           out_dir: str | Path, *, rows_per_shard: int = 20_000) -> list[str]:
+    """Stream the traces, recover questions, write TRACE_SCHEMA parquet shards `traces-00000.parquet`, ... into
+    `out_dir` (a local folder or an object-store URL); returns the shards' locations.
 
-    Memory stays at one batch plus the source question table, whatever the size of OCR2.
+    Memory stays at one batch plus the source question table, whatever the size of OCR2. Each shard appears only
+    when complete (StudyStorage.open_atomic).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = StudyStorage(out_dir)
+    out.makedirs()
     schema = arrow_schema(TRACE_SCHEMA)
-    paths: list[Path] = []
+    written: list[str] = []
     for batch in _as_batches(ocr2, rows_per_shard):
         if batch.height == 0:
             continue
@@ -249,7 +253,8 @@ def write_recovered_traces(ocr2: datasets.Dataset | pl.LazyFrame | pl.DataFrame,
         table = recovered.with_columns(absent).select(
             [pl.col(c).cast(dt, strict=False) if c == "pass_rate" else pl.col(c).cast(dt)
              for c, dt in TRACE_SCHEMA.items()]).to_arrow().cast(schema)
-        path = out / f"traces-{len(paths):05d}.parquet"
-        pq.write_table(table, path, compression="zstd")
-        paths.append(path)
-    return paths
+        name = f"traces-{len(written):05d}.parquet"
+        with out.open_atomic(name) as shard:
+            pq.write_table(table, shard, compression="zstd")
+        written.append(out.uri(name))
+    return written

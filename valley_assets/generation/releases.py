@@ -60,12 +60,13 @@ def list_source_files(source: str, *, hf_api=None, revision: str | None = None) 
             hf_api = HfApi()
         files = hf_api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
         return [f for f in files if "/" not in f]
-    import fsspec
+    from valley_assets.storage import StudyStorage
 
-    fs, root = fsspec.core.url_to_fs(source)
-    if not fs.isdir(root):
+    folder = StudyStorage(source)
+    if not folder.is_dir():
         raise FileNotFoundError(f"release source folder {source!r} does not exist")
-    return [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
+    # (`names` re-lists on every call: a sensor process lives for days and s3fs would serve a cached listing)
+    return folder.names()
 
 
 def discover_releases(
