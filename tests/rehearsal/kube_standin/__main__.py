@@ -1,0 +1,42 @@
+"""`python -m tests.rehearsal.kube_standin --port N`: serve the stand-in until interrupted (see __init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from . import KubeStandin
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.rehearsal.kube_standin", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="API port (0: any free port)")
+    parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--kubeconfig-dir", default=None, help="where to write the two kubeconfigs")
+    parser.add_argument("--runtime", action="append", default=[], metavar="CLASS=DOCKER_RUNTIME",
+                        help="map a runtimeClassName to a Docker runtime (repeatable)")
+    parser.add_argument("--network-prefix", default="valley-standin")
+    parser.add_argument("--namespace", action="append", default=None,
+                        help="namespaces that exist from the start (default: default, valley)")
+    parser.add_argument("--token", default=None, help="bearer token (default: random)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runtimes = dict(item.split("=", 1) for item in args.runtime)
+    standin = KubeStandin(runtimes, args.network_prefix, port=args.port, bind=args.bind,
+                          kubeconfig_dir=args.kubeconfig_dir, token=args.token,
+                          namespaces=tuple(args.namespace or ("default", "valley")))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with standin:
+        print(f"kube stand-in serving on {args.bind}:{standin.port}", flush=True)
+        print(f"kubeconfig (host):       {standin.kubeconfig_host}", flush=True)
+        print(f"kubeconfig (containers): {standin.kubeconfig_containers}", flush=True)
+        stop.wait()
+    print("kube stand-in stopped; its containers, volumes and networks are removed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
