@@ -2,16 +2,24 @@
 1.30 and 1.33, the Kubernetes objects inside the Dagster Helm values validate as the pods the chart makes of them,
 the RBAC Role allows every call the launcher makes, and the node-pool configs match the launcher's scheduling."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from valley_assets.config import PROFILES_DIR
-from valley_assets.launch.kubernetes import EKS_H100_NODE_SELECTOR, GKE_H100_NODE_SELECTOR, GPU_TOLERATION
+from valley_assets.config import PROFILES_DIR, load_study_config
+from valley_assets.launch.kubernetes import (
+    EKS_H100_NODE_SELECTOR,
+    GKE_H100_NODE_SELECTOR,
+    GPU_TOLERATION,
+    build_job,
+    to_manifest,
+)
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 K8S_VERSIONS = ("1.30.0", "1.33.0")
@@ -71,9 +79,11 @@ def test_helm_values_hold_valid_pod_pieces():
     the Pod it becomes, and the values point at the RBAC service account and the profile's image."""
     values = yaml.safe_load((K8S / "helm" / "dagster-values.yaml").read_text())
     run_config = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    run_secrets = values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]
     run_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dagster-run"},
                "spec": {**run_config["podSpecConfig"],
-                        "containers": [{"name": "dagster", "image": "img", **run_config["containerConfig"]}]}}
+                        "containers": [{"name": "dagster", "image": "img", **run_config["containerConfig"],
+                                        "envFrom": [{"secretRef": {"name": s["name"]}} for s in run_secrets]}]}}
     validate(run_pod)
     [deployment] = values["dagster-user-deployments"]["deployments"]
     code_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": deployment["name"]},
@@ -120,3 +130,67 @@ def test_node_pools_match_the_launcher():
     assert key == "cloud.google.com/gke-accelerator" and f"type={value}," in gke
     assert f"--node-taints {GPU_TOLERATION['key']}=present:{GPU_TOLERATION['effect']}" in gke
     assert subprocess.run(["bash", "-n", str(K8S / "node-pools" / "gke-h100.sh")]).returncode == 0
+
+
+# --- Secrets: what the README tells users to create reaches every pod under the names the code reads --------------
+README = K8S / "README.md"
+OBJECT_STORE_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3"}
+
+
+def readme_secrets() -> dict[str, set[str]]:
+    """{Secret name: its keys} of every `kubectl create secret generic NAME --from-literal=KEY=...` in k8s/README.md
+    (continuation lines joined)."""
+    text = README.read_text().replace("\\\n", " ")
+    secrets = {}
+    for line in text.splitlines():
+        if "create secret generic" not in line:
+            continue
+        words = line.split()
+        name = words[words.index("generic") + 1]
+        secrets[name] = {w.split("=", 2)[1] for w in words if w.startswith("--from-literal=")}
+    return secrets
+
+
+def env_from(secret_names: list[str], secrets: dict[str, set[str]]) -> set[str]:
+    """The variables an envFrom of these Secrets defines: one per key, named after the key."""
+    missing = [name for name in secret_names if name not in secrets]
+    assert not missing, f"pods read Secrets {missing} that k8s/README.md never tells users to create"
+    return set().union(*(secrets[name] for name in secret_names))
+
+
+def test_readme_secrets_reach_the_run_pods_and_the_code_location_as_hf_token_and_s3_env():
+    """Defect 5: the Secret held the token under key `token`, so the Helm envFrom gave the run pods `token`."""
+    secrets = readme_secrets()
+    values = yaml.safe_load((K8S / "helm" / "dagster-values.yaml").read_text())
+    run_secrets = [s["name"] for s in values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]]
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    for where, names in (("run pods", run_secrets), ("code location", [s["name"] for s in deployment["envSecrets"]])):
+        env = env_from(names, secrets)
+        assert "HF_TOKEN" in env, f"{where} get {sorted(env)}, no HF_TOKEN"
+        assert OBJECT_STORE_ENV <= env, f"{where} get {sorted(env)}"
+
+
+def test_readme_secrets_reach_the_jobs_under_the_same_names():
+    from valley_assets.resources import build_resources
+
+    secrets = readme_secrets()
+    launcher = build_resources(load_study_config(PROFILES_DIR / "production.yaml"))["launcher"]
+    for kind, module, gpus in (("training", "valley_assets.training.sft", 8),
+                               ("generation", "valley_assets.generation.run", 1)):
+        spec = launcher.job_spec(SimpleNamespace(run_id="r"), module=module, gpus=gpus, name="x", env={}, kind=kind)
+        [container] = to_manifest(build_job(spec))["spec"]["template"]["spec"]["containers"]
+        names = {e["name"] for e in container["env"]}
+        for e in container["env"]:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secrets.get(ref["name"], set()), f"{e['name']} reads {ref}: not in README"
+        names |= env_from([f["secretRef"]["name"] for f in container.get("envFrom", [])], secrets)
+        assert "HF_TOKEN" in names and OBJECT_STORE_ENV <= names, (kind, sorted(names))
+
+
+def test_readme_documents_irsa_and_workload_identity_on_the_pods_service_account():
+    text = README.read_text().replace("\\\n", " ")
+    account = next(d for d in docs(K8S / "rbac.yaml") if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    for annotation in ("eks.amazonaws.com/role-arn=", "iam.gke.io/gcp-service-account="):
+        [line] = [line for line in text.splitlines() if annotation in line]
+        assert re.search(rf"kubectl -n valley annotate serviceaccount {account}\s+{re.escape(annotation)}", line), line

@@ -349,13 +349,18 @@ class K8sApi:
 
     @classmethod
     def from_config(cls, kubeconfig_file: str | None, in_cluster: bool) -> K8sApi:
+        """Clients of their own (not the kubernetes package's global default), so launchers with different settings
+        in one process never share a cluster: in-cluster credentials, or the kube config file (None: $KUBECONFIG,
+        else ~/.kube/config), e.g. one pointing at a local API server."""
         from kubernetes import config
 
         if in_cluster:
-            config.load_incluster_config()
+            configuration = k8s.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            api_client = k8s.ApiClient(configuration)
         else:
-            config.load_kube_config(config_file=kubeconfig_file)
-        return cls(batch=k8s.BatchV1Api(), core=k8s.CoreV1Api())
+            api_client = config.new_client_from_config(config_file=kubeconfig_file)
+        return cls(batch=k8s.BatchV1Api(api_client), core=k8s.CoreV1Api(api_client))
 
 
 def load_api_factory(path: str):
