@@ -126,7 +126,7 @@ def instance_yaml(pg_storage: dict, *, image: str, run_env: Mapping[str, str], v
                 },
             },
         },
-        "run_monitoring": {"enabled": True, "poll_interval_seconds": 5, "start_timeout_seconds": 300},
+        "run_monitoring": {"enabled": True, "poll_interval_seconds": 5, "start_timeout_seconds": 180},
         "telemetry": {"enabled": False},
     }
 
@@ -258,5 +258,10 @@ class DagsterDeployment:
     def run_container_logs(self, run_id: str, tail: int = 200) -> str:
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=dagster/run_id={run_id}"],
                              capture_output=True, text=True).stdout.split()
-        return "\n".join(subprocess.run(["docker", "logs", "--tail", str(tail), cid], capture_output=True,
-                                        text=True).stdout for cid in ids)
+        logs = []
+        for cid in ids:
+            out = subprocess.run(["docker", "logs", "--tail", str(tail), cid], capture_output=True, text=True)
+            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} exit={{.State.ExitCode}}", cid],
+                                   capture_output=True, text=True).stdout.strip()
+            logs.append(f"[container {cid[:12]}: {state}]\n{out.stdout}{out.stderr}")
+        return "\n".join(logs)
