@@ -29,6 +29,7 @@ COMPLETE_MARKER = "_COMPLETE"
 RUN_FILE = "_run.json"
 STEPS_DIR = "_steps"
 SUMMARY_FILE = "training_summary.json"
+LOGS_DIR = "logs"  # experiment-tracker files (TensorBoard events, ...), copied with each durable checkpoint
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -142,17 +143,57 @@ def claim_output_dir(output_dir: str, fingerprint: str) -> bool:
 
 
 # --- remote mirroring ---------------------------------------------------------------------------------------------
+PARTS_DIR = "_parts"
+
+
 def upload_checkpoint(local_dir: str, remote_dir: str) -> None:
-    """Copy a finished local checkpoint to `remote_dir`: every file first, the `_COMPLETE` marker last."""
+    """Copy a finished local checkpoint to `remote_dir` (one writer): every file first, the `_COMPLETE` marker last."""
+    remove_tree(remote_dir)  # a partial upload from a killed predecessor
+    upload_checkpoint_part(local_dir, remote_dir, part="node-0")
+    mark_complete(remote_dir)
+
+
+def upload_checkpoint_part(local_dir: str, remote_dir: str, part: str) -> None:
+    """Upload the files one machine holds of a checkpoint, then its part marker `_parts/<part>`.
+
+    With FSDP over several machines each one writes only its own ranks' shards (and RNG states) to its local disk, so
+    every machine uploads what it has into the same remote folder; the coordinator writes `_COMPLETE` once every
+    part marker is there (`wait_for_parts`). Files are never deleted here: another machine may be uploading.
+    """
     fs, remote_root = url_to_fs(remote_dir)
     local = Path(local_dir)
-    if fs.exists(remote_root):
-        fs.rm(remote_root, recursive=True)  # a partial upload from a killed predecessor
     for file in sorted(p for p in local.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER):
         target = join(remote_root, file.relative_to(local).as_posix())
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(file), target)
-    mark_complete(remote_dir)
+    with fs.open(join(remote_root, PARTS_DIR, part), "w") as fh:
+        json.dump({"part": part}, fh)
+
+
+def uploaded_parts(remote_dir: str) -> set[str]:
+    fs, remote_root = url_to_fs(remote_dir)
+    folder = join(remote_root, PARTS_DIR)
+    if not fs.isdir(folder):
+        return set()
+    fs.invalidate_cache(folder)
+    return {entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(folder, detail=False)}
+
+
+def wait_for_parts(remote_dir: str, parts: set[str], timeout_s: float, poll_s: float = 1.0) -> None:
+    """Block until every part marker in `parts` exists under `remote_dir`; raise TimeoutError naming the missing."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = parts - uploaded_parts(remote_dir)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{remote_dir}: parts {sorted(missing)} were not uploaded within {timeout_s:.0f} s "
+                "(another machine of the run failed or is stuck uploading its shards)"
+            )
+        time.sleep(poll_s)
 
 
 def download_checkpoint(remote_dir: str, local_dir: str) -> str:

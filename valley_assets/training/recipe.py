@@ -13,6 +13,7 @@ dict of overrides (dotted keys are not needed: the recipe is flat).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +78,16 @@ class Recipe(BaseModel):
     )
 
     # --- checkpoints and logging ----------------------------------------------------------------------------------
-    save_steps: int = Field(default=100, gt=0, description="durable checkpoint every N optimizer steps")
+    checkpoints_per_run: int | None = Field(
+        default=10,
+        gt=0,
+        description="durable checkpoints spread evenly over the run: one every ceil(max_steps / N) optimizer steps, "
+        "resolved once the Trainer has computed max_steps (so a 40-step 1k run and a 1,200-step 30k run both leave "
+        "N restart points); ignored when save_steps is set",
+    )
+    save_steps: int | None = Field(
+        default=None, gt=0, description="a durable checkpoint every N optimizer steps, whatever the run's length"
+    )
     save_total_limit: int = Field(default=2, ge=1, description="intermediate checkpoints kept (each holds optimizer)")
     logging_steps: int = Field(default=1, gt=0)
     dataset_num_proc: int | None = Field(default=None, ge=1)
@@ -89,6 +99,8 @@ class Recipe(BaseModel):
                 f"global_batch_size={self.global_batch_size} is not divisible by "
                 f"per_device_batch_size={self.per_device_batch_size}"
             )
+        if self.save_steps is None and self.checkpoints_per_run is None:
+            raise ValueError("set a checkpoint interval: checkpoints_per_run (per run) or save_steps (absolute)")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be -1 (use num_train_epochs) or > 0, got {self.max_steps}")
         return self
@@ -106,6 +118,20 @@ class Recipe(BaseModel):
             )
         return self.global_batch_size // per_step
 
+    def resolve_save_steps(self, max_steps: int) -> int:
+        """Optimizer steps between durable checkpoints for a run of `max_steps` steps."""
+        if self.save_steps is not None:
+            return self.save_steps
+        if max_steps < 1:
+            raise RecipeError(f"recipe {self.name!r}: cannot spread checkpoints over a run of {max_steps} steps")
+        return max(1, math.ceil(max_steps / self.checkpoints_per_run))
+
+    def bf16_enabled(self, hardware_supports_bf16: bool | None) -> bool:
+        """`precision` resolved: auto follows the hardware, bf16/fp32 are taken as written (bf16 runs on CPU too)."""
+        if self.precision == "auto":
+            return bool(hardware_supports_bf16)
+        return self.precision == "bf16"
+
     def to_sft_config(self, output_dir: str, world_size: int, *, use_bf16: bool | None = None, **extra: Any):
         """The TRL `SFTConfig` for this recipe on `world_size` devices, writing checkpoints under `output_dir`.
 
@@ -114,10 +140,7 @@ class Recipe(BaseModel):
         """
         from trl import SFTConfig  # heavy import, only where a config is built
 
-        if self.precision == "auto":
-            bf16 = bool(use_bf16)
-        else:
-            bf16 = self.precision == "bf16"
+        bf16 = self.bf16_enabled(use_bf16)
         # With padding-free and no packing, TRL refuses a max_length (it cannot enforce it without packing); the
         # entrypoint drops over-long examples itself before TRL sees them, so TRL gets None in that case.
         trl_max_length = self.max_length if self.packing or not self.padding_free else None
@@ -146,7 +169,10 @@ class Recipe(BaseModel):
             bf16=bf16,
             fp16=False,
             save_strategy="steps",
-            save_steps=self.save_steps,
+            # The exact interval needs max_steps, which the Trainer computes from the data: this ratio of the run is
+            # what it starts from, and `CheckpointIntervalCallback` sets `resolve_save_steps(max_steps)` on
+            # train begin (a ratio alone can round up by a step through floating point).
+            save_steps=self.save_steps if self.save_steps is not None else 1.0 / self.checkpoints_per_run,
             save_total_limit=self.save_total_limit,
             logging_steps=self.logging_steps,
             logging_first_step=True,
@@ -171,20 +197,61 @@ def recipe_path(name_or_path: str) -> Path:
     return bundled
 
 
+# A layer (a derived recipe, or overrides) that sets the checkpoint interval in one form replaces the other form.
+_INTERVAL_KEYS = ("checkpoints_per_run", "save_steps")
+BASE_KEY = "base"
+
+
+def _layer(raw: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """`layer`'s fields over `raw`'s."""
+    merged = dict(raw)
+    for key in _INTERVAL_KEYS:
+        if key in layer:
+            for other in _INTERVAL_KEYS:
+                merged.pop(other, None)
+    merged.update(layer)
+    return merged
+
+
+def _read_recipe_yaml(name_or_path: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The raw fields of a recipe file with its `base:` chain resolved (the base's fields, then this file's)."""
+    path = recipe_path(name_or_path)
+    source = str(path.resolve())
+    if source in chain:
+        raise RecipeError(f"recipe {path} inherits from itself through `base:` ({' -> '.join((*chain, source))})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {path} must be a YAML mapping, got {type(raw).__name__}")
+    base = raw.pop(BASE_KEY, None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise RecipeError(f"recipe {path}: `base` must name a bundled recipe or a YAML path, got {base!r}")
+    if "name" not in raw:
+        raise RecipeError(f"recipe {path}: a derived recipe needs its own `name` (its base is {base!r})")
+    if base.endswith((".yaml", ".yml")) and not Path(base).is_absolute():
+        base = str(path.parent / base)  # relative to the derived file
+    return _layer(_read_recipe_yaml(base, (*chain, source)), raw)
+
+
 def load_recipe(name_or_path: str | dict, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Load and validate a recipe (bundled name, YAML path, or an already-parsed dict), applying `overrides`."""
+    """Load and validate a recipe (bundled name, YAML path, or an already-parsed dict), applying `overrides`.
+
+    A recipe file may start from another one with `base: <name or path>` and set only what differs (the rehearsal
+    recipes shrink the production ones this way); a dict may do the same.
+    """
     if isinstance(name_or_path, dict):
         raw, source = dict(name_or_path), "<dict>"
+        base = raw.pop(BASE_KEY, None)
+        if base is not None:
+            raw = _layer(_read_recipe_yaml(base), raw)
     else:
-        path = recipe_path(name_or_path)
-        raw, source = yaml.safe_load(path.read_text()) or {}, str(path)
-        if not isinstance(raw, dict):
-            raise RecipeError(f"recipe {source} must be a YAML mapping, got {type(raw).__name__}")
+        raw, source = _read_recipe_yaml(name_or_path), str(recipe_path(name_or_path))
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(Recipe.model_fields))
     if unknown:
         raise RecipeError(f"recipe overrides name unknown fields {unknown}; known: {sorted(Recipe.model_fields)}")
-    raw.update(overrides)
+    raw = _layer(raw, overrides)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:

@@ -45,6 +45,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from valley_assets.training import checkpoints as ckpt
+from valley_assets.training import distributed
 from valley_assets.training.chat_template import (
     TrainingDataError,
     tokenize_conversation,
@@ -73,13 +74,50 @@ def parse_params(extras: dict[str, Any]) -> dict[str, Any]:
     resume = extras.get("resume_from_checkpoint", "auto")
     if resume not in ("auto", None, False):
         raise ParamsError(f"parameter 'resume_from_checkpoint' must be 'auto' or null, got {resume!r}")
+    report_to = extras.get("report_to", "none")
+    if isinstance(report_to, str):
+        report_to = [report_to]
+    if not isinstance(report_to, list) or not all(isinstance(t, str) and t for t in report_to):
+        raise ParamsError(f"parameter 'report_to' must be a tracker name or a list of them, got {report_to!r}")
+    unknown = sorted(set(report_to) - set(TRACKERS))
+    if unknown:
+        raise ParamsError(f"parameter 'report_to' names unknown trackers {unknown}; known: {sorted(TRACKERS)}")
+    if "none" in report_to and len(report_to) > 1:
+        raise ParamsError(f"parameter 'report_to': 'none' cannot be combined with trackers, got {report_to!r}")
     return {
+        "report_to": report_to,
         "recipe": load_recipe(extras["recipe"], overrides),
         "train_file": str(extras["train_file"]),
         "base_model": str(extras["base_model"]),
         "output_dir": str(extras["output_dir"]).rstrip("/"),
         "resume": resume == "auto",
     }
+
+
+# --- experiment trackers --------------------------------------------------------------------------------------------
+# Trackers the entrypoint knows how to place; credentials and endpoints come only from the environment (the pod's
+# Secret), never from parameters, which end up in Dagster's event log.
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
+
+
+def configure_trackers(report_to: list[str], logs_dir: str) -> list[str]:
+    """Point the trackers' local files under `logs_dir` (uploaded with the run) and check their credentials."""
+    if report_to == ["none"]:
+        return report_to
+    os.makedirs(logs_dir, exist_ok=True)
+    if "tensorboard" in report_to:
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", os.path.join(logs_dir, "tensorboard"))
+    if "wandb" in report_to:
+        if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+            raise ParamsError(
+                "report_to includes 'wandb' but WANDB_API_KEY is not set in the environment (set it from a Secret, "
+                "or WANDB_MODE=offline to write runs under output_dir/logs/wandb)"
+            )
+        os.environ.setdefault("WANDB_DIR", logs_dir)
+    if "mlflow" in report_to:
+        # No tracking server configured: MLflow's file store, kept under output_dir/logs/mlruns.
+        os.environ.setdefault("MLFLOW_TRACKING_URI", "file://" + os.path.join(os.path.abspath(logs_dir), "mlruns"))
+    return report_to
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -141,6 +179,29 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def node_rank() -> int:
+    """This machine's index in the run (torchrun's GROUP_RANK; accelerate passes --machine_rank through to it)."""
+    return int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0")))
+
+
+def num_nodes() -> int:
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, world_size() // max(1, local_world))
+
+
+def broadcast_from_rank0(value):
+    """`value` as rank 0 has it, on every rank (picklable objects)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 # --- callbacks ----------------------------------------------------------------------------------------------------
 class PipesLogCallback(TrainerCallback):
     """Forward every logging step (loss, lr, tokens) to the session log as it happens."""
@@ -154,42 +215,184 @@ class PipesLogCallback(TrainerCallback):
             self.session.log(f"step {state.global_step}/{state.max_steps} " + json.dumps(fields, default=float))
 
 
-class DurableCheckpointCallback(TrainerCallback):
-    """After the Trainer saved `checkpoint-N` (weights, optimizer, scheduler, RNG, state): mark it complete, mirror it.
+class CheckpointIntervalCallback(TrainerCallback):
+    """Set the checkpoint interval from the run's own length once the Trainer knows it (`Recipe.resolve_save_steps`)."""
 
-    `on_save` runs after `_save_checkpoint` returned, so the marker is written only when every file is on disk.
+    def __init__(self, recipe: Recipe, session: EntrypointSession):
+        self.recipe = recipe
+        self.session = session
+        self.save_steps: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.save_steps = self.recipe.resolve_save_steps(state.max_steps)
+        state.save_steps = self.save_steps
+        self.session.log(f"a durable checkpoint every {self.save_steps} of {state.max_steps} optimizer steps")
+
+
+class UploadError(RuntimeError):
+    """A checkpoint (or the training logs) could not be copied to the run's remote output_dir."""
+
+
+class CheckpointUploader:
+    """Copies this machine's part of each checkpoint to the remote `_steps/` folder on a background thread.
+
+    Runs on the first local rank of every machine (a machine's ranks share its disk). One upload is in flight at a
+    time: the next save, and the final publication, wait for it (`wait`), and its failure is raised there, failing
+    the run with the checkpoint and the cause named. The coordinator (global rank 0) writes the remote `_COMPLETE`
+    only after every machine's part marker is there, so a remote checkpoint counts as durable only once all of it
+    is uploaded. Training never waits for the network except when two saves would overlap.
     """
 
-    def __init__(self, session: EntrypointSession, remote_steps_dir: str | None):
+    def __init__(self, local_steps: str, remote_steps: str, keep: int, session: EntrypointSession,
+                 logs_dir: str | None = None, remote_logs_dir: str | None = None, parts_timeout_s: float = 3600.0):
+        import threading
+
+        self._threading = threading
+        self.local_steps = local_steps
+        self.remote_steps = remote_steps
+        self.keep = keep
         self.session = session
-        self.remote_steps_dir = remote_steps_dir
+        self.logs_dir = logs_dir
+        self.remote_logs_dir = remote_logs_dir
+        self.parts_timeout_s = parts_timeout_s
+        self.coordinator = global_rank() == 0
+        self.part = f"node-{node_rank()}"
+        self.nodes = num_nodes()
+        self._thread = None
+        self._step: int | None = None
+        self._error: BaseException | None = None
+        self.durable_steps: list[int] = []
+
+    def start(self, step: int) -> None:
+        self.wait()
+        self._step = step
+        self._thread = self._threading.Thread(target=self._upload, args=(step,), name=f"upload-{step}", daemon=True)
+        self._thread.start()
+
+    def _upload(self, step: int) -> None:
+        name = f"checkpoint-{step}"
+        local, remote = os.path.join(self.local_steps, name), ckpt.join(self.remote_steps, name)
+        try:
+            started = time.monotonic()
+            ckpt.upload_checkpoint_part(local, remote, self.part)
+            if self.coordinator:
+                ckpt.wait_for_parts(remote, {f"node-{i}" for i in range(self.nodes)}, self.parts_timeout_s)
+                ckpt.mark_complete(remote, {"step": step})
+                self.durable_steps.append(step)
+                kept = set(sorted(s for s, _, done in ckpt.list_checkpoints(self.remote_steps) if done)[-self.keep:])
+                ckpt.prune_remote_checkpoints(self.remote_steps, kept)
+                if self.logs_dir and self.remote_logs_dir:
+                    upload_tree(self.logs_dir, self.remote_logs_dir)
+                self.session.log(f"checkpoint-{step} is durable at {remote} ({time.monotonic() - started:.1f} s upload)")
+            else:
+                # The Trainer rotates checkpoints on the coordinator's machine only; other machines drop their
+                # shards of older checkpoints here once this one is uploaded.
+                for old_step, path, _ in ckpt.list_checkpoints(self.local_steps)[:-self.keep]:
+                    shutil.rmtree(path, ignore_errors=True)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Block until the upload in flight (if any) finished; raise UploadError if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise UploadError(
+                f"uploading checkpoint-{self._step} to {self.remote_steps} failed: {type(error).__name__}: {error}"
+            ) from error
+
+
+def upload_tree(local_dir: str, remote_dir: str) -> None:
+    """Copy every file under `local_dir` to `remote_dir` (overwriting): small trees such as tracker logs."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(remote_dir)
+    for file in sorted(p for p in __import__("pathlib").Path(local_dir).rglob("*") if p.is_file()):
+        target = ckpt.join(root, file.relative_to(local_dir).as_posix())
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(file), target)
+
+
+class DurableCheckpointCallback(TrainerCallback):
+    """After the Trainer saved `checkpoint-N` (weights, optimizer, scheduler, RNG, state): mark it, mirror it.
+
+    `on_save` runs after `_save_checkpoint` returned on this rank; the barrier makes it true for every rank (FSDP
+    writes one shard per rank), so the local `_COMPLETE` is written only when every file is on disk. For a remote
+    output_dir each machine's first rank then starts uploading its part in the background (`CheckpointUploader`);
+    before the next save writes anything, `on_step_end` waits for that upload.
+    """
+
+    def __init__(self, session: EntrypointSession, uploader: CheckpointUploader | None):
+        self.session = session
+        self.uploader = uploader
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save and self.uploader is not None and local_rank() == 0:
+            self.uploader.wait()  # one upload in flight; the Trainer is about to write (and rotate) checkpoints
 
     def on_save(self, args, state, control, **kwargs):
         barrier()  # sharded (FSDP/ZeRO) saves: every rank has written its part
-        if global_rank() == 0:
-            local = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        local = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if global_rank() == 0 or (self.uploader is not None and local_rank() == 0):
             ckpt.mark_complete(local, {"step": state.global_step})
-            if self.remote_steps_dir is not None:
-                ckpt.upload_checkpoint(local, ckpt.join(self.remote_steps_dir, f"checkpoint-{state.global_step}"))
-                kept = {step for step, _, done in ckpt.list_checkpoints(args.output_dir) if done}
-                ckpt.prune_remote_checkpoints(self.remote_steps_dir, kept)
-            self.session.log(f"checkpoint saved at step {state.global_step}")
-        barrier()
+        if self.uploader is not None and local_rank() == 0:
+            self.uploader.start(state.global_step)
+        self.session.log(f"checkpoint saved at step {state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.uploader is not None and local_rank() == 0:
+            self.uploader.wait()
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
-def find_resume_checkpoint(local_steps: str, remote_steps: str | None) -> str | None:
-    """The newest complete checkpoint, local or remote (downloaded); incomplete local ones are deleted first."""
+def find_resume_step(local_steps: str, remote_steps: str | None, nodes: int) -> int | None:
+    """Rank 0: the step to resume from, the newest complete checkpoint; incomplete ones (a writer killed mid-save,
+    or mid-upload) are deleted first. A local copy counts only on a single machine: with several, each one holds only
+    its own ranks' shards, so the run resumes from the remote copy, which holds every part."""
     ckpt.remove_incomplete_checkpoints(local_steps)
-    local = ckpt.latest_complete_checkpoint(local_steps)
+    local = ckpt.latest_complete_checkpoint(local_steps) if (remote_steps is None or nodes == 1) else None
+    local_step = ckpt.checkpoint_step(local) if local else None
     if remote_steps is None:
-        return local
+        return local_step
+    ckpt.remove_incomplete_checkpoints(remote_steps)
     remote = ckpt.latest_complete_checkpoint(remote_steps)
-    local_step = ckpt.checkpoint_step(local) if local else -1
-    if remote is not None and ckpt.checkpoint_step(remote) > local_step:
-        name = f"checkpoint-{ckpt.checkpoint_step(remote)}"
-        return ckpt.download_checkpoint(remote, os.path.join(local_steps, name))
+    remote_step = ckpt.checkpoint_step(remote) if remote else None
+    candidates = [s for s in (local_step, remote_step) if s is not None]
+    return max(candidates) if candidates else None
+
+
+def materialize_resume_checkpoint(step: int, local_steps: str, remote_steps: str | None, nodes: int) -> str:
+    """First rank of each machine: make `local_steps/checkpoint-<step>` the complete checkpoint (download it unless
+    this machine's own copy is complete and whole); returns the local path."""
+    local = os.path.join(local_steps, f"checkpoint-{step}")
+    whole_locally = ckpt.is_complete_checkpoint(local) and (remote_steps is None or nodes == 1)
+    if not whole_locally:
+        if remote_steps is None:
+            raise FileNotFoundError(f"checkpoint-{step} chosen by rank 0 is missing from {local_steps} on this machine")
+        ckpt.download_checkpoint(ckpt.join(remote_steps, f"checkpoint-{step}"), local)
     return local
+
+
+def save_final_model(trainer, stage_dir: str, dtype: torch.dtype) -> None:
+    """The trained weights as one Hugging Face folder (safetensors, `dtype`) written by rank 0; every rank must call it.
+
+    `Trainer.save_model` writes nothing under FSDP unless the plugin's state-dict type is FULL_STATE_DICT
+    (transformers 5), while the intermediate checkpoints must stay SHARDED_STATE_DICT (each rank writes its shard, so
+    a 7B checkpoint never has to fit one host's memory, and resuming reshards). So the full state dict is gathered
+    here explicitly: `Accelerator.get_state_dict` is a collective under FSDP2 (`get_model_state_dict` with
+    full_state_dict and cpu_offload) and ZeRO-3, and a plain `state_dict()` otherwise. FSDP keeps fp32 master weights
+    under bf16 mixed precision; the published model is cast back to the dtype the student was loaded in.
+    """
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if not trainer.args.should_save:
+        return
+    state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    os.makedirs(stage_dir, exist_ok=True)
+    model.save_pretrained(stage_dir, state_dict=state_dict)
+    trainer.processing_class.save_pretrained(stage_dir)
 
 
 def loss_curve(log_history: list[dict]) -> list[dict]:
@@ -209,6 +412,12 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     recipe: Recipe = params["recipe"]
     output_dir: str = params["output_dir"]
     remote = ckpt.is_remote(output_dir)
+    use_bf16 = recipe.bf16_enabled(bf16_supported())
+    # The process group exists from here on, so the barriers below really synchronise the ranks (rank 0 claims the
+    # output folder and downloads the checkpoint to resume before the others look for it).
+    configured_state = distributed.init_process_group(
+        "bf16" if use_bf16 else os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    )
 
     # 1. Is this exact run already done? Otherwise make output_dir ours (state from other inputs is deleted).
     fingerprint = ckpt.run_fingerprint(
@@ -232,11 +441,21 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     else:
         local_steps = os.path.join(output_dir, ckpt.STEPS_DIR)
     os.makedirs(local_steps, exist_ok=True)
-    resume_from = find_resume_checkpoint(local_steps, remote_steps) if params["resume"] and global_rank() == 0 else None
-    barrier()
-    if params["resume"] and global_rank() != 0:
-        resume_from = ckpt.latest_complete_checkpoint(local_steps)  # rank 0 downloaded it (shared staging volume)
-    resumed_step = ckpt.checkpoint_step(resume_from) if resume_from else 0
+    # Tracker logs (TensorBoard, MLflow files) live beside the steps and are copied into output_dir/logs with every
+    # durable checkpoint and at publication, so they outlive the pod.
+    logs_dir = os.path.join(os.path.dirname(local_steps), ckpt.LOGS_DIR)
+    resume_step = None
+    if params["resume"]:
+        resume_step = broadcast_from_rank0(
+            find_resume_step(local_steps, remote_steps, num_nodes()) if global_rank() == 0 else None
+        )
+    resume_from = None
+    if resume_step is not None:
+        if local_rank() == 0:
+            materialize_resume_checkpoint(resume_step, local_steps, remote_steps, num_nodes())
+        barrier()  # every machine holds the checkpoint before any rank loads it
+        resume_from = os.path.join(local_steps, f"checkpoint-{resume_step}")
+    resumed_step = resume_step or 0
     session.log(f"resuming from {resume_from} (step {resumed_step})" if resume_from else "no checkpoint to resume")
 
     # 3. Student and data.
@@ -246,8 +465,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     template = training_chat_template(tokenizer, recipe.chat_template)
     tokenizer.chat_template = template  # renders as the original; saved with the model, so inference matches
-    use_bf16 = bf16_supported()
-    dtype = torch.bfloat16 if (recipe.precision == "bf16" or (recipe.precision == "auto" and use_bf16)) else torch.float32
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
         base_model, dtype=dtype, attn_implementation=resolve_attn_implementation(recipe)
     )
@@ -264,13 +482,26 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     # 4. Train (TRL picks up packing / padding-free / assistant masks from the config).
     from trl import SFTTrainer
 
-    config = recipe.to_sft_config(local_steps, world_size(), use_bf16=use_bf16, report_to="none", disable_tqdm=True)
+    trackers = configure_trackers(params["report_to"], logs_dir)
+    config = recipe.to_sft_config(
+        local_steps, world_size(), use_bf16=use_bf16, report_to=trackers, disable_tqdm=True,
+        use_cpu=not distributed.has_accelerator(),
+        **({"accelerator_config": {"use_configured_state": True}} if configured_state else {}),
+    )
+    uploader = None
+    if remote:
+        uploader = CheckpointUploader(
+            local_steps, remote_steps, keep=recipe.save_total_limit, session=session,
+            logs_dir=logs_dir if trackers != ["none"] else None,
+            remote_logs_dir=ckpt.join(output_dir, ckpt.LOGS_DIR),
+        )
+    interval = CheckpointIntervalCallback(recipe, session)
     trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[PipesLogCallback(session), DurableCheckpointCallback(session, remote_steps)],
+        callbacks=[PipesLogCallback(session), interval, DurableCheckpointCallback(session, uploader)],
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
 
@@ -291,15 +522,22 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
         "resumed_from_step": resumed_step,
         "wall_time_s": round(time.monotonic() - started, 2),
         "world_size": world_size(),
+        "distributed_type": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1],
+        "fsdp": bool(trainer.is_fsdp_enabled),
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "precision": "bf16" if config.bf16 else "fp32",
         "recipe": recipe.name,
         "base_model": params["base_model"],
         "fingerprint": fingerprint,
+        "save_steps": interval.save_steps,
+        "durable_checkpoints": list(uploader.durable_steps) if uploader is not None else [],
+        "report_to": trackers,
     }
     stage = os.path.join(output_dir if not remote else os.path.dirname(local_steps), ".publish-tmp")
-    trainer.save_model(stage)  # all ranks take part (gathers sharded weights); rank 0 writes
+    save_final_model(trainer, stage, dtype)
     if global_rank() == 0:
+        if remote and trackers != ["none"] and os.path.isdir(logs_dir):
+            upload_tree(logs_dir, ckpt.join(output_dir, ckpt.LOGS_DIR))
         ckpt.publish_final(stage, output_dir, summary)
         shutil.rmtree(stage, ignore_errors=True)
         # Intermediate checkpoints only serve resumption; for a 7B student each holds ~100 GB of optimizer state.
