@@ -6,6 +6,8 @@ Fast (a few seconds), not marked `rehearsal`: the fixtures and the storage layer
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,11 +15,14 @@ import pytest
 from rehearsal.hub_fixtures import LCB_VERSIONS, outputs_match, run_program, write_hub_repos
 from rehearsal.moto_s3 import MotoS3, moto_s3, moto_s3_env, moto_s3_server  # noqa: F401  (pytest fixtures)
 from valley_assets.config import PROFILES_DIR, load_study_config
+from valley_assets.data import checks
 from valley_assets.data.lcb import load_lcb
 from valley_assets.data.ocr2 import SOURCE_DATASETS, load_ocr2, load_source
+from valley_assets.data.subsets import select_ablation_arm, select_subset
 from valley_assets.data.taco import load_taco
 from valley_assets.resources import LCBBenchmark, OCR2Teacher
 from valley_assets.science.text import extract_code
+from valley_assets.storage import StudyStorage
 
 
 def count_words(texts: list[str]) -> list[int]:
@@ -100,3 +105,75 @@ def test_release_v7_is_discovered_and_loaded_from_a_folder(hub):
     assert {p["question_id"] for p in benchmark.load_release("release_latest")} == {p["question_id"] for p in v7}
     with pytest.raises(FileNotFoundError, match="test8.jsonl"):
         benchmark.load_release("release_v8")
+
+
+# --- defect 4: the data stage on an s3:// storage root -------------------------------------------------------------
+def mirror_to(storage: StudyStorage, folders: dict[str, str]) -> dict[str, str]:
+    """Upload the fixture repos under `storage` (an object-store mirror of the hub, as a cluster without hub access
+    would keep); returns the same keys mapped to their URLs."""
+    out = {}
+    for key, folder in folders.items():
+        root = Path(folder)
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            storage.upload(file, key, *file.relative_to(root).parts)
+        out[key] = storage.uri(key)
+    return out
+
+
+def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  # noqa: F811 (fixture)
+    import dagster as dg
+
+    from valley_assets import partitions as P
+    from valley_assets.defs import data as data_defs
+    from valley_assets.defs import teacher as teacher_defs
+    from valley_assets.resources import build_resources
+
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == moto_s3_env.endpoint_url  # the pod-like environment is all there is
+    root = moto_s3_env.uri("study")
+    mirror = mirror_to(StudyStorage(moto_s3_env.uri("hub")), hub)
+    cfg = study_config(mirror, root).model_copy(update={"rows_per_k": 10})
+    storage = StudyStorage(root)
+    assert not storage.is_local
+
+    resources = {k: v for k, v in build_resources(cfg).items() if k in ("problem_source", "teacher", "benchmark")}
+    data_assets, teacher_assets = data_defs.build(cfg), teacher_defs.build(cfg)
+    assets = [*data_assets.assets, *teacher_assets.assets]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(P.lcb_release_partitions.name, ["release_v7"])
+    instance.add_dynamic_partitions(P.DATA_SIZE, ["1k", "2k"])
+    by_key = {a.key.to_user_string(): a for a in assets}
+
+    def run(name: str, partition: str | None = None) -> None:
+        result = dg.materialize([by_key[name]], instance=instance, resources=resources, partition_key=partition)
+        assert result.success
+
+    run("training_problems")
+    run("lcb_problems", "release_v7")
+    storage.write_parquet(pl.DataFrame({"id": ["stale"]}), "traces", "teacher_traces", "traces-00099.parquet")
+    run("teacher_traces")  # OCR2 from the S3 mirror, questions recovered from the S3 mirrors of its sources
+    assert storage.names("traces", "teacher_traces") == ["traces-00000.parquet"]  # the stale shard is gone
+    assert len(storage.read_jsonl("problems", "training.jsonl")) == 12  # TACO's train split
+    assert len(storage.read_jsonl("lcb", "release_v7", "problems.jsonl")) == 14
+
+    contamination = LCBBenchmark(cfg.benchmark.lcb).contamination_problems(cfg.benchmark.releases)
+    result = data_defs.build_study_pool(cfg, storage, contamination_problems=contamination,
+                                        count_tokens=count_words, max_tokens=min(s.max_length for s in cfg.students))
+    assert storage.names("pool") == ["pool.parquet", "quarantine.parquet"]
+    pool = data_defs.pool_scan(storage).collect()
+    assert pool.height == result.stats["n_pool"] == 48 and result.quarantine.height == 0
+    assert (pool["question"] != "-").all()
+    lcb = storage.read_jsonl("lcb", "release_v7", "problems.jsonl")
+    for name, (ok, details) in {
+        "no_contamination": checks.check_no_contamination(data_defs.pool_scan(storage), lcb, ngram=cfg.pool.ngram),
+        "non_empty": checks.check_non_empty(data_defs.pool_scan(storage)),
+        "schema": checks.check_schema(data_defs.pool_scan(storage)),
+    }.items():
+        assert ok, (name, details)
+
+    run("distill_subset", "1k")
+    run("distill_subset", "2k")
+    small, large = storage.read_parquet("subsets", "1k.parquet"), storage.read_parquet("subsets", "2k.parquet")
+    assert small.height == 10 and large.height == 20 and set(small["id"]) <= set(large["id"])
+    for arm in ("easy", "hard", "correct", "incorrect"):
+        assert select_ablation_arm(data_defs.pool_scan(storage), arm, 3, cfg.pool.seed).height == 3, arm
+    assert select_subset(data_defs.pool_scan(storage), 5)["pool_rank"].to_list() == [0, 1, 2, 3, 4]

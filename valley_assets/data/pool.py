@@ -500,7 +500,7 @@ def _pass1_workers(sources: Sequence[TraceSource], count_tokens: CountTokens, wo
     if len(sources) < 2 or any(s.path is None for s in sources) or not _picklable(count_tokens):
         return 1
     if workers is None:
-        n_rows = sum(pq.ParquetFile(s.path).metadata.num_rows for s in sources)
+        n_rows = sum(s.num_rows() for s in sources)
         workers = min(2, len(os.sched_getaffinity(0))) if n_rows >= PARALLEL_MIN_ROWS else 1
     return min(workers, len(sources))
 

@@ -8,6 +8,7 @@ quarantine exactly those rows instead of failing on the whole shard.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from valley_assets.data.schema import TRACE_SCHEMA
+from valley_assets.storage import StudyStorage, is_remote_uri
 
 TraceInput = pl.LazyFrame | pl.DataFrame | str | Path | Sequence[str | Path | pl.LazyFrame | pl.DataFrame]
 
@@ -26,10 +28,11 @@ BAD_UTF8 = "_bad_utf8"
 
 @dataclass(frozen=True)
 class TraceSource:
-    """One input of the pool: a parquet file or an in-memory / lazy frame, with the name used in row ids."""
+    """One input of the pool: a parquet file (a local path or an fsspec URL such as s3://bucket/traces/x.parquet)
+    or an in-memory / lazy frame, with the name used in row ids."""
 
     name: str
-    path: Path | None = None
+    path: Path | str | None = None
     frame: pl.LazyFrame | None = None
 
     def batches(self, batch_rows: int, columns: Sequence[str] | None = None) -> Iterator[pl.DataFrame]:
@@ -39,9 +42,25 @@ class TraceSource:
         else:
             yield from _frame_batches(self.frame, batch_rows, columns)
 
+    def num_rows(self) -> int:
+        with open_parquet(self.path) as parquet:
+            return parquet.metadata.num_rows
+
+
+@contextlib.contextmanager
+def open_parquet(location: Path | str) -> Iterator[pq.ParquetFile]:
+    """A ParquetFile on a local path or an object-store URL (read by ranges through fsspec: row groups are fetched
+    as they are read, the file is never copied whole)."""
+    if is_remote_uri(location):
+        with StudyStorage(str(location).rsplit("/", 1)[0]).open(str(location).rsplit("/", 1)[1]) as handle:
+            yield pq.ParquetFile(handle)
+    else:
+        yield pq.ParquetFile(location)
+
 
 def resolve_sources(traces: TraceInput) -> list[TraceSource]:
-    """Inputs to sources: a folder means its `*.parquet` files (sorted); the order given is the stream order."""
+    """Inputs to sources: a folder (local or URL) means its `*.parquet` files (sorted); the order given is the
+    stream order."""
     items = list(traces) if isinstance(traces, (list, tuple)) else [traces]
     sources: list[TraceSource] = []
     for i, item in enumerate(items):
@@ -50,21 +69,25 @@ def resolve_sources(traces: TraceInput) -> list[TraceSource]:
         elif isinstance(item, pl.LazyFrame):
             sources.append(TraceSource(name=f"frame{i}", frame=item))
         elif isinstance(item, (str, Path)):
-            path = Path(item)
-            if path.is_dir():
-                files = sorted(path.glob("*.parquet"))
+            folder = StudyStorage(item)
+            if folder.is_dir():
+                files: list[Path | str] = list(folder.list(pattern="*.parquet"))
                 if not files:
-                    raise FileNotFoundError(f"no *.parquet files in trace folder {path}")
-            elif path.is_file():
-                files = [path]
+                    raise FileNotFoundError(f"no *.parquet files in trace folder {item}")
+            elif folder.is_file():
+                files = [str(item)]
             else:
-                raise FileNotFoundError(f"trace input {path} does not exist")
+                raise FileNotFoundError(f"trace input {item} does not exist")
+            if not folder.is_local:
+                files = [str(f) for f in files]
+            else:
+                files = [Path(f) for f in files]
             sources.extend(TraceSource(name=str(f), path=f) for f in files)
         else:
             raise TypeError(f"trace input #{i}: expected a path, a polars DataFrame or LazyFrame, "
                             f"got {type(item).__name__}")
     names = [s.name for s in sources]
-    short = [Path(n).name for n in names]
+    short = [n.rstrip("/").rsplit("/", 1)[-1] for n in names]
     if len(set(short)) == len(short):  # file names alone are unambiguous: use them in row ids
         sources = [TraceSource(name=s, path=src.path, frame=src.frame)
                    for s, src in zip(short, sources, strict=True)]
@@ -126,7 +149,7 @@ def _to_polars(table: pa.Table | pa.RecordBatch, row_offset: int) -> pl.DataFram
     )
 
 
-def _parquet_batches(path: Path, batch_rows: int, columns: Sequence[str] | None) -> Iterator[pl.DataFrame]:
+def _parquet_batches(path: Path | str, batch_rows: int, columns: Sequence[str] | None) -> Iterator[pl.DataFrame]:
     """Row group by row group, so memory is bounded by one row group whatever the file's size.
 
     `ParquetFile.iter_batches` over a whole file keeps buffers of row groups it has read (measured: peak RSS 0.34
@@ -134,7 +157,12 @@ def _parquet_batches(path: Path, batch_rows: int, columns: Sequence[str] | None)
     its own and handing the allocator's freed pages back after it keeps it at 0.35 / 0.38 GiB. Row groups much
     larger than a batch are streamed in batches within the group.
     """
-    parquet = pq.ParquetFile(path)
+    with open_parquet(path) as parquet:
+        yield from _parquet_file_batches(parquet, batch_rows, columns)
+
+
+def _parquet_file_batches(parquet: pq.ParquetFile, batch_rows: int,
+                          columns: Sequence[str] | None) -> Iterator[pl.DataFrame]:
     present = parquet.schema_arrow.names
     wanted = [c for c in present if columns is None or c in columns]
     offset = 0

@@ -5,6 +5,8 @@ base models, because "within the token limit" is a property of the student that 
 """
 
 
+import dataclasses
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,10 +23,44 @@ from valley_assets.data.tokens import MaxTokenCounter
 from valley_assets.defs.common import json_meta, mix, storage_for
 from valley_assets.defs.teacher import extra_teacher_trace_uris
 from valley_assets.models import base_model_ref
+from valley_assets.storage import StudyStorage
 
 
-def _pool_scan(storage) -> pl.LazyFrame:
+def pool_scan(storage: StudyStorage) -> pl.LazyFrame:
+    """The pool, scanned lazily where it is stored (polars reads object stores itself, with the same AWS_* env)."""
     return pl.scan_parquet(storage.uri("pool", "pool.parquet"))
+
+
+def build_study_pool(cfg: StudyConfig, storage: StudyStorage, *, contamination_problems: list[dict],
+                     count_tokens, max_tokens: int) -> pool_lib.PoolResult:
+    """`distill_pool`'s work: the teacher trace folders under the storage root (local or object store) into
+    `pool/pool.parquet` and `pool/quarantine.parquet` there."""
+    # The pool streams to local parquet (1.4M traces do not fit in memory); remote roots get the files uploaded
+    # after, streamed (a 1.4M-row pool is ~10 GB: never read into memory whole).
+    work = storage.local_path("pool") if storage.is_local else Path(tempfile.mkdtemp(prefix="valley-pool-"))
+    try:
+        result = pool_lib.build_pool(
+            [storage.uri("traces", "teacher_traces"), *extra_teacher_trace_uris(cfg, storage)],
+            contamination_problems=contamination_problems,
+            count_tokens=count_tokens,
+            max_tokens=max_tokens,
+            seed=cfg.pool.seed,
+            chars_per_token_low=cfg.pool.chars_per_token_low,
+            chars_per_token_high=cfg.pool.chars_per_token_high,
+            prompt_overhead_tokens=cfg.pool.prompt_overhead_tokens,
+            ngram=cfg.pool.ngram,
+            out_path=work / "pool.parquet",
+            quarantine_path=work / "quarantine.parquet",
+        )
+        if not storage.is_local:
+            for name in ("pool.parquet", "quarantine.parquet"):
+                storage.upload(work / name, "pool", name)
+            # the result's lazy frames scan the local copies, which are removed below: point them at the store
+            result = dataclasses.replace(result, pool=pool_scan(storage), pool_path=None, quarantine_path=None)
+    finally:
+        if not storage.is_local:
+            shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -80,24 +116,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         count_tokens = MaxTokenCounter([base_model_ref(cfg, storage, s.name) for s in cfg.students])
         max_tokens = min(s.max_length for s in cfg.students)
 
-        # The pool streams to local parquet (1.4M traces do not fit in memory); remote roots get it uploaded after.
-        work = storage.local_path("pool") if storage.is_local else Path(tempfile.mkdtemp(prefix="valley-pool-"))
-        result = pool_lib.build_pool(
-            [storage.uri("traces", "teacher_traces"), *extra_teacher_trace_uris(cfg, storage)],
-            contamination_problems=contamination,
-            count_tokens=count_tokens,
-            max_tokens=max_tokens,
-            seed=cfg.pool.seed,
-            chars_per_token_low=cfg.pool.chars_per_token_low,
-            chars_per_token_high=cfg.pool.chars_per_token_high,
-            prompt_overhead_tokens=cfg.pool.prompt_overhead_tokens,
-            ngram=cfg.pool.ngram,
-            out_path=work / "pool.parquet",
-            quarantine_path=work / "quarantine.parquet",
-        )
-        if not storage.is_local:
-            for name in ("pool.parquet", "quarantine.parquet"):
-                storage.write_bytes((work / name).read_bytes(), "pool", name)
+        result = build_study_pool(cfg, storage, contamination_problems=contamination, count_tokens=count_tokens,
+                                  max_tokens=max_tokens)
         pool_df = result.pool.select("difficulty", "judgement").collect()
         context.log.info(f"pool: {pool_df.height} rows kept, {result.quarantine.height} quarantined")
         return dg.MaterializeResult(metadata={
@@ -117,7 +137,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         key = P.validate_data_size_key(context.partition_key)
         n_rows = P.data_size_rows(key, cfg.rows_per_k)
         # Scanned lazily: only the subset's rows are read, not the whole pool (tens of GB at 1.4M traces).
-        subset = select_subset(_pool_scan(storage), n_rows)
+        subset = select_subset(pool_scan(storage), n_rows)
         storage.write_parquet(subset, "subsets", f"{key}.parquet")
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,
@@ -141,7 +161,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     @dg.asset_check(asset=distill_pool, blocking=True)
     def pool_is_clean(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         """No LCB contamination, no empty trace or question, the declared schema."""
-        pool_df = _pool_scan(storage)  # the checks stream the columns they need
+        pool_df = pool_scan(storage)  # the checks stream the columns they need
         problems = []
         for release in cfg.benchmark.releases:
             if storage.exists("lcb", release, "problems.jsonl"):
@@ -160,7 +180,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     def ablation_subset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """One ablation arm: easy vs hard TACO problems, correct vs incorrect teacher answers (sizes from config)."""
         arm = context.partition_key
-        subset = select_ablation_arm(_pool_scan(storage), arm, cfg.ablation.rows[arm], cfg.pool.seed)
+        subset = select_ablation_arm(pool_scan(storage), arm, cfg.ablation.rows[arm], cfg.pool.seed)
         storage.write_parquet(subset, "ablation", arm, "subset.parquet")
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,

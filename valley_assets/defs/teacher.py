@@ -26,12 +26,8 @@ EXTRA_TRACES = ("traces", "extra_teacher_traces")
 
 def extra_teacher_trace_uris(cfg: StudyConfig, storage: StudyStorage) -> list[str]:
     """The trace folders of the configured extra teachers that hold shards, in config order (the pool's order)."""
-    uris = []
-    for spec in cfg.teacher.extra:
-        folder = storage.path(*EXTRA_TRACES, spec.name)
-        if folder.exists() and any(folder.glob("*.parquet")):
-            uris.append(storage.uri(*EXTRA_TRACES, spec.name))
-    return uris
+    return [storage.uri(*EXTRA_TRACES, spec.name) for spec in cfg.teacher.extra
+            if storage.list(*EXTRA_TRACES, spec.name, pattern="*.parquet")]
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -43,11 +39,11 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         """Chain-of-thought traces (`<think>…</think>` then a fenced python answer), OCR2 columns, as parquet shards."""
         problems = storage.read_jsonl("problems", "training.jsonl")
         out_uri = storage.uri("traces", "teacher_traces")
-        storage.path("traces", "teacher_traces").mkdir(parents=True, exist_ok=True)
-        for stale in storage.path("traces", "teacher_traces").glob("*.parquet"):
-            stale.unlink()  # a re-run must not mix shards of two generations of traces
+        # a re-run must not mix shards of two generations of traces
+        storage.remove_matching("traces", "teacher_traces", pattern="*.parquet")
         stats = context.resources.teacher.write_traces(problems, out_uri)
-        head = pl.scan_parquet(f"{out_uri}/*.parquet").select("id", "question_id", "difficulty", "judgement", "pass_rate").head(5)
+        shards = storage.list("traces", "teacher_traces", pattern="*.parquet")
+        head = pl.scan_parquet(shards[0]).select("id", "question_id", "difficulty", "judgement", "pass_rate").head(5)
         return dg.MaterializeResult(metadata={
             **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
             "stats": json_meta(stats),
