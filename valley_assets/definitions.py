@@ -9,10 +9,10 @@ from __future__ import annotations
 import dagster as dg
 
 from valley_assets.config import StudyConfig, load_study_config
-from valley_assets.defs import analysis, automation, data, evaluation, teacher, training
+from valley_assets.defs import analysis, automation, data, evaluation, partition_keys, teacher, training
 from valley_assets.resources import build_resources
 
-STAGES = (data, teacher, training, evaluation, analysis, automation)
+STAGES = (data, teacher, training, evaluation, analysis, automation, partition_keys)
 
 
 def build_definitions(cfg: StudyConfig | None = None) -> dg.Definitions:
