@@ -25,6 +25,9 @@ MANIFEST_NAME = "provenance.json"
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "accelerate", "dagster", "datasets", "polars", "numpy", "vllm")
 _CHUNK = 1 << 20
 _REPO_DIR = Path(__file__).resolve().parents[2]
+# Set by the image build (docker/trainer/Dockerfile, build arg VALLEY_GIT_REVISION): an installed image has no .git.
+GIT_REVISION_ENV = "VALLEY_GIT_REVISION"
+GIT_DIRTY_ENV = "VALLEY_GIT_DIRTY"  # "1": the image was built from a tree with uncommitted changes, "0": clean
 
 
 def _is_url(path: str | os.PathLike) -> bool:
@@ -55,7 +58,16 @@ def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
 
 
 def git_revision(repo_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """{"revision": sha or "unknown", "dirty": bool or None}; "unknown" when git or the repository is absent."""
+    """{"revision": sha or "unknown", "dirty": bool or None}.
+
+    `VALLEY_GIT_REVISION` wins when set (the image records the commit it was built from; its installed copy has no
+    repository, and a checkout's tree state says nothing about the image), with `VALLEY_GIT_DIRTY` (1/0, None when
+    the build did not say); otherwise `git` in the repository; "unknown" when neither answers.
+    """
+    baked = os.environ.get(GIT_REVISION_ENV, "").strip()
+    if baked and baked != "unknown":
+        dirty = {"1": True, "0": False}.get(os.environ.get(GIT_DIRTY_ENV, "").strip())
+        return {"revision": baked, "dirty": dirty}
     cwd = str(repo_dir or _REPO_DIR)
 
     def git(*args: str) -> str | None:
