@@ -17,8 +17,8 @@ from dagster._daemon.sensor import execute_sensor_iteration
 
 from valley_assets import partitions as P
 from valley_assets.config import PROFILES_DIR, load_study_config
-from valley_assets.defs.partition_keys import SENSOR_NAME
 from valley_assets.definitions import build_definitions
+from valley_assets.defs.partition_keys import SENSOR_NAME
 
 
 def production_config(tmp_path) -> tuple:
