@@ -37,10 +37,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .objects import RESOURCES, ApiError, invalid, now_rfc3339, not_found, parse_field_selector, parse_selector, \
-    stamp_metadata
-from .podspec import ContainerConfigError, Lookup, Unsupported, check_supported, command_and_args, container_env, \
-    resource_kwargs, security_kwargs, volume_kwargs
+from .objects import (
+    RESOURCES,
+    ApiError,
+    invalid,
+    not_found,
+    now_rfc3339,
+    parse_field_selector,
+    parse_selector,
+    stamp_metadata,
+)
+from .podspec import (
+    ContainerConfigError,
+    Lookup,
+    Unsupported,
+    check_supported,
+    command_and_args,
+    container_env,
+    resource_kwargs,
+    security_kwargs,
+    volume_kwargs,
+)
 from .quantity import byte_count, cpu_cores
 
 log = logging.getLogger("kube_standin")

@@ -161,7 +161,8 @@ def parse_selector(selector: str | None):
             key, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
             checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
         elif term.startswith("!"):
-            checks.append(lambda labels, k=term[1:].strip(): k not in labels)
+            absent = term[1:].strip()
+            checks.append(lambda labels, k=absent: k not in labels)
         elif term and all(c in string.ascii_letters + string.digits + "-_./" for c in term):
             checks.append(lambda labels, k=term: k in labels)
         else:

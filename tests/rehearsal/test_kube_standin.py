@@ -1,0 +1,355 @@
+"""The product's Job manifests, run for real on the kube stand-in (tests/rehearsal/kube_standin) through the official
+kubernetes client: pods as Docker containers of the trainer image (docker/trainer/build_offline.sh).
+
+- a 2-index Indexed Job whose pods find each other through the headless Service's DNS names and all_reduce over
+  torch.distributed's gloo backend (env, $(VAR) expansion, DNS, Indexed completions, rendezvous);
+- a pod exiting 3 fails the Job through podFailurePolicy rule 1, with the Job controller's message;
+- a disrupted pod of a one-node Job is replaced (rule 0: Ignore) and the replacement resumes from the checkpoint
+  volume; a disrupted pod of a two-node Job fails it through rule 0 (FailJob), which the launcher reads as a
+  disruption;
+- every object the stand-in received validates with kubernetes-validate --strict for 1.30.0 and 1.33.0;
+- `KubernetesJobLauncher` end to end: a Dagster asset launches a pipes program as a Job and gets its report.
+
+Needs a Docker engine and the trainer image (VALLEY_TRAINER_IMAGE, default valley-trainer:rehearsal); skipped with
+the reason when either is missing, failed instead under VALLEY_REQUIRE_DOCKER=1 (CI).
+"""
+
+
+import io
+import os
+import tarfile
+import time
+import uuid
+
+import dagster as dg
+import kubernetes_validate
+import pytest
+
+from valley_assets.launch.kubernetes import (
+    CONTAINER_NAME,
+    DISRUPTION_RULE,
+    HF_TOKEN_KEY,
+    INDEX_ANNOTATION,
+    JobSpec,
+    K8sApi,
+    KubernetesJobLauncher,
+    PodResources,
+    build_headless_service,
+    build_job,
+    failure_is_disruption,
+    job_outcome,
+    to_manifest,
+)
+
+from .kube_standin import KubeStandin
+from .kube_standin.cluster import compact_indexes, policy_verdict
+from .kube_standin.podspec import expand
+
+pytestmark = [pytest.mark.rehearsal]
+
+IMAGE = os.environ.get("VALLEY_TRAINER_IMAGE", "valley-trainer:rehearsal")
+K8S_VERSIONS = ("1.30.0", "1.33.0")
+NS = "valley"
+
+
+# --- the stand-in's own rules, without Docker ---------------------------------------------------------------------
+def test_expansion_follows_the_kubelet():
+    env = {"NODE_RANK": "1", "EMPTY": ""}
+    assert expand("--machine_rank $(NODE_RANK)", env) == "--machine_rank 1"
+    assert expand("$(MISSING) $$(NODE_RANK) $$ $(EMPTY)x", env) == "$(MISSING) $(NODE_RANK) $ x"
+
+
+def test_policy_verdict_is_the_first_matching_rule_with_the_controller_message():
+    policy = build_job(JobSpec(name="j", namespace=NS, image="i", command=["x"])).spec.pod_failure_policy
+    rules = to_manifest(policy)
+
+    def pod(code=None, disrupted=False):
+        status = {"conditions": [{"type": "DisruptionTarget", "status": "True"}] if disrupted else []}
+        if code is not None:
+            status["containerStatuses"] = [{"name": CONTAINER_NAME, "state": {"terminated": {"exitCode": code}}}]
+        return {"metadata": {"namespace": NS, "name": "j-0-abcde"}, "status": status}
+
+    assert policy_verdict(rules, pod(3)) == (
+        "FailJob", "Container main for pod valley/j-0-abcde failed with exit code 3 matching FailJob rule at index 1")
+    # a preempted container exits 137, but rule 0 comes first
+    assert policy_verdict(rules, pod(137, disrupted=True)) == (
+        "Ignore", "Pod valley/j-0-abcde has condition DisruptionTarget matching Ignore rule at index 0")
+    assert policy_verdict(rules, pod(0)) == ("Count", "")
+    assert policy_verdict(None, pod(3)) == ("Count", "")
+    assert compact_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+
+
+# --- Docker-backed ------------------------------------------------------------------------------------------------
+def _require_engine_and_image() -> None:
+    why = None
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+        try:
+            client.images.get(IMAGE)
+        except docker.errors.ImageNotFound:
+            why = f"the trainer image {IMAGE} is not built (docker/trainer/build_offline.sh)"
+    except Exception as exc:  # no engine, no socket, no permission
+        why = f"no Docker engine: {exc}"
+    if why is None:
+        return
+    if os.environ.get("VALLEY_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"VALLEY_REQUIRE_DOCKER=1 but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def standin():
+    _require_engine_and_image()
+    # Each pod gets a small share of this 2-CPU machine; the node is sized so both pods of a 2-node Job fit.
+    with KubeStandin(pod_backoff_s=1.0, node_capacity={"cpu": "4", "memory": "16Gi"}) as cluster:
+        cluster.create_secret(NS, "hf-token", {HF_TOKEN_KEY: "hf_standin_not_a_real_token"})
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def api(standin):
+    return K8sApi.from_config(str(standin.kubeconfig_host), in_cluster=False)
+
+
+def _spec(name: str, command: list[str], **kwargs) -> JobSpec:
+    defaults = dict(namespace=NS, image=IMAGE, shm_size="256Mi", cpu="500m", memory="2Gi", hf_token_secret="hf-token",
+                    env={"OMP_NUM_THREADS": "1"})
+    return JobSpec(name=f"{name}-{uuid.uuid4().hex[:6]}", command=command, **{**defaults, **kwargs})
+
+
+def _validate_received(standin: KubeStandin, since: int) -> None:
+    """Every object received since `since` validates strictly, as the API server of each version would take it."""
+    objects = standin.received[since:]
+    assert objects, "nothing reached the stand-in"
+    for manifest in objects:
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def _submit(standin, api, spec: JobSpec):
+    since = len(standin.received)
+    if spec.nodes > 1:
+        api.core.create_namespaced_service(NS, build_headless_service(spec))
+    api.batch.create_namespaced_job(NS, build_job(spec))
+    _validate_received(standin, since)
+
+
+def _wait_job(api, name: str, timeout_s: float = 240):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = api.batch.read_namespaced_job_status(name, NS)
+        outcome, detail = job_outcome(job)
+        if outcome != "running":
+            return job, outcome, detail
+        time.sleep(0.5)
+    pods = api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={name}").items
+    states = {p.metadata.name: (p.status.phase, p.status.container_statuses[0].state if p.status.container_statuses
+                                else None, _log(api, p.metadata.name) if p.status.phase != "Pending" else "")
+              for p in pods}
+    raise AssertionError(f"Job {name} still running after {timeout_s}s: {states}")
+
+
+def _wait_pod(api, selector: str, phase: str = "Running", timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pods = [p for p in api.core.list_namespaced_pod(NS, label_selector=selector).items if p.status.phase == phase]
+        if pods:
+            return pods[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no {phase} pod for {selector} after {timeout_s}s")
+
+
+def _log(api, pod_name: str) -> str:
+    # Unpreloaded: kubernetes 36's client returns a text body as str(bytes) ("b'...'") otherwise, on any server.
+    return api.core.read_namespaced_pod_log(pod_name, NS, _preload_content=False).data.decode()
+
+
+GLOO = """
+import datetime, os, socket, torch, torch.distributed as dist
+rank = int(os.environ["NODE_RANK"])
+assert os.environ["JOB_COMPLETION_INDEX"] == str(rank), os.environ["JOB_COMPLETION_INDEX"]
+dist.init_process_group("gloo", init_method=f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
+                        rank=rank, world_size=2, timeout=datetime.timedelta(seconds=120))
+value = torch.tensor([float(rank + 1)])
+dist.all_reduce(value)
+print(f"rank={rank} host={socket.gethostname()} master={socket.gethostbyname(os.environ['MASTER_ADDR'])} "
+      f"sum={value.item()} token={os.environ['HF_TOKEN'][:10]}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.docker
+def test_two_indexed_pods_rendezvous_over_the_headless_service_and_all_reduce(standin, api):
+    spec = _spec("gloo", ["python", "-c", GLOO], nodes=2)
+    _submit(standin, api, spec)
+    job, outcome, detail = _wait_job(api, spec.name)
+    pods = api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
+    logs = {p.metadata.annotations[INDEX_ANNOTATION]: _log(api, p.metadata.name) for p in pods}
+    assert outcome == "succeeded", (detail, logs)
+    assert job.status.succeeded == 2 and job.status.completed_indexes == "0-1"
+    assert sorted(logs) == ["0", "1"]
+    for index, text in logs.items():
+        assert f"rank={index} host={spec.name}-{index} " in text and "sum=3.0" in text, text
+        assert "token=hf_standin" in text  # HF_TOKEN from the Secret through secretKeyRef
+    # pod hostnames and labels as the Job controller sets them
+    for pod in pods:
+        index = pod.metadata.labels[INDEX_ANNOTATION]
+        assert pod.spec.hostname == f"{spec.name}-{index}" and pod.spec.subdomain == spec.name
+        assert pod.metadata.name.startswith(f"{spec.name}-{index}-")
+        assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    api.core.delete_namespaced_service(spec.name, NS)
+
+
+@pytest.mark.docker
+def test_a_non_zero_exit_fails_the_job_through_rule_1(standin, api):
+    spec = _spec("exit3", ["python", "-c", "import sys; print('failing', flush=True); sys.exit(3)"])
+    _submit(standin, api, spec)
+    job, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+    [pod] = api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
+    assert outcome == "failed"
+    assert detail == (f"PodFailurePolicy: Container main for pod {NS}/{pod.metadata.name} failed with exit code 3 "
+                      "matching FailJob rule at index 1")
+    assert pod.status.phase == "Failed" and pod.status.container_statuses[0].state.terminated.exit_code == 3
+    assert job.status.failed == 1 and not failure_is_disruption(job, [pod])
+    assert "failing" in _log(api, pod.metadata.name)
+
+
+RESUMABLE = """
+import os, signal, sys, time
+marker = "/checkpoints/started"
+if os.path.exists(marker):
+    print("resumed from", open(marker).read(), flush=True)
+    sys.exit(0)
+open(marker, "w").write(os.environ["HOSTNAME"])
+print("first attempt, waiting to be preempted", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.docker
+def test_a_disrupted_one_node_pod_is_replaced_without_counting_a_failure(standin, api):
+    spec = _spec("preempt", ["python", "-c", RESUMABLE], checkpoint_pvc=f"ckpt-{uuid.uuid4().hex[:6]}")
+    _submit(standin, api, spec)
+    selector = f"batch.kubernetes.io/job-name={spec.name}"
+    first = _wait_pod(api, selector)
+    deadline = time.monotonic() + 60
+    while "waiting to be preempted" not in _log(api, first.metadata.name):
+        assert time.monotonic() < deadline, _log(api, first.metadata.name)
+        time.sleep(0.3)
+    standin.disrupt(NS, first.metadata.name, grace_period_s=1)
+    job, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+    pods = api.core.list_namespaced_pod(NS, label_selector=selector).items
+    assert outcome == "succeeded", (detail, [(p.metadata.name, p.status.phase) for p in pods])
+    # The preempted pod was deleted (gone once the controller accounted for it); the replacement has index 0 again.
+    [replacement] = pods
+    assert replacement.metadata.name != first.metadata.name
+    assert replacement.metadata.labels[INDEX_ANNOTATION] == "0"
+    assert f"resumed from {spec.name}-0" in _log(api, replacement.metadata.name)
+    assert (job.status.failed or 0) == 0  # Ignore: not counted toward backoffLimit
+    assert any(e[3] == f"pod {first.metadata.name}: failure ignored" for e in standin.events)
+
+
+SLEEPER = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.docker
+def test_a_disrupted_pod_of_a_two_node_job_fails_it_through_rule_0(standin, api):
+    spec = _spec("preempt2", ["python", "-c", SLEEPER], nodes=2, checkpoint_pvc=f"ckpt-{uuid.uuid4().hex[:6]}")
+    _submit(standin, api, spec)
+    selector = f"batch.kubernetes.io/job-name={spec.name}"
+    _wait_pod(api, selector + f",{INDEX_ANNOTATION}=0")
+    victim = _wait_pod(api, selector + f",{INDEX_ANNOTATION}=1")
+    standin.disrupt(NS, victim.metadata.name, grace_period_s=1)
+    job, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+    assert outcome == "failed"
+    assert detail == (f"PodFailurePolicy: Pod {NS}/{victim.metadata.name} has condition DisruptionTarget matching "
+                      f"FailJob rule at index {DISRUPTION_RULE}")
+    assert failure_is_disruption(job, api.core.list_namespaced_pod(NS, label_selector=selector).items)
+    # The controller terminated the surviving pod; nothing of the Job is left running.
+    assert job.status.active == 0
+    api.core.delete_namespaced_service(spec.name, NS)
+
+
+@pytest.mark.docker
+def test_deleting_a_job_in_the_background_removes_its_containers(standin, api):
+    import docker
+
+    spec = _spec("cancel", ["python", "-c", SLEEPER])
+    _submit(standin, api, spec)
+    pod = _wait_pod(api, f"batch.kubernetes.io/job-name={spec.name}")
+    from kubernetes import client as k8s
+
+    api.batch.delete_namespaced_job(spec.name, NS, body=k8s.V1DeleteOptions(propagation_policy="Background"))
+    deadline = time.monotonic() + 60
+    engine = docker.from_env()
+    while engine.containers.list(all=True, filters={"label": f"valley.standin.pod={NS}/{pod.metadata.name}"}):
+        assert time.monotonic() < deadline, "the deleted Job's container is still there"
+        time.sleep(0.5)
+    assert not api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
+
+
+# --- the product's launcher end to end ----------------------------------------------------------------------------
+PIPES_PROGRAM = b'''"""A trivial dagster-pipes program: reads its extras, logs, reports one materialization."""
+import os
+
+from dagster_pipes import open_dagster_pipes
+
+with open_dagster_pipes() as pipes:
+    pipes.log.info(f"pod {os.environ['HOSTNAME']} rank {os.environ['NODE_RANK']}")
+    pipes.report_asset_materialization(metadata={"doubled": pipes.extras["x"] * 2,
+                                                 "rank": int(os.environ["NODE_RANK"])})
+'''
+
+
+@pytest.fixture(scope="module")
+def probe_image(standin):
+    """The trainer image plus the pipes program at /opt/valley/standin_pipes_probe.py (importable from WORKDIR)."""
+    import docker
+
+    engine = docker.from_env()
+    tag = f"{IMAGE.split(':')[0]}:standin-pipes-probe"
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("standin_pipes_probe.py")
+        info.size = len(PIPES_PROGRAM)
+        tar.addfile(info, io.BytesIO(PIPES_PROGRAM))
+    container = engine.containers.create(IMAGE, command=["true"])
+    try:
+        container.put_archive("/opt/valley", archive.getvalue())
+        container.commit(*tag.split(":"))
+    finally:
+        container.remove(force=True)
+    yield tag
+    engine.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+def test_the_launcher_runs_a_pipes_program_as_a_job_end_to_end(standin, probe_image):
+    launcher = KubernetesJobLauncher(
+        namespace=NS, image=probe_image, kubeconfig_file=str(standin.kubeconfig_host), in_cluster=False,
+        training=PodResources(cpu="500m", memory="1Gi", shm_size="64Mi"), node_selector={}, tolerations=[],
+        poll_interval_s=0.5, timeout_s=180)
+    since = len(standin.received)
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext, k8s_launcher: KubernetesJobLauncher):
+        return dg.MaterializeResult(metadata=k8s_launcher.run(context, module="standin_pipes_probe",
+                                                              params={"x": 21}, name="probe"))
+
+    result = dg.materialize([probe], resources={"k8s_launcher": launcher}, raise_on_error=False)
+    failures = [e.step_failure_data.error.to_string() for e in result.get_step_failure_events()]
+    assert result.success, failures
+    [materialization] = result.asset_materializations_for_node("probe")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["doubled"] == 42 and metadata["rank"] == 0
+    jobs = [m for m in standin.received[since:] if m.get("kind") == "Job"]
+    assert len(jobs) == 1
+    _validate_received(standin, since)
