@@ -7,6 +7,12 @@ it cannot span nodes. Training wants a Job, so this module builds one and reuses
 - messages: `PipesK8sPodLogsMessageReader`; the program writes pipes messages to stderr and the launcher follows the
   logs of the Job's index-0 pod (rank 0 is the only writer), following each replacement pod after a retry.
 
+Every kind of launch (`launch.base.LAUNCH_KINDS`) becomes a Job in one place, `KubernetesJobLauncher.job_spec` ->
+`JobSpec` -> `build_job`. The kind decides the process model (`launch_command`: `accelerate launch` over every GPU of
+every node for training; plain `python -m` for generation, whose one process drives its tensor-parallel GPUs and never
+spans nodes) and, through the launcher's `training` / `generation` settings (`PodResources`), the image and the pods'
+requests: per-GPU CPU and memory times the pod's GPUs, or fixed amounts for a pod without GPUs.
+
 The Job (`build_job`):
 - Indexed, `completions = parallelism = nodes`; for nodes > 1 a headless Service (`build_headless_service`) gives
   pod `<job>-0.<job>` a DNS name for the torch rendezvous; `NODE_RANK` = the completion index.
@@ -29,7 +35,8 @@ The Job (`build_job`):
 - GPU limits (`nvidia.com/gpu`), a toleration for the `nvidia.com/gpu` taint, a configurable nodeSelector/affinity
   for the H100 pool (GKE: `cloud.google.com/gke-accelerator: nvidia-h100-80gb`; EKS:
   `node.kubernetes.io/instance-type: p5.48xlarge`), `/dev/shm` as a memory emptyDir (NCCL and dataloader workers need
-  more than the 64 MiB default), `HF_TOKEN` from a Secret, `ttlSecondsAfterFinished`, labels with the asset key,
+  more than the 64 MiB default), `HF_TOKEN` from the `HF_TOKEN` key of a Secret, every `env_from_secrets` Secret as
+  env (envFrom: object-store credentials), the ServiceAccount (IRSA / Workload Identity), `ttlSecondsAfterFinished`, labels with the asset key,
   partition and run id (sanitised to label syntax; the raw values go in annotations).
 
 The launcher (`KubernetesJobLauncher.run`) creates the Service and Job, follows logs, polls the Job until it is
