@@ -16,6 +16,7 @@ the reason when either is missing, failed instead under VALLEY_REQUIRE_DOCKER=1 
 
 
 import io
+import json
 import os
 import tarfile
 import time
@@ -294,6 +295,74 @@ def test_deleting_a_job_in_the_background_removes_its_containers(standin, api):
         assert time.monotonic() < deadline, "the deleted Job's container is still there"
         time.sleep(0.5)
     assert not api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
+
+
+POD_PROBE = """
+import json, os
+out = {"uid": os.getuid(), "pod": os.environ["POD_NAME"], "namespace": os.environ["POD_NAMESPACE"],
+       "index": os.environ["JOB_COMPLETION_INDEX"], "from_env_from": os.environ.get("AWS_ACCESS_KEY_ID")}
+try:
+    open("/probe", "w")
+    out["rootfs_writable"] = True
+except OSError:
+    out["rootfs_writable"] = False
+shm = os.statvfs("/dev/shm")
+out["shm_bytes"] = shm.f_blocks * shm.f_frsize
+out["secret_file"] = open("/etc/hf/" + os.environ["SECRET_KEY"]).read()
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+out["cap_eff"], out["no_new_privs"] = status["CapEff"].strip(), status["NoNewPrivs"].strip()
+from kubernetes import client, config  # the API from inside a pod, through the containers' kubeconfig
+config.load_kube_config(config_file="/standin/kubeconfig-containers.yaml")
+out["api_phase"] = client.CoreV1Api().read_namespaced_pod(out["pod"], out["namespace"]).status.phase
+print(json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.docker
+def test_a_pod_gets_its_env_volumes_limits_and_security_context(standin, api):
+    """envFrom/secretKeyRef/fieldRef, secret + hostPath + Memory emptyDir volumes, cpu/memory limits and a
+    restricted securityContext, as a kubelet would apply them; and the API answers from inside the pod."""
+    import docker
+    from kubernetes import client as k8s
+
+    standin.create_secret(NS, "object-store", {"AWS_ACCESS_KEY_ID": "standin-key"})
+    spec = _spec("podprobe", ["python", "-c", POD_PROBE], env={"SECRET_KEY": HF_TOKEN_KEY},
+                 env_from_secrets=["object-store"], shm_size="96Mi")
+    job = build_job(spec)
+    pod_spec = job.spec.template.spec
+    container = pod_spec.containers[0]
+    container.env += [
+        k8s.V1EnvVar(name="POD_NAME", value_from=k8s.V1EnvVarSource(
+            field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.name"))),
+        k8s.V1EnvVar(name="POD_NAMESPACE", value_from=k8s.V1EnvVarSource(
+            field_ref=k8s.V1ObjectFieldSelector(field_path="metadata.namespace")))]
+    container.resources.limits = {**(container.resources.limits or {}), "cpu": "500m"}
+    container.security_context = k8s.V1SecurityContext(
+        run_as_user=1000, run_as_non_root=True, read_only_root_filesystem=True, allow_privilege_escalation=False,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]), seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
+    pod_spec.volumes += [
+        k8s.V1Volume(name="hf", secret=k8s.V1SecretVolumeSource(secret_name="hf-token")),
+        k8s.V1Volume(name="standin", host_path=k8s.V1HostPathVolumeSource(path=str(standin.kubeconfig_dir),
+                                                                          type="Directory"))]
+    container.volume_mounts += [k8s.V1VolumeMount(name="hf", mount_path="/etc/hf", read_only=True),
+                                k8s.V1VolumeMount(name="standin", mount_path="/standin", read_only=True)]
+    since = len(standin.received)
+    api.batch.create_namespaced_job(NS, job)
+    _validate_received(standin, since)
+    _, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+    [pod] = api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
+    text = _log(api, pod.metadata.name)
+    assert outcome == "succeeded", (detail, text)
+    seen = json.loads(text.strip().splitlines()[-1])
+    assert seen == {"uid": 1000, "pod": pod.metadata.name, "namespace": NS, "index": "0",
+                    "from_env_from": "standin-key", "rootfs_writable": False, "shm_bytes": 96 * 2**20,
+                    "secret_file": "hf_standin_not_a_real_token", "cap_eff": "0000000000000000", "no_new_privs": "1",
+                    "api_phase": "Running"}
+    [engine_container] = docker.from_env().containers.list(
+        all=True, filters={"label": f"valley.standin.pod={NS}/{pod.metadata.name}"})
+    host_config = engine_container.attrs["HostConfig"]
+    assert host_config["NanoCpus"] == 500_000_000 and host_config["Memory"] == 2 * 2**30
+    assert host_config["ReadonlyRootfs"] and host_config["CapDrop"] == ["ALL"]
 
 
 # --- the product's launcher end to end ----------------------------------------------------------------------------

@@ -102,8 +102,11 @@ class KubeStandin:
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-standin-api", daemon=True)
         self._thread.start()
         self.kubeconfig_dir.mkdir(parents=True, exist_ok=True)
+        # Readable by any uid: containers running as non-root mount the folder (the token guards a local test API).
+        self.kubeconfig_dir.chmod(0o755)
         for path, host in ((self.kubeconfig_host, "127.0.0.1"), (self.kubeconfig_containers, "host.docker.internal")):
             path.write_text(yaml.safe_dump(_kubeconfig(f"http://{host}:{self.port}", self.token), sort_keys=False))
+            path.chmod(0o644)
         atexit.register(self.stop)
         return self
 
