@@ -322,8 +322,9 @@ print(json.dumps(out), flush=True)
 def test_a_pod_gets_its_env_volumes_limits_and_security_context(standin, api):
     """envFrom/secretKeyRef/fieldRef, secret + hostPath + Memory emptyDir volumes, cpu/memory limits and a
     restricted securityContext, as a kubelet would apply them; and the API answers from inside the pod."""
-    import docker
     from kubernetes import client as k8s
+
+    import docker
 
     standin.create_secret(NS, "object-store", {"AWS_ACCESS_KEY_ID": "standin-key"})
     spec = _spec("podprobe", ["python", "-c", POD_PROBE], env={"SECRET_KEY": HF_TOKEN_KEY},
