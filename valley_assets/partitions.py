@@ -2,7 +2,9 @@
 
 - `data_size` (dynamic): how much distillation data a checkpoint saw. `0` is the untouched base model; `1k`, `10k`,
   `30k`, … are row counts in thousands. Dynamic so that a user can add `100k` from the UI or a sensor without a code
-  change; Dagster does not validate dynamic keys, so every add goes through `add_data_sizes`.
+  change. Dagster does not validate dynamic keys: the project's own adds go through `add_data_sizes`, and in a
+  deployed instance `partition_keys_sensor` (valley_assets/defs/partition_keys.py) registers the profile's keys and
+  deletes invalid ones added through the UI.
 - `student` (static, from the profile): which base model is distilled.
 - checkpoints: `data_size × student` (Dagster allows exactly two dimensions).
 - `lcb_release` (dynamic): LiveCodeBench releases (`release_v6`, …; the demo registers `demo_v1`).
