@@ -367,15 +367,30 @@ def test_a_pod_gets_its_env_volumes_limits_and_security_context(standin, api):
 
 
 # --- the product's launcher end to end ----------------------------------------------------------------------------
-PIPES_PROGRAM = b'''"""A trivial dagster-pipes program: reads its extras, logs, reports one materialization."""
+PIPES_PROGRAM = b'''"""A trivial dagster-pipes program: reads its extras, logs, reports one materialization.
+
+With PROBE_WAIT_FOR_DISRUPTION set, each rank's first run marks the checkpoint volume and waits to be disrupted;
+a restarted rank finds its mark and reports at once (as training resumes from its checkpoint).
+"""
 import os
+import signal
+import sys
+import time
 
 from dagster_pipes import open_dagster_pipes
 
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+rank = os.environ.get("NODE_RANK", "0")
+marker = f"/checkpoints/started-{rank}"
+resumed = os.path.exists(marker)
+if os.environ.get("PROBE_WAIT_FOR_DISRUPTION") and not resumed:
+    open(marker, "w").write(os.environ["HOSTNAME"])
+    print("waiting to be disrupted", flush=True)
+    time.sleep(600)
 with open_dagster_pipes() as pipes:
-    pipes.log.info(f"pod {os.environ['HOSTNAME']} rank {os.environ['NODE_RANK']}")
-    pipes.report_asset_materialization(metadata={"doubled": pipes.extras["x"] * 2,
-                                                 "rank": int(os.environ["NODE_RANK"])})
+    pipes.log.info(f"pod {os.environ['HOSTNAME']} rank {rank}")
+    pipes.report_asset_materialization(metadata={"doubled": pipes.extras["x"] * 2, "rank": int(rank),
+                                                 "resumed": resumed, "host": os.environ["HOSTNAME"]})
 '''
 
 
@@ -422,4 +437,59 @@ def test_the_launcher_runs_a_pipes_program_as_a_job_end_to_end(standin, probe_im
     assert metadata["doubled"] == 42 and metadata["rank"] == 0
     jobs = [m for m in standin.received[since:] if m.get("kind") == "Job"]
     assert len(jobs) == 1
+    _validate_received(standin, since)
+
+
+@pytest.mark.docker
+def test_the_launcher_restarts_a_disrupted_two_node_job_as_a_new_attempt(standin, probe_image):
+    """gpus=2 on 1-GPU nodes: two pods under `accelerate launch` (static rendezvous at rank 0's DNS name); rank 1 is
+    preempted, the Job fails through rule 0, the launcher submits `<job>-r1`, which completes."""
+    import threading
+
+    launcher = KubernetesJobLauncher(
+        namespace=NS, image=probe_image, kubeconfig_file=str(standin.kubeconfig_host), in_cluster=False,
+        gpus_per_node=1, checkpoint_pvc=f"ckpt-{uuid.uuid4().hex[:6]}", env={"PROBE_WAIT_FOR_DISRUPTION": "1",
+                                                                             "OMP_NUM_THREADS": "1"},
+        training=PodResources(cpu_per_gpu="500m", memory_per_gpu="2Gi", shm_size="64Mi"), node_selector={},
+        tolerations=[], poll_interval_s=0.5, timeout_s=400)
+    since = len(standin.received)
+
+    @dg.asset
+    def probe2(context: dg.AssetExecutionContext, k8s_launcher: KubernetesJobLauncher):
+        return dg.MaterializeResult(metadata=k8s_launcher.run(context, module="standin_pipes_probe",
+                                                              params={"x": 5}, gpus=2, name="probe2"))
+
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
+        [probe2], resources={"k8s_launcher": launcher}, raise_on_error=False)))
+    runner.start()
+    # Wait until both ranks of the first attempt are up and waiting, then preempt rank 1.
+    deadline = time.monotonic() + 180
+    while True:
+        assert time.monotonic() < deadline and runner.is_alive(), "the first attempt's ranks never came up"
+        jobs = [m["metadata"]["name"] for m in standin.received[since:] if m.get("kind") == "Job"]
+        pods = standin.pods(NS, f"batch.kubernetes.io/job-name={jobs[0]}") if jobs else []
+        waiting = [p for p in pods if any("waiting to be disrupted" in line
+                                          for line in standin.pod_log(NS, p["metadata"]["name"]))]
+        if len(waiting) == 2:
+            break
+        time.sleep(0.5)
+    [victim] = [p for p in waiting if p["metadata"]["labels"][INDEX_ANNOTATION] == "1"]
+    standin.disrupt(NS, victim["metadata"]["name"], grace_period_s=2)
+    runner.join(timeout=400)
+    result = outcome["result"]
+    failures = [e.step_failure_data.error.to_string() for e in result.get_step_failure_events()]
+    assert result.success, failures
+    [materialization] = result.asset_materializations_for_node("probe2")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    first = jobs[0]
+    assert metadata["doubled"] == 10 and metadata["rank"] == 0 and metadata["resumed"] is True
+    assert metadata["host"] == f"{first}-r1-0"  # rank 0 of the restarted attempt reported
+    submitted = [m["metadata"]["name"] for m in standin.received[since:] if m.get("kind") == "Job"]
+    assert submitted == [first, f"{first}-r1"]
+    services = [m["metadata"]["name"] for m in standin.received[since:] if m.get("kind") == "Service"]
+    assert services == submitted
+    [command] = {tuple(m["spec"]["template"]["spec"]["containers"][0]["command"])
+                 for m in standin.received[since:] if m.get("kind") == "Job"}
+    assert command[:2] == ("accelerate", "launch") and "$(MASTER_ADDR)" in command
     _validate_received(standin, since)
