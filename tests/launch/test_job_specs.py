@@ -266,3 +266,19 @@ def test_dagster_rebuilds_the_launcher_with_its_kind_settings():
 
     assert dg.materialize([probe], resources={"launcher": launcher}).success
     assert seen["image"] == "g:1"
+
+
+def test_in_cluster_reads_the_pods_service_account(tmp_path, monkeypatch):
+    """A run pod in the cluster: the API address from the service env, the ServiceAccount's token and CA."""
+    from kubernetes.config import incluster_config
+
+    (tmp_path / "token").write_text("sa-token")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api = KubernetesJobLauncher(image="img").api()  # in_cluster is the default
+    configuration = api.batch.api_client.configuration
+    assert configuration.host == "https://10.0.0.1:443"
+    assert configuration.auth_settings()["BearerToken"]["value"] == "bearer sa-token"
