@@ -297,6 +297,29 @@ def test_deleting_a_job_in_the_background_removes_its_containers(standin, api):
     assert not api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
 
 
+@pytest.mark.docker
+def test_a_finished_job_is_deleted_after_its_ttl(standin, api):
+    from kubernetes.client.exceptions import ApiException
+
+    spec = _spec("ttl", ["python", "-c", "print('done')"], ttl_seconds_after_finished=2)
+    _submit(standin, api, spec)
+    _, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+    assert outcome == "succeeded", detail
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            api.batch.read_namespaced_job_status(spec.name, NS)
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        assert time.monotonic() < deadline, "the Job outlived its ttlSecondsAfterFinished"
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items:
+        assert time.monotonic() < deadline, "the expired Job's pods are still listed"
+        time.sleep(0.5)
+
+
 POD_PROBE = """
 import json, os
 out = {"uid": os.getuid(), "pod": os.environ["POD_NAME"], "namespace": os.environ["POD_NAMESPACE"],

@@ -8,7 +8,8 @@ What follows Kubernetes' own behaviour (and where it comes from):
   messages of pod_failure_policy.go; `backoffLimit` over counted failures (BackoffLimitExceeded) with the controller's
   exponential pod back-off (10 s doubling, 6 min cap); `FailureTarget`/`SuccessCriteriaMet` first, then the terminal
   `Failed`/`Complete` once no pod of the Job is still running; pods of a failed Job are deleted; a deleted pod
-  stays listed (terminating, then Failed) until the controller has accounted for it, then disappears.
+  stays listed (terminating, then Failed) until the controller has accounted for it, then disappears;
+  `ttlSecondsAfterFinished` deletes a finished Job and its pods (the TTL-after-finished controller).
 - Deleting a Job: `propagationPolicy` Background/Foreground deletes its pods; no policy means Orphan (the batch/v1
   default of the REST API): the pods keep running without an owner.
 - kubelet: see podspec.py for env/command/volumes/resources/security; `restartPolicy: Never`; container exit ->
@@ -130,6 +131,7 @@ class JobState:
     finished: bool = False
     last_counted_failure: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
 
 
 def policy_verdict(policy: dict | None, pod: dict) -> tuple[str, str]:
@@ -397,6 +399,7 @@ class Cluster:
                 with self.lock:
                     for key in list(self.jobs):
                         self._sync_job(key)
+                    self._expire_finished_jobs()
                     self._reap_pods()
             except Exception:  # keep the controller alive; the failure is in the log
                 log.exception("kube stand-in controller loop")
@@ -479,6 +482,19 @@ class Cluster:
         if indexed:
             status["completedIndexes"] = compact_indexes(state.succeeded_indexes)
         job["metadata"]["resourceVersion"] = str(self._next_rv())
+
+    def _expire_finished_jobs(self) -> None:
+        """The TTL-after-finished controller: a finished Job is deleted (its pods with it) once its TTL has run."""
+        for key, state in list(self.jobs.items()):
+            job = self.objects["jobs"].get(key)
+            ttl = (job or {}).get("spec", {}).get("ttlSecondsAfterFinished")
+            if job is None or ttl is None or not state.finished:
+                continue
+            state.finished_at = state.finished_at or time.monotonic()
+            if time.monotonic() - state.finished_at >= ttl:
+                self._event(key[0], f"job/{key[1]}", "TTLExpired", f"deleted {ttl}s after it finished")
+                self._delete_job(key, "Background")
+                del self.objects["jobs"][key]
 
     def _delete_job(self, key, propagation: str) -> None:
         if propagation not in ("Orphan", "Background", "Foreground"):
@@ -653,6 +669,9 @@ class Cluster:
             rt.log.finish()
             return
         rt.started = True
+        if rt.deleting:  # deleted while its container was being created: stop it now with the grace period
+            grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+            threading.Thread(target=lambda: created.stop(timeout=int(grace)), daemon=True).start()
         created.reload()
         network = created.attrs["NetworkSettings"]["Networks"].get(self.network_name(rt.namespace), {})
         started_at = now_rfc3339()
