@@ -20,6 +20,7 @@ import json
 import os
 import tarfile
 import time
+import urllib.request
 import uuid
 
 import dagster as dg
@@ -268,7 +269,13 @@ def test_a_disrupted_pod_of_a_two_node_job_fails_it_through_rule_0(standin, api)
     selector = f"batch.kubernetes.io/job-name={spec.name}"
     _wait_pod(api, selector + f",{INDEX_ANNOTATION}=0")
     victim = _wait_pod(api, selector + f",{INDEX_ANNOTATION}=1")
-    standin.disrupt(NS, victim.metadata.name, grace_period_s=1)
+    # through the HTTP hook, as an operator or another process would play the preemption
+    request = urllib.request.Request(
+        f"{standin.url}/standin/v1/namespaces/{NS}/pods/{victim.metadata.name}/disrupt", method="POST",
+        data=json.dumps({"gracePeriodSeconds": 1}).encode(),
+        headers={"Authorization": f"Bearer {standin.token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.load(answer)["status"] == "Success"
     job, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
     assert outcome == "failed"
     assert detail == (f"PodFailurePolicy: Pod {NS}/{victim.metadata.name} has condition DisruptionTarget matching "
