@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -80,11 +81,12 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, timeout_s: float) -> None:
+def _wait_until_up(url: str, process: subprocess.Popen, log, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            log.seek(0)
+            err = log.read().decode(errors="replace")
             raise RuntimeError(f"moto server exited with {process.returncode} before answering: {err[-2000:]}")
         try:
             with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
@@ -99,11 +101,14 @@ def moto_server(host: str = "127.0.0.1", *, bucket: str = "valley", timeout_s: f
     """Start moto's S3 server on a free port of `host`, create `bucket`, yield a MotoS3, stop the server."""
     port = _free_port("127.0.0.1" if host in ("0.0.0.0", "") else host)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # The server logs every request to stderr: into a file, never a pipe nobody drains (a full pipe blocks the
+    # server mid-request, and every client then times out).
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                               stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
         server = MotoS3(host=host, port=port, bucket=bucket, process=process)
-        _wait_until_up(server.endpoint_url, process, timeout_s)
+        _wait_until_up(server.endpoint_url, process, log, timeout_s)
         server.create_bucket(bucket)
         yield server
     finally:
@@ -113,8 +118,7 @@ def moto_server(host: str = "127.0.0.1", *, bucket: str = "valley", timeout_s: f
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr:
-            process.stderr.close()
+        log.close()
 
 
 def clear_s3_client_cache() -> None:

@@ -82,6 +82,10 @@ def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, st
     return {"release": release, "prompt_id": ev.prompt_id, "samples_path": storage.uri(*out_parts), **report}
 
 
+# How often the grading log is uploaded while a remote-root grading runs: a killed pod loses at most this much work.
+GRADING_SYNC_INTERVAL_S = 30.0
+
+
 def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, data_size: str, arm: str,
           label: str, release: str) -> dg.MaterializeResult:
     """Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten)."""
@@ -90,9 +94,13 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
     samples = storage.read_jsonl(*parts, "samples.jsonl")
     problems = storage.read_jsonl("lcb", release, "problems.jsonl")
     started = time.time()
-    grade_dir = storage.local_work_dir("grades", student, label, release, prompt_id)
-    grades = context.resources.grader.grade(problems, metrics.samples_to_generations(samples),
-                                            results_path=str(grade_dir / "results.json"))
+    # The grader's resume log (results.samples.jsonl, appended per sample) lives under the storage root, mirrored
+    # to a local folder while grading and uploaded as it grows: a re-run on another pod (a fresh /tmp) grades only
+    # what the log lacks. (It lived in the pod's local scratch before, so a new pod started from zero.)
+    grade_parts = (*eval_parts("grades", student, label, release, prompt_id), "work")
+    with storage.synced_work_dir(*grade_parts, interval_s=GRADING_SYNC_INTERVAL_S) as grade_dir:
+        grades = context.resources.grader.grade(problems, metrics.samples_to_generations(samples),
+                                                results_path=str(grade_dir / "results.json"))
     storage.write_json(grades, *eval_parts("grades", student, label, release, prompt_id), "results.json")
 
     identity = {"student": student, "data_size": data_size, "arm": arm, "release": release, "prompt_id": prompt_id}
