@@ -263,3 +263,78 @@ def test_grading_resumes_on_a_new_pod_from_the_s3_log(hub, moto_s3_env: MotoS3, 
     verdicts = {qid: [r["passed"] for r in rows] for qid, rows in grades["results"].items()}
     assert verdicts == {p["question_id"]: [True, False] for p in problems}  # the reference programs pass
     assert len(storage.read_bytes(*log_parts).splitlines()) == len(samples)
+
+
+# --- the storage layer itself --------------------------------------------------------------------------------------
+@pytest.fixture(params=["local", "s3"])
+def any_root(request, tmp_path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "root")
+    server = request.getfixturevalue("moto_s3_env")
+    return server.uri("root")
+
+
+def test_storage_layer_on_local_and_object_store_roots(any_root, tmp_path, monkeypatch):
+    storage = StudyStorage(any_root)
+    assert storage.is_local == (not any_root.startswith("s3://"))
+    storage.write_bytes(b"a", "f", "one.parquet")
+    storage.write_bytes(b"b", "f", "two.txt")
+    assert storage.names("f") == ["one.parquet", "two.txt"] and storage.names("f", pattern="*.parquet") == [
+        "one.parquet"]
+    assert storage.list("f", pattern="*.txt") == [storage.uri("f", "two.txt")] and storage.list("absent") == []
+    assert storage.is_dir("f") and storage.is_file("f", "two.txt") and not storage.is_file("f", "three")
+
+    with pytest.raises(RuntimeError), storage.open_atomic("f", "half.bin") as out:
+        out.write(b"x" * 100)
+        raise RuntimeError("killed mid-write")
+    assert "half.bin" not in storage.names("f")  # nothing half-written is published
+    assert storage.remove_matching("f", pattern="*.txt") == 1 and storage.names("f") == ["one.parquet"]
+
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(1 << 20))
+    storage.upload(local, "g", "big.bin")
+    assert storage.download("g", "big.bin", to=tmp_path / "back.bin").read_bytes() == local.read_bytes()
+
+    # synced_work_dir: what one machine appended is there for the next, whose scratch starts empty
+    monkeypatch.setenv("VALLEY_CACHE", str(tmp_path / "machine-1"))
+    with storage.synced_work_dir("w") as folder:
+        (folder / "log.jsonl").write_text('{"n": 1}\n')
+    monkeypatch.setenv("VALLEY_CACHE", str(tmp_path / "machine-2"))
+    with storage.synced_work_dir("w") as folder:
+        assert (folder / "log.jsonl").read_text() == '{"n": 1}\n'
+        with open(folder / "log.jsonl", "a") as log:
+            log.write('{"n": 2}\n')
+    assert storage.read_bytes("w", "log.jsonl").decode().splitlines() == ['{"n": 1}', '{"n": 2}']
+
+
+def test_release_discovery_on_an_object_store_folder_sees_new_files(hub, moto_s3_env: MotoS3):  # noqa: F811
+    """The sensor lists an object-store mirror every tick; a test8.jsonl uploaded between two ticks of the same
+    process is seen, and release_v8 loads from the mirror (load_lcb took every non-local source for a hub id)."""
+    from valley_assets.generation.releases import discover_releases
+
+    mirror = StudyStorage(moto_s3_env.uri("hub"))
+    lcb = mirror_to(mirror, {"lcb": hub["lcb"]})["lcb"]
+    assert discover_releases(lcb)[-1] == "release_v7"
+    assert len(load_lcb(lcb, release="release_v7")) == 14
+    rows = [json.loads(line) for line in (Path(hub["lcb"]) / "test7.jsonl").read_text().splitlines()]
+    mirror.write_jsonl([r | {"question_id": r["question_id"] + "_v8"} for r in rows], "lcb", "test8.jsonl")
+    assert discover_releases(lcb)[-1] == "release_v8"
+    assert len(load_lcb(lcb, release="release_v8")) == 16
+
+
+def test_hub_releases_come_from_the_repo_file_list():
+    """A hub source is listed through huggingface_hub (HfApi.list_repo_files); the tag resolves to hf:// paths."""
+    from valley_assets.data.lcb import release_files, release_locations, source_versions
+
+    class RepoFiles:  # stands in for HfApi: returns the repo's file list as the hub API does
+        def list_repo_files(self, repo_id, *, repo_type, revision):
+            assert (repo_id, repo_type) == ("livecodebench/code_generation_lite", "dataset")
+            return [".gitattributes", "README.md", "code_generation_lite.py", "test.jsonl",
+                    *[f"test{n}.jsonl" for n in range(2, 10)], "extra/test10.jsonl"]
+
+    versions = source_versions("livecodebench/code_generation_lite", hf_api=RepoFiles())
+    assert versions == list(range(1, 10))  # nothing above the repo's own files, no fixed maximum
+    files = release_files("release_latest", available_versions=versions)
+    assert release_locations("livecodebench/code_generation_lite", files[-2:], revision="main") == [
+        "hf://datasets/livecodebench/code_generation_lite@main/test8.jsonl",
+        "hf://datasets/livecodebench/code_generation_lite@main/test9.jsonl"]
