@@ -90,16 +90,20 @@ def rehearsal(tmp_path_factory):
     from tests.rehearsal.kube_standin import KubeStandin
     from tests.rehearsal.moto_s3 import moto_server
     from tests.rehearsal.students import write_tiny_students
+    from valley_assets.config import PROFILES_DIR, load_study_config
 
     root = tmp_path_factory.mktemp("rehearsal")
     with moto_server(host="0.0.0.0", bucket=BUCKET) as s3:
         fs = s3fs.S3FileSystem(key=s3.env["AWS_ACCESS_KEY_ID"], secret=s3.env["AWS_SECRET_ACCESS_KEY"],
                                client_kwargs={"endpoint_url": s3.endpoint_url, "region_name": "us-east-1"})
-        # The hub, as the profile names it: s3://valley-rehearsal/hub/<owner>/<repo>
-        for hub_id, folder in write_hub_repos(root / "hub").items():
-            upload_folder(fs, Path(folder), f"{BUCKET}/hub/{hub_id}")
-        for hub_id, folder in write_tiny_students(root / "students").items():
-            upload_folder(fs, Path(folder), f"{BUCKET}/hub/{hub_id}")
+        # The hub and the students where the profile names them (s3://valley-rehearsal/hub/<owner>/<repo>).
+        cfg = load_study_config(PROFILES_DIR / "rehearsal.yaml")
+        targets = {key: getattr(cfg.data.hub, key) for key in ("ocr2", "taco", "apps", "code_contests", "codeforces")}
+        targets["lcb"] = cfg.benchmark.lcb
+        for key, folder in write_hub_repos(root / "hub").items():
+            upload_folder(fs, Path(folder), targets[key].removeprefix("s3://"))
+        for student, folder in write_tiny_students(root / "students").items():
+            upload_folder(fs, Path(folder), cfg.student(student).model.removeprefix("s3://"))
 
         with KubeStandin() as kube:
             # What an operator creates once per cluster (k8s/README.md): the hub token and the object-store Secret.
@@ -108,7 +112,11 @@ def rehearsal(tmp_path_factory):
             with PostgresServer() as pg:
                 # A run pod's env as the Helm values give it: the profile, the Secrets (envSecrets), the cluster API.
                 run_env = {"VALLEY_PROFILE": "rehearsal", "HF_TOKEN": HF_TOKEN, **s3.env}
-                volumes = {str(kube.kubeconfig_host): KUBECONFIG_IN_RUN_PODS}
+                volumes = {str(kube.kubeconfig_host): KUBECONFIG_IN_RUN_PODS,
+                           # Grading: the Docker backend on the host's engine (issue H replaces it with grading
+                           # Jobs); the run container reaches the engine through its socket and the host's CLI.
+                           "/var/run/docker.sock": "/var/run/docker.sock",
+                           os.path.realpath(shutil.which("docker")): "/usr/local/bin/docker"}
                 with DagsterDeployment(root / "dagster_home", image=IMAGE, pg_storage=pg.storage_config,
                                        location_env=run_env, run_env=run_env, volumes=volumes) as deployment:
                     yield Rehearsal(deployment=deployment, kube=kube, s3=s3, fs=fs)

@@ -10,6 +10,7 @@ Each sandbox runs `runner.py`, which forks a fresh child per sample; see that mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -189,6 +190,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def runner_source() -> str:
+    return RUNNER_PATH.read_text()
+
+
 def start_docker_worker(index: int, memory_mb: int, image: str | None = None) -> Worker:
     image = image or sandbox_image()
     name = f"valley-grader-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}"
@@ -212,8 +218,10 @@ def start_docker_worker(index: int, memory_mb: int, image: str | None = None) ->
         "--ulimit", "nofile=256:256",
         "--log-driver", "none",
         "--workdir", "/scratch",
-        "-v", f"{RUNNER_PATH}:/opt/valley/runner.py:ro",
-        image, "python3", "-I", "-u", "/opt/valley/runner.py", "--cleanup", "namespace",
+        # The runner travels in the command, not as a bind mount of this file: a mount names a path on the engine's
+        # machine, which is not this one when the grader itself runs in a container (a Dagster run pod using the
+        # node's engine) or talks to a remote DOCKER_HOST. ~50 KB, under Linux's 128 KiB limit per argument.
+        image, "python3", "-I", "-u", "-c", runner_source(), "--cleanup", "namespace",
     ]
     return Worker(argv, name, scratch="/scratch", nproc=CHILD_NPROC,
                   on_close=lambda: _docker("rm", "-f", name, timeout=60))
