@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.rehearsal.students`
 
 from tiny_world import build_tiny_student, write_train_file  # noqa: E402
 

@@ -71,7 +71,9 @@ def list_checkpoints(steps_dir: str) -> list[tuple[int, str, bool]]:
     for entry in fs.ls(root, detail=False):
         step = checkpoint_step(entry.rstrip("/"))
         if step is not None:
-            found.append((step, entry, fs.isfile(join(entry, COMPLETE_MARKER))))
+            # The path in the caller's form (`s3://...` stays a URL; fs.ls drops the protocol).
+            path = join(str(steps_dir), Path(entry.rstrip("/")).name)
+            found.append((step, path, fs.isfile(join(entry, COMPLETE_MARKER))))
     return sorted(found)
 
 
