@@ -96,14 +96,14 @@ class DemoBenchmark(LCBBenchmark):
     """The demo's held-out problems, written once as an LCB-style `test.jsonl` (= release_v1) into storage, then read
     through the same LCB loader as production. Dropping a `test2.jsonl` beside it makes a `release_v2`."""
 
-    def __init__(self, folder: Path, problems: DemoProblemSource):
+    def __init__(self, folder: str | Path, problems: DemoProblemSource):
         super().__init__(str(folder))
-        self.folder, self.problems = folder, problems
+        # a local folder or an object-store URL (`lcb_source` under the storage root, wherever that is)
+        self.folder, self.problems = StudyStorage(str(folder)), problems
 
     def ensure_written(self) -> None:
-        first = self.folder / "test.jsonl"
-        if not first.exists():
-            StudyStorage(str(self.folder)).write_jsonl(self.problems.eval_problems(), "test.jsonl")
+        if not self.folder.exists("test.jsonl"):
+            self.folder.write_jsonl(self.problems.eval_problems(), "test.jsonl")
 
     def load_release(self, release: str) -> list[dict]:
         self.ensure_written()
@@ -187,7 +187,7 @@ def build_resources(cfg: StudyConfig) -> dict[str, object]:
     if cfg.benchmark.source == "demo":
         if cfg.data.source != "demo":
             raise ValueError("benchmark.source 'demo' needs data.source 'demo' (its problems come from one generator)")
-        benchmark = DemoBenchmark(storage.local_path("lcb_source"), problem_source)
+        benchmark = DemoBenchmark(storage.uri("lcb_source"), problem_source)
     else:
         benchmark = LCBBenchmark(cfg.benchmark.lcb, cfg.benchmark.start_date, cfg.benchmark.end_date)
 

@@ -338,3 +338,18 @@ def test_hub_releases_come_from_the_repo_file_list():
     assert release_locations("livecodebench/code_generation_lite", files[-2:], revision="main") == [
         "hf://datasets/livecodebench/code_generation_lite@main/test8.jsonl",
         "hf://datasets/livecodebench/code_generation_lite@main/test9.jsonl"]
+
+
+def test_demo_benchmark_folder_on_an_object_store_root(moto_s3_env: MotoS3):  # noqa: F811
+    """The demo's own release folder (`lcb_source`) lives under the storage root, which may be s3:// (it was a
+    `local_path`, which refuses remote roots)."""
+    from valley_assets.defs.automation import benchmark_source
+    from valley_assets.generation.releases import discover_releases
+    from valley_assets.resources import build_resources
+
+    root = moto_s3_env.uri("demo-study")
+    cfg = load_study_config(PROFILES_DIR / "demo.yaml", overrides={"storage_root": root})
+    benchmark = build_resources(cfg)["benchmark"].resource_fn(None)
+    problems = benchmark.load_release("release_v1")
+    assert problems and StudyStorage(root).names("lcb_source") == ["test.jsonl"]
+    assert benchmark_source(cfg) == f"{root}/lcb_source" and discover_releases(benchmark_source(cfg)) == ["release_v1"]

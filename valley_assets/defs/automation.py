@@ -14,7 +14,7 @@ from valley_assets.generation.sensor import build_release_sensor, release_run_co
 def benchmark_source(cfg: StudyConfig) -> str:
     """Where new releases appear: the hub dataset, or the demo's own LCB-style folder."""
     if cfg.benchmark.source == "demo":
-        return str(storage_for(cfg).local_path("lcb_source"))
+        return storage_for(cfg).uri("lcb_source")
     return cfg.benchmark.lcb
 
 
