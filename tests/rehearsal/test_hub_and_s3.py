@@ -35,13 +35,14 @@ def hub(tmp_path_factory) -> dict[str, str]:
     return write_hub_repos(tmp_path_factory.mktemp("hub"))
 
 
-def study_config(hub: dict[str, str], storage_root: str):
-    """The production profile pointed at the fixture repos and a storage root (only locations change)."""
-
+def study_config(hub: dict[str, str], storage_root: str, **sizes):
+    """The production profile pointed at the fixture repos and a storage root (only locations, and `sizes`,
+    change)."""
     return load_study_config(PROFILES_DIR / "production.yaml", overrides={
         "storage_root": storage_root,
         "data": {"hub": {k: hub[k] for k in ("ocr2", "taco", "apps", "code_contests", "codeforces")}},
         "benchmark": {"lcb": hub["lcb"], "releases": [f"release_v{LCB_VERSIONS}"]},
+        **sizes,
     })
 
 
@@ -131,7 +132,8 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     assert os.environ["AWS_ENDPOINT_URL_S3"] == moto_s3_env.endpoint_url  # the pod-like environment is all there is
     root = moto_s3_env.uri("study")
     mirror = mirror_to(StudyStorage(moto_s3_env.uri("hub")), hub)
-    cfg = study_config(mirror, root).model_copy(update={"rows_per_k": 10})
+    cfg = study_config(mirror, root, rows_per_k=10, ablation={"rows": {"easy": 4, "hard": 4, "correct": 6,
+                                                                      "incorrect": 6}})
     storage = StudyStorage(root)
     assert not storage.is_local
 
@@ -170,6 +172,10 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     }.items():
         assert ok, (name, details)
 
+    run("ablation_subset", "easy")
+    run("ablation_subset", "incorrect")
+    assert set(storage.read_parquet("ablation", "easy", "subset.parquet")["difficulty"]) <= {"EASY", "MEDIUM"}
+    assert set(storage.read_parquet("ablation", "incorrect", "subset.parquet")["judgement"]) == {"wrong"}
     run("distill_subset", "1k")
     run("distill_subset", "2k")
     small, large = storage.read_parquet("subsets", "1k.parquet"), storage.read_parquet("subsets", "2k.parquet")
