@@ -79,11 +79,11 @@ class Recipe(BaseModel):
 
     # --- checkpoints and logging ----------------------------------------------------------------------------------
     checkpoints_per_run: int | None = Field(
-        default=10,
+        default=None,
         gt=0,
         description="durable checkpoints spread evenly over the run: one every ceil(max_steps / N) optimizer steps, "
         "resolved once the Trainer has computed max_steps (so a 40-step 1k run and a 1,200-step 30k run both leave "
-        "N restart points); ignored when save_steps is set",
+        "N restart points); a recipe sets this or save_steps",
     )
     save_steps: int | None = Field(
         default=None, gt=0, description="a durable checkpoint every N optimizer steps, whatever the run's length"
