@@ -359,3 +359,12 @@ def test_demo_benchmark_folder_on_an_object_store_root(moto_s3_env: MotoS3):  # 
     problems = benchmark.load_release("release_v1")
     assert problems and StudyStorage(root).names("lcb_source") == ["test.jsonl"]
     assert benchmark_source(cfg) == f"{root}/lcb_source" and discover_releases(benchmark_source(cfg)) == ["release_v1"]
+
+
+def test_object_store_repo_without_the_split_fails_naming_the_layout(hub, moto_s3_env: MotoS3):  # noqa: F811
+    mirror = mirror_to(StudyStorage(moto_s3_env.uri("hub")), {k: hub[k] for k in ("ocr2", "taco")})
+    with pytest.raises(FileNotFoundError, match=r"split 'cpp' \(train/cpp/train-\*\.parquet"):
+        load_ocr2(mirror["ocr2"], split="cpp")
+    with pytest.raises(FileNotFoundError, match=r"split 'test' \(ALL/test-\*\.parquet, the layout of BAAI/TACO"):
+        load_taco(mirror["taco"], split="test")
+    assert load_taco(mirror["taco"]).height == 12

@@ -86,6 +86,19 @@ def split_data_files(source: str, layout: RepoLayout, split: str, *, revision: s
     return f"{hub_root(source, revision)}/{layout.files(split)}"
 
 
+def _is_folder(source: str) -> bool:
+    """A local folder or an object-store folder (hub repos, hf://, are listed by `datasets` itself)."""
+    if "://" not in source:
+        return Path(source).is_dir()
+    return not source.startswith("hf://") and StudyStorage(source).is_dir()
+
+
+def _folder_has(source: str, relative_glob: str) -> bool:
+    """Whether a local or object-store folder holds a file matching `relative_glob` (e.g. `ALL/train-*.parquet`)."""
+    *folders, pattern = relative_glob.split("/")
+    return bool(StudyStorage(source).list(*folders, pattern=pattern))
+
+
 def load_source(source: str, layout: RepoLayout, *, split: str, revision: str = "main",
                 columns: Iterable[str] | None = None) -> datasets.Dataset:
     """One split of a dataset repo in `layout`: a hub id, a local folder or URL holding the repo's files, or a
@@ -99,7 +112,7 @@ def load_source(source: str, layout: RepoLayout, *, split: str, revision: str = 
         pattern = str(path)
     else:
         builder, pattern = layout.builder, split_data_files(source, layout, split, revision=revision)
-        if path.is_dir() and not list(path.glob(layout.files(split))):
+        if _is_folder(source) and not _folder_has(source, layout.files(split)):
             raise FileNotFoundError(f"{source}: no files for split {split!r} ({layout.files(split)}, the layout of "
                                     f"{layout.hub_id})")
     # Parquet reads only the wanted columns (TACO's solutions column alone is gigabytes).
@@ -116,16 +129,19 @@ def load_source(source: str, layout: RepoLayout, *, split: str, revision: str = 
 def load_ocr2(source: str = OCR2_HUB_ID, *, split: str = "python", max_rows: int | None = None,
               revision: str = "main") -> datasets.Dataset:
     """OCR2 traces of a split ("python" or "cpp"): the hub id or a local / object-store copy of the repo
-    (`<split>/train-*.parquet`, OCR2_LAYOUT), or a plain folder / file / glob of OCR2-shaped parquet shards. All go
+    (`train/<split>/train-*.parquet`, OCR2_LAYOUT), or a plain folder / file / glob of OCR2-shaped parquet shards. All go
     through the same `load_dataset("parquet", data_files=...)`; only how the files are named differs."""
     path = Path(source)
-    if path.is_dir() and not list(path.glob(OCR2_LAYOUT.files(split))):
+    if path.is_dir() and not _folder_has(source, OCR2_LAYOUT.files(split)):
         files: str | list[str] = sorted(str(p) for p in path.rglob("*.parquet"))
         if not files:
             raise FileNotFoundError(f"no parquet shards under {source}")
     elif path.is_file() or ("*" in source and "://" not in source):
         files = source
     else:
+        if _is_folder(source) and not _folder_has(source, OCR2_LAYOUT.files(split)):
+            raise FileNotFoundError(f"{source}: no OCR2 shards for split {split!r} ({OCR2_LAYOUT.files(split)}, the "
+                                    f"layout of {OCR2_HUB_ID})")
         files = split_data_files(source, OCR2_LAYOUT, split, revision=revision)
     ds = datasets.load_dataset("parquet", data_files={"train": files}, split="train")
     missing = [c for c in ("question", "r1_generation", "dataset", "split", "index", "id") if c not in ds.column_names]
