@@ -14,8 +14,8 @@ MinIO, Ceph, moto), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_T
 `AWS_REGION`. Nothing here reads them: botocore (under s3fs and `datasets`), polars' and pyarrow's S3 clients all
 honour these variables themselves (checked against moto with botocore 1.43, s3fs 2026.9, polars 2.1, pyarrow 26),
 so every reader of the study's files sees the same endpoint. On EKS with IRSA the pod gets `AWS_ROLE_ARN` and
-`AWS_WEB_IDENTITY_TOKEN_FILE` instead of keys, which the same clients also pick up; gs:// roots (gcsfs) use Google's
-application-default credentials, which GKE Workload Identity provides.
+`AWS_WEB_IDENTITY_TOKEN_FILE` instead of keys (the standard AWS credential chain; not exercised locally); gs:// roots
+(gcsfs) use Google's application-default credentials, which GKE Workload Identity provides.
 """
 
 from __future__ import annotations
