@@ -233,10 +233,15 @@ class StudyStorage:
         thread.start()
         try:
             yield folder
-        finally:
+        except BaseException:
             stop.set()
             thread.join()
-            push()
+            with contextlib.suppress(Exception):  # keep what was done; the block's own error is the one to report
+                push()
+            raise
+        stop.set()
+        thread.join()
+        push()
 
     # --- bytes, atomically ---------------------------------------------------------------------------------------
     def write_bytes(self, data: bytes, *parts: str) -> UPath:
