@@ -40,14 +40,16 @@ def checkpoint_model_ref(storage: StudyStorage, student: str, data_size: str, ar
 def load_tokenizer(ref: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(ref)
+    return AutoTokenizer.from_pretrained(local_model_dir(ref))
 
 
 def local_model_dir(ref: str) -> str:
-    """What `from_pretrained` (and vLLM) can open: hub ids and local folders as they are; a checkpoint published to
-    an object store (`s3://…/checkpoints/<student>/<size>/run`) copied once into `$VALLEY_CACHE/models/` and reused.
-    The copy lands in a sibling folder and is renamed into place when whole, so a killed download is never taken
-    for a model."""
+    """What `from_pretrained` (and vLLM) can open: hub ids and local folders as they are; a model on an object store
+    copied once into `$VALLEY_CACHE/models/` and reused. Two kinds live there: checkpoints a training run published
+    (`s3://…/checkpoints/<student>/<size>/run`, taken only once their `_COMPLETE` marker is written), and models an
+    operator mirrored from the hub for a cluster without hub access (`s3://…/models/Qwen2.5-7B-Instruct`: a plain
+    model folder, taken when it holds a `config.json`). The copy lands in a sibling folder and is renamed into place
+    when whole, so a killed download is never taken for a model."""
     import hashlib
     import os
 
@@ -60,6 +62,9 @@ def local_model_dir(ref: str) -> str:
     if local.is_dir():
         return str(local)
     partial = local.with_name(local.name + ".partial")
-    ckpt.download_checkpoint(ref, str(partial))  # raises FileNotFoundError when the remote one is not complete
+    if ckpt.read_run_fingerprint(ref) is not None or ckpt.is_complete_checkpoint(ref):
+        ckpt.download_checkpoint(ref, str(partial))  # FileNotFoundError while the run has not published it whole
+    else:
+        ckpt.download_model_folder(ref, str(partial))  # FileNotFoundError without a config.json
     os.replace(partial, local)
     return str(local)

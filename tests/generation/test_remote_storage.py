@@ -69,6 +69,7 @@ def test_local_model_dir_copies_a_complete_remote_checkpoint_once(memfs):
     fs, root = memfs
     remote = f"{root}/checkpoints/s/1k/run"
     fs.makedirs(remote, exist_ok=True)
+    fs.pipe(f"{remote}/_run.json", b'{"fingerprint": "f"}')  # a training run claims its output_dir first
     fs.pipe(f"{remote}/config.json", b'{"model_type": "qwen2"}')
     fs.pipe(f"{remote}/sub/tokenizer.json", b"{}")
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
@@ -81,3 +82,17 @@ def test_local_model_dir_copies_a_complete_remote_checkpoint_once(memfs):
     assert local_model_dir(f"memory://{remote}") == local
     assert local_model_dir("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
     assert local_model_dir("/models/base") == "/models/base"
+
+
+def test_local_model_dir_reads_a_model_mirrored_to_object_storage(memfs):
+    """A cluster without hub access points `students[].model` at a copy of the hub repo on its object store: a plain
+    model folder (no training run wrote it, so no _COMPLETE), taken when it holds a config.json."""
+    fs, root = memfs
+    mirror = f"{root}/models/Qwen2.5-7B-Instruct"
+    fs.pipe(f"{mirror}/tokenizer.json", b"{}")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        local_model_dir(f"memory://{mirror}")
+    fs.pipe(f"{mirror}/config.json", b'{"model_type": "qwen2"}')
+    local = local_model_dir(f"memory://{mirror}")
+    assert json.loads(open(f"{local}/config.json").read()) == {"model_type": "qwen2"}
+    assert open(f"{local}/tokenizer.json").read() == "{}"

@@ -89,8 +89,10 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         else:
             from transformers import AutoConfig, AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(ref)
-            conf = AutoConfig.from_pretrained(ref)
+            from valley_assets.models import local_model_dir
+
+            tok = AutoTokenizer.from_pretrained(local_model_dir(ref))  # hub id, folder, or a mirror on object storage
+            conf = AutoConfig.from_pretrained(local_model_dir(ref))
             info = {"vocab_size": len(tok), "architecture": conf.architectures,
                     "has_chat_template": bool(tok.chat_template)}
         return dg.MaterializeResult(metadata={"model": ref, "info": json_meta(info),

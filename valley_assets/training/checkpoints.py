@@ -202,6 +202,19 @@ def download_checkpoint(remote_dir: str, local_dir: str) -> str:
     """Copy a complete remote checkpoint into `local_dir` (replacing it); return `local_dir`."""
     if not is_complete_checkpoint(remote_dir):
         raise FileNotFoundError(f"{remote_dir} is not a complete checkpoint (no {COMPLETE_MARKER})")
+    return _download_tree(remote_dir, local_dir)
+
+
+def download_model_folder(remote_dir: str, local_dir: str) -> str:
+    """Copy a model folder that is not a training output (a hub model mirrored to object storage) into `local_dir`."""
+    fs, remote_root = url_to_fs(remote_dir)
+    if not fs.isfile(join(remote_root, "config.json")):
+        raise FileNotFoundError(f"{remote_dir} holds no config.json: not a model folder (mirror the hub repo's files "
+                                "there, e.g. `huggingface-cli download REPO --local-dir D && aws s3 sync D URL`)")
+    return _download_tree(remote_dir, local_dir)
+
+
+def _download_tree(remote_dir: str, local_dir: str) -> str:
     fs, remote_root = url_to_fs(remote_dir)
     local = Path(local_dir)
     if local.exists():
