@@ -327,6 +327,44 @@ def test_a_finished_job_is_deleted_after_its_ttl(standin, api):
         time.sleep(0.5)
 
 
+@pytest.mark.docker
+def test_failures_no_rule_matches_count_toward_backoff_limit(standin, api):
+    """Without a podFailurePolicy every failure counts: backoffLimit 1 -> a second pod, then BackoffLimitExceeded."""
+    manifest = to_manifest(build_job(_spec("backoff", ["python", "-c", "import sys; sys.exit(1)"], backoff_limit=1)))
+    del manifest["spec"]["podFailurePolicy"]
+    api.batch.create_namespaced_job(NS, manifest)
+    job, outcome, detail = _wait_job(api, manifest["metadata"]["name"], timeout_s=120)
+    assert (outcome, detail) == ("failed", "BackoffLimitExceeded: Job has reached the specified backoff limit")
+    assert job.status.failed == 2
+    pods = api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={job.metadata.name}").items
+    assert len(pods) == 2 and {p.metadata.labels[INDEX_ANNOTATION] for p in pods} == {"0"}
+
+
+@pytest.mark.docker
+def test_runtime_class_maps_to_a_docker_runtime_and_an_unknown_class_is_refused():
+    _require_engine_and_image()
+    from kubernetes.client.exceptions import ApiException
+
+    import docker
+
+    with KubeStandin({"standin-runc": "runc"}) as cluster:
+        api = K8sApi.from_config(str(cluster.kubeconfig_host), in_cluster=False)
+        spec = _spec("rtc", ["python", "-c", "print('ok')"], hf_token_secret=None)
+        manifest = to_manifest(build_job(spec))
+        manifest["spec"]["template"]["spec"]["runtimeClassName"] = "gvisor"
+        with pytest.raises(ApiException) as refused:
+            api.batch.create_namespaced_job(NS, manifest)
+        assert refused.value.status == 422 and "gvisor" in refused.value.body
+        manifest["spec"]["template"]["spec"]["runtimeClassName"] = "standin-runc"
+        api.batch.create_namespaced_job(NS, manifest)
+        _, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+        assert outcome == "succeeded", detail
+        [pod] = api.core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={spec.name}").items
+        [container] = docker.from_env().containers.list(
+            all=True, filters={"label": f"valley.standin.pod={NS}/{pod.metadata.name}"})
+        assert container.attrs["HostConfig"]["Runtime"] == "runc"
+
+
 POD_PROBE = """
 import json, os
 out = {"uid": os.getuid(), "pod": os.environ["POD_NAME"], "namespace": os.environ["POD_NAMESPACE"],
