@@ -17,8 +17,13 @@ final model. This is what the cluster rehearsal (pods with one CPU rank each) tr
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
+
+# The Trainer's default (`ddp_timeout`): collectives may wait this long for a slow rank (e.g. rank 0 uploading the
+# final model while the others wait at the last barrier).
+PROCESS_GROUP_TIMEOUT = timedelta(seconds=1800)
 
 
 def fsdp_requested() -> bool:
@@ -46,7 +51,7 @@ def enable_fsdp_on_cpu(mixed_precision: str) -> bool:
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, TorchDynamoPlugin
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    partial = PartialState(cpu=True, backend="gloo")
+    partial = PartialState(cpu=True, backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
     if partial.distributed_type != DistributedType.MULTI_CPU:
         raise RuntimeError(
             f"expected a MULTI_CPU process group on a machine without GPUs, accelerate set up {partial.distributed_type}"
@@ -77,5 +82,5 @@ def init_process_group(mixed_precision: str) -> bool:
     if launched_distributed() and not torch.distributed.is_initialized():
         from accelerate.state import PartialState
 
-        PartialState(cpu=not has_accelerator())
+        PartialState(cpu=not has_accelerator(), timeout=PROCESS_GROUP_TIMEOUT)
     return False

@@ -11,6 +11,19 @@ Parameters (`extras`):
     base_model              local folder or hub id, loaded with `from_pretrained` either way
     output_dir              local folder or fsspec URL; layout in `checkpoints.py`
     resume_from_checkpoint  "auto" (default): continue from the newest complete checkpoint; null: start over
+    report_to               "none" (default: Dagster metadata only) or a list of "tensorboard" / "wandb" / "mlflow";
+                            credentials and endpoints only from the environment (WANDB_API_KEY, MLFLOW_TRACKING_URI);
+                            local tracker files go to <output_dir>/logs/ (uploaded with every durable checkpoint)
+
+Distributed runs (`accelerate launch --config_file accelerate/fsdp2.yaml ...`):
+- FSDP2 on GPUs (NCCL) and on CPU-only machines (gloo, `distributed.py`), the same code path: intermediate
+  checkpoints stay SHARDED_STATE_DICT (resumable, each rank writes its shard), the final model is gathered into one
+  safetensors folder (`save_final_model`).
+- Checkpoint interval: the recipe's `checkpoints_per_run`, resolved against the run's max_steps.
+- Remote output_dir: each machine's first rank uploads its machine's part of every checkpoint in the background
+  (one upload in flight; the next save and the publication wait for it; a failure fails the run); the checkpoint is
+  durable when rank 0 has seen every machine's part and written `_COMPLETE`. A restart resumes from the newest
+  durable checkpoint, downloaded on every machine; rank 0 decides the step and broadcasts it.
 
 What is trained, and why:
 - Loss on the assistant turn only (`assistant_only_loss`), with the student's own chat template, patched with
