@@ -164,4 +164,4 @@ def test_training_template_masks_exactly_the_assistant_turn(students, student, e
     # newline after <|im_end|>).
     last_visible = max(i for i in range(first, last + 1) if tok.decode([ids[i]]).strip())
     assert ids[last_visible] == tok.eos_token_id and tok.convert_ids_to_tokens(ids[last_visible]) == end_of_turn
-    assert "user" not in tok.decode([i for i, m in zip(ids, mask) if m])  # prompt tokens never in the loss
+    assert "user" not in tok.decode([i for i, m in zip(ids, mask, strict=True) if m])  # prompt never in the loss

@@ -50,7 +50,7 @@ def _launch(params_file: Path, *, machines: int, machine_rank: int, processes: i
 
 
 def _result(log_prefix: Path) -> dict:
-    lines = [l for l in Path(f"{log_prefix}.out").read_text().splitlines() if l.startswith('{"valley_result"')]
+    lines = [text for text in Path(f"{log_prefix}.out").read_text().splitlines() if text.startswith('{"valley_result"')]
     assert lines, Path(f"{log_prefix}.err").read_text()[-4000:]
     return json.loads(lines[-1])["valley_result"]
 

@@ -300,7 +300,7 @@ class CheckpointUploader:
             else:
                 # The Trainer rotates checkpoints on the coordinator's machine only; other machines drop their
                 # shards of older checkpoints here once this one is uploaded.
-                for old_step, path, _ in ckpt.list_checkpoints(self.local_steps)[:-self.keep]:
+                for _step, path, _ in ckpt.list_checkpoints(self.local_steps)[:-self.keep]:
                     shutil.rmtree(path, ignore_errors=True)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the training thread by wait()
             self._error = exc
@@ -534,6 +534,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
         "examples_dropped_too_long": dropped,
         "resumed_from_step": resumed_step,
         "wall_time_s": round(time.monotonic() - started, 2),
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 3),  # this attempt's training loop
         "world_size": world_size(),
         "distributed_type": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1],
         "fsdp": bool(trainer.is_fsdp_enabled),
