@@ -128,9 +128,13 @@ def _remote_files(url: str) -> list[str]:
     return [f[len(root.rstrip("/")) + 1:] for f in fs.find(root)] if fs.exists(root) else []
 
 
+@pytest.mark.parametrize("staging", ["per-pod", "shared"])
 def test_two_machines_on_s3_killed_rank_resumes_from_its_durable_checkpoint(
-    students, rehearsal_train_file, tmp_path, monkeypatch
+    staging, students, rehearsal_train_file, tmp_path, monkeypatch
 ):
+    """per-pod: each machine stages on its own disk (emptyDir) and the restart gets fresh disks, so the checkpoint
+    comes back from S3; shared: both machines stage on one volume that outlives the pods (the launcher's
+    ReadWriteMany `checkpoint_pvc`), rank 0 alone uploads and the restart resumes from the volume."""
     from tests.rehearsal.moto_s3 import clear_s3_client_cache, moto_server
 
     steps = 60
@@ -146,10 +150,13 @@ def test_two_machines_on_s3_killed_rank_resumes_from_its_durable_checkpoint(
             "output_dir": out,
         }))
 
+        def staging_dir(attempt: str, machine: int) -> Path:
+            return tmp_path / (f"{attempt}-pod{machine}" if staging == "per-pod" else "shared-volume")
+
         def start(attempt: str) -> list[subprocess.Popen]:
             port = _free_port()
             return [_launch(params, machines=2, machine_rank=m, processes=2, port=port,
-                            env={"VALLEY_STAGING_DIR": str(tmp_path / f"{attempt}-pod{m}")},
+                            env={"VALLEY_STAGING_DIR": str(staging_dir(attempt, m))},
                             log_prefix=tmp_path / f"{attempt}-m{m}") for m in range(2)]
 
         first = start("first")
@@ -177,21 +184,30 @@ def test_two_machines_on_s3_killed_rank_resumes_from_its_durable_checkpoint(
         assert 0 < durable_step < steps
         # A durable checkpoint holds both machines' FSDP shards and their part markers, `_COMPLETE` included.
         files = _remote_files(durable)
-        assert {"_COMPLETE", "_parts/node-0", "_parts/node-1", "trainer_state.json"} <= set(files), files
+        parts = {"_parts/node-0", "_parts/node-1"} if staging == "per-pod" else {"_parts/node-0"}
+        assert {"_COMPLETE", "trainer_state.json", *parts} <= set(files), files
+        assert {f for f in files if f.startswith("_parts/")} == parts
         shards = [f for f in files if f.endswith(".distcp")]
         assert any(f.startswith("pytorch_model_fsdp_0/__0_") for f in shards), files
         assert any(f.startswith("pytorch_model_fsdp_0/__1_") for f in shards), files
 
-        # Restarted on fresh disks (new pods): the checkpoint comes back from S3.
+        # Restarted: per-pod, on fresh disks (new pods), so the checkpoint comes back from S3; shared, from the volume.
         second = start("second")
         for m, proc in enumerate(second):
             _wait(proc, tmp_path / f"second-m{m}")
         resumed = _result(tmp_path / "second-m0")
-        assert resumed["resumed_from_step"] == durable_step and resumed["steps"] == steps
+        # A shared volume may also hold a newer checkpoint whose upload the kill interrupted: complete there, so usable.
+        if staging == "per-pod":
+            assert resumed["resumed_from_step"] == durable_step
+        else:
+            assert durable_step <= resumed["resumed_from_step"] < steps
+        assert resumed["steps"] == steps
         assert resumed["fsdp"] is True and resumed["world_size"] == 2
         assert [p["step"] for p in resumed["loss_curve"]] == list(range(1, steps + 1))  # spans both attempts
         log = (tmp_path / "second-m0.err").read_text()
-        assert f"resuming from {tmp_path / 'second-pod0'}" in log and f"(step {resumed['resumed_from_step']})" in log
+        assert f"resuming from {staging_dir('second', 0)}" in log and f"(step {resumed['resumed_from_step']})" in log
+        expected = "one disk per machine" if staging == "per-pod" else "one disk shared by every machine"
+        assert f"checkpoint staging: {expected}" in log
 
         # The final model is on S3, complete, and loads.
         assert ckpt.is_complete_checkpoint(out)

@@ -215,6 +215,53 @@ def broadcast_from_rank0(value):
     return box[0]
 
 
+class Staging:
+    """Where the ranks' checkpoint files land: one disk shared by every machine (a ReadWriteMany volume, or a single
+    machine), or one local disk per machine (pods with their own emptyDir / node disk).
+
+    On a shared disk global rank 0 uploads and downloads whole checkpoints. On per-machine disks each machine holds only
+    its own ranks' shards, so the first rank of every machine uploads its part and downloads the whole checkpoint to
+    resume; a checkpoint is durable once every machine's part is up.
+    """
+
+    def __init__(self, shared: bool):
+        self.shared = shared
+
+    @property
+    def disks(self) -> int:
+        return 1 if self.shared else num_nodes()
+
+    @property
+    def is_writer(self) -> bool:
+        """This process uploads/downloads for its disk."""
+        return global_rank() == 0 if self.shared else local_rank() == 0
+
+    @property
+    def part(self) -> str:
+        return "node-0" if self.shared else f"node-{node_rank()}"
+
+
+def probe_staging(folder: str) -> Staging:
+    """Find out whether every machine sees the same `folder`: each machine's first rank drops a probe file named by a
+    token from rank 0, and rank 0 looks for all of them. Collective: every rank calls it."""
+    if num_nodes() == 1:
+        return Staging(shared=True)
+    import uuid
+
+    token = broadcast_from_rank0(uuid.uuid4().hex if global_rank() == 0 else None)
+    probe = os.path.join(folder, f".probe-{token}-node-{node_rank()}")
+    if local_rank() == 0:
+        with open(probe, "w"):
+            pass
+    barrier()
+    seen = all(os.path.exists(os.path.join(folder, f".probe-{token}-node-{k}")) for k in range(num_nodes()))
+    shared = broadcast_from_rank0(seen)
+    barrier()
+    if local_rank() == 0:
+        os.remove(probe)
+    return Staging(shared=shared)
+
+
 # --- callbacks ----------------------------------------------------------------------------------------------------
 class PipesLogCallback(TrainerCallback):
     """Forward every logging step (loss, lr, tokens) to the session log as it happens."""
@@ -249,7 +296,8 @@ class UploadError(RuntimeError):
 class CheckpointUploader:
     """Copies this machine's part of each checkpoint to the remote `_steps/` folder on a background thread.
 
-    Runs on the first local rank of every machine (a machine's ranks share its disk). One upload is in flight at a
+    Runs on the first local rank of every machine (a machine's ranks share its disk), or on rank 0 alone when
+    every machine writes to one shared volume (`Staging`). One upload is in flight at a
     time: the next save, and the final publication, wait for it (`wait`), and its failure is raised there, failing
     the run with the checkpoint and the cause named. The coordinator (global rank 0) writes the remote `_COMPLETE`
     only after every machine's part marker is there, so a remote checkpoint counts as durable only once all of it
@@ -257,7 +305,8 @@ class CheckpointUploader:
     """
 
     def __init__(self, local_steps: str, remote_steps: str, keep: int, session: EntrypointSession,
-                 logs_dir: str | None = None, remote_logs_dir: str | None = None, parts_timeout_s: float = 3600.0):
+                 logs_dir: str | None = None, remote_logs_dir: str | None = None, parts_timeout_s: float = 3600.0,
+                 staging: Staging | None = None):
         import threading
 
         self._threading = threading
@@ -268,9 +317,10 @@ class CheckpointUploader:
         self.logs_dir = logs_dir
         self.remote_logs_dir = remote_logs_dir
         self.parts_timeout_s = parts_timeout_s
+        staging = staging or Staging(shared=num_nodes() == 1)
         self.coordinator = global_rank() == 0
-        self.part = f"node-{node_rank()}"
-        self.nodes = num_nodes()
+        self.part = staging.part
+        self.nodes = staging.disks
         self._thread = None
         self._step: int | None = None
         self._error: BaseException | None = None
@@ -337,35 +387,36 @@ class DurableCheckpointCallback(TrainerCallback):
     before the next save writes anything, `on_step_end` waits for that upload.
     """
 
-    def __init__(self, session: EntrypointSession, uploader: CheckpointUploader | None):
+    def __init__(self, session: EntrypointSession, uploader: CheckpointUploader | None, staging: Staging):
         self.session = session
         self.uploader = uploader
+        self.staging = staging
 
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_save and self.uploader is not None and local_rank() == 0:
+        if control.should_save and self.uploader is not None and self.staging.is_writer:
             self.uploader.wait()  # one upload in flight; the Trainer is about to write (and rotate) checkpoints
 
     def on_save(self, args, state, control, **kwargs):
         barrier()  # sharded (FSDP/ZeRO) saves: every rank has written its part
         local = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if global_rank() == 0 or (self.uploader is not None and local_rank() == 0):
+        if self.staging.is_writer:
             ckpt.mark_complete(local, {"step": state.global_step})
-        if self.uploader is not None and local_rank() == 0:
-            self.uploader.start(state.global_step)
+            if self.uploader is not None:
+                self.uploader.start(state.global_step)
         self.session.log(f"checkpoint saved at step {state.global_step}")
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.uploader is not None and local_rank() == 0:
+        if self.uploader is not None and self.staging.is_writer:
             self.uploader.wait()
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
-def find_resume_step(local_steps: str, remote_steps: str | None, nodes: int) -> int | None:
+def find_resume_step(local_steps: str, remote_steps: str | None, staging: Staging) -> int | None:
     """Rank 0: the step to resume from, the newest complete checkpoint; incomplete ones (a writer killed mid-save,
-    or mid-upload) are deleted first. A local copy counts only on a single machine: with several, each one holds only
-    its own ranks' shards, so the run resumes from the remote copy, which holds every part."""
+    or mid-upload) are deleted first. A local copy counts only on a shared (or single) disk: with one disk per
+    machine, each holds only its own ranks' shards, so the run resumes from the remote copy, which holds every part."""
     ckpt.remove_incomplete_checkpoints(local_steps)
-    local = ckpt.latest_complete_checkpoint(local_steps) if (remote_steps is None or nodes == 1) else None
+    local = ckpt.latest_complete_checkpoint(local_steps) if (remote_steps is None or staging.shared) else None
     local_step = ckpt.checkpoint_step(local) if local else None
     if remote_steps is None:
         return local_step
@@ -376,11 +427,11 @@ def find_resume_step(local_steps: str, remote_steps: str | None, nodes: int) -> 
     return max(candidates) if candidates else None
 
 
-def materialize_resume_checkpoint(step: int, local_steps: str, remote_steps: str | None, nodes: int) -> str:
-    """First rank of each machine: make `local_steps/checkpoint-<step>` the complete checkpoint (download it unless
-    this machine's own copy is complete and whole); returns the local path."""
+def materialize_resume_checkpoint(step: int, local_steps: str, remote_steps: str | None, staging: Staging) -> str:
+    """The writer of each disk (`Staging.is_writer`): make `local_steps/checkpoint-<step>` the complete checkpoint
+    (download it unless the local copy is complete and whole); returns the local path."""
     local = os.path.join(local_steps, f"checkpoint-{step}")
-    whole_locally = ckpt.is_complete_checkpoint(local) and (remote_steps is None or nodes == 1)
+    whole_locally = ckpt.is_complete_checkpoint(local) and (remote_steps is None or staging.shared)
     if not whole_locally:
         if remote_steps is None:
             raise FileNotFoundError(f"checkpoint-{step} chosen by rank 0 is missing from {local_steps} on this machine")
@@ -457,15 +508,22 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     # Tracker logs (TensorBoard, MLflow files) live beside the steps and are copied into output_dir/logs with every
     # durable checkpoint and at publication, so they outlive the pod.
     logs_dir = os.path.join(os.path.dirname(local_steps), ckpt.LOGS_DIR)
+    staging = probe_staging(os.path.dirname(local_steps))
+    if not staging.shared and not remote:
+        raise ParamsError(
+            f"output_dir {output_dir} is a local path but the {num_nodes()} machines of this run do not share it: "
+            "a multi-machine run needs an object-store output_dir (s3://, gs://) or a shared volume"
+        )
+    session.log(f"checkpoint staging: {'one disk shared by every machine' if staging.shared else 'one disk per machine'}")
     resume_step = None
     if params["resume"]:
         resume_step = broadcast_from_rank0(
-            find_resume_step(local_steps, remote_steps, num_nodes()) if global_rank() == 0 else None
+            find_resume_step(local_steps, remote_steps, staging) if global_rank() == 0 else None
         )
     resume_from = None
     if resume_step is not None:
-        if local_rank() == 0:
-            materialize_resume_checkpoint(resume_step, local_steps, remote_steps, num_nodes())
+        if staging.is_writer:
+            materialize_resume_checkpoint(resume_step, local_steps, remote_steps, staging)
         barrier()  # every machine holds the checkpoint before any rank loads it
         resume_from = os.path.join(local_steps, f"checkpoint-{resume_step}")
     resumed_step = resume_step or 0
@@ -506,7 +564,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
         uploader = CheckpointUploader(
             local_steps, remote_steps, keep=recipe.save_total_limit, session=session,
             logs_dir=logs_dir if trackers != ["none"] else None,
-            remote_logs_dir=ckpt.join(output_dir, ckpt.LOGS_DIR),
+            remote_logs_dir=ckpt.join(output_dir, ckpt.LOGS_DIR), staging=staging,
         )
     interval = CheckpointIntervalCallback(recipe, session)
     trainer = SFTTrainer(
@@ -514,7 +572,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[PipesLogCallback(session), interval, DurableCheckpointCallback(session, uploader)],
+        callbacks=[PipesLogCallback(session), interval, DurableCheckpointCallback(session, uploader, staging)],
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
 
