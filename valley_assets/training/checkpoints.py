@@ -7,10 +7,14 @@ Layout of a run's `output_dir` (a local folder or an fsspec URL such as `s3://bu
     <output_dir>/_run.json              fingerprint of the inputs (recipe, base model, train file) the state belongs to
     <output_dir>/_steps/checkpoint-N/   Trainer checkpoints (weights, optimizer, scheduler, RNG, trainer_state.json),
                                         each with its own `_COMPLETE` written after the Trainer finished saving it
+    <output_dir>/_steps/checkpoint-N/_parts/node-K   remote only: machine K's files of it are uploaded
+    <output_dir>/logs/                  experiment-tracker files (TensorBoard events, MLflow file store), when enabled
 
 A process killed while saving leaves a `checkpoint-N` without `_COMPLETE`; restarts ignore and delete it, and resume
 from the newest complete one. For a remote `output_dir` the Trainer writes to a local staging folder and every
-complete checkpoint is uploaded (files first, marker last); a restart on a fresh machine downloads the newest one.
+complete checkpoint is uploaded (files first, then each machine's part marker, `_COMPLETE` last, once every part is
+there: under FSDP across machines with their own disks each machine holds only its ranks' shards); a restart on a
+fresh machine downloads the newest complete one.
 """
 
 from __future__ import annotations
