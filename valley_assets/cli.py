@@ -39,11 +39,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(f"valley: every asset partition of the graph is materialized ({expected})")
+    print_curve(cfg.resolved_storage_root())
     report = os.path.join(cfg.resolved_storage_root(), "reports", "valley_report.html")
     if os.path.exists(report):
         print(f"valley: report at {report}")
     print("valley: open the UI on this home with `make ui` (dagster dev -w workspace.yaml), then http://127.0.0.1:3000")
     return 0
+
+
+CURVE_COLUMNS = ("student", "data_size", "rows", "pass@1", "pass@1 CI", "completion", "think")
+FIT_COLUMNS = ("student", "source", "valley at", "base", "valley", "depth", "depth CI", "slope/decade")
+
+
+def print_curve(storage_root: str) -> bool:
+    """Print the curve and the valley fit that the `valley_curve` asset wrote (reports/valley_curve.json) as
+    tables; False when that file is not there."""
+    from valley_assets.analysis.report import to_markdown_table
+    from valley_assets.storage import StudyStorage
+
+    storage = StudyStorage(storage_root)
+    if not storage.is_file("reports", "valley_curve.json"):
+        return False
+    curve = storage.read_json("reports", "valley_curve.json")
+    print(f"valley: the curve on {curve['release']} (pass@1 with its 95% bootstrap interval over problems):")
+    print(to_markdown_table(curve["points"], CURVE_COLUMNS), end="")
+    if curve.get("fits"):
+        print("valley: the valley fit:")
+        print(to_markdown_table(curve["fits"], FIT_COLUMNS), end="")
+    return True
 
 
 def cmd_add_data_size(args: argparse.Namespace) -> int:

@@ -5,9 +5,18 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.chat_template_utils import has_generation_markers, is_chat_template_stop_token_trained
 
-from valley_assets.demo.problems import make_demo_problems
+from valley_assets.demo.problems import FAMILIES, make_demo_problems, reference_solution, reference_solutions
 from valley_assets.demo.teacher import demo_teacher_traces
-from valley_assets.demo.tiny_model import IM_END, build_tiny_student, generic_corpus
+from valley_assets.demo.tiny_model import (
+    IM_END,
+    _token_blocks,
+    build_tiny_student,
+    demo_pretraining_texts,
+    generic_corpus,
+    render_chatml,
+    train_tokenizer,
+)
+from valley_assets.generation.prompts import problem_messages
 
 STEPS = 40
 
@@ -124,3 +133,78 @@ def test_bad_arguments(tmp_path):
         build_tiny_student(tmp_path, ["text"], seed=0, pretrain_steps=-1)
     with pytest.raises(ValueError, match="corpus_texts is empty"):
         build_tiny_student(tmp_path, [], seed=0, pretrain_steps=0)
+
+
+def test_prompt_tokens_are_a_prefix_of_the_conversation_tokens(world, tokenizer):
+    """What the student is asked at evaluation (the prompt, ending `<|im_start|>assistant\\n`) tokenizes exactly as
+    the start of what it was trained on: no token may merge the role line with the answer (phrase-level BPE would,
+    if newlines were not split off)."""
+    problems, traces = world
+    for problem, trace in zip(problems, traces, strict=True):
+        for answer in (trace["r1_generation"], f"```python\n{reference_solution(problem)}\n```"):
+            messages = [*problem_messages(problem, "lcb-reasoning"), {"role": "assistant", "content": answer}]
+            full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+            prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=True, add_generation_prompt=True,
+                                                   return_dict=True)["input_ids"]
+            assert full[:len(prompt)] == prompt, problem["question_id"]
+
+
+def test_render_chatml_matches_the_chat_template(world, tokenizer):
+    problems, _ = world
+    messages = [*problem_messages(problems[0], "lcb-chat"), {"role": "assistant", "content": "```python\nx\n```"}]
+    assert render_chatml(messages) == tokenizer.apply_chat_template(messages, tokenize=False)
+    no_system = [*problem_messages(problems[0], "lcb-reasoning"), {"role": "assistant", "content": "hi"}]
+    assert render_chatml(no_system) == tokenizer.apply_chat_template(no_system, tokenize=False)
+
+
+def test_direct_solution_pretraining_texts_hold_only_training_problems():
+    train, evaluation = make_demo_problems(0, 2 * len(FAMILIES), 2 * len(FAMILIES))
+    texts = demo_pretraining_texts(0, n_generic=10, n_direct=len(train))
+    direct = [t for t in texts if "```python\n" in t and "Question:" in t]
+    assert len(direct) == len(train) and len(texts) == len(train) + 10
+    answers = [t.split("<|im_start|>assistant\n")[-1] for t in direct]
+    assert all(a.startswith("```python\n") and "<think>" not in a for a in answers)  # direct: no reasoning
+    for problem, solution in zip(train, reference_solutions(train), strict=True):
+        assert any(problem["question_content"] in t and f"```python\n{solution}\n```<|im_end|>" in t for t in direct)
+    assert not any(p["question_content"] in t for p in evaluation for t in texts)
+    easy = demo_pretraining_texts(0, n_generic=0, n_direct=len(train), direct_difficulties=("EASY",))
+    assert 0 < len(easy) < len(train)
+    assert demo_pretraining_texts(0, n_generic=10, n_direct=len(train)) == texts
+
+
+def test_pretraining_rows_never_cut_a_document_and_learn_only_answers_of_chats(tokenizer):
+    chat = render_chatml([{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"}])
+    docs = ["a b c " * n for n in (3, 30, 7, 12, 1, 25)] + [chat]
+    ids, labels = _token_blocks(tokenizer, docs, seq_len=128)
+    pad = tokenizer.pad_token_id
+    expected = [tokenizer(d, add_special_tokens=False)["input_ids"] + [pad] for d in docs]
+    found = []
+    for row in ids.tolist():
+        i = 0
+        while i < len(row) and not (row[i] == pad and (i == 0 or row[i - 1] == pad)):
+            j = row.index(pad, i) + 1
+            found.append(row[i:j])
+            i = j
+    assert found == expected  # every document whole, in order, tokenized as a whole
+    trained = [t for t in labels.flatten().tolist() if t != -100]
+    answer = tokenizer("5", add_special_tokens=False)["input_ids"]
+    generic = [t for d in expected[:-1] for t in d]
+    assert trained == generic + answer + [tokenizer.convert_tokens_to_ids(IM_END)] + tokenizer(
+        "\n", add_special_tokens=False)["input_ids"] + [pad]  # of the chat, only the answer turn is learnt
+
+
+def test_saved_tokenizer_loads_with_the_same_tokenization(world, tmp_path):
+    """AutoTokenizer loads a qwen2 folder as Qwen2Tokenizer, which applies Qwen2's pre-tokenizer whatever
+    tokenizer.json holds: the demo's tokenizer must tokenize identically before saving and after loading, or the
+    student is pre-trained on one tokenization and evaluated on another."""
+    problems, traces = world
+    texts = [p["question_content"] for p in problems] + [t["r1_generation"] for t in traces]
+    trained = train_tokenizer(texts + generic_corpus(0, 200), vocab_size=1024)
+    build_tiny_student(tmp_path, texts, seed=0, pretrain_steps=0, vocab_size=1024, hidden_size=32, num_layers=1,
+                       num_heads=2, num_kv_heads=1, intermediate_size=64, pretrain_texts=generic_corpus(1, 50))
+    trained.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    for text in texts[:20] + [render_chatml([{"role": "user", "content": texts[0]},
+                                             {"role": "assistant", "content": texts[-1]}])]:
+        assert loaded(text, add_special_tokens=False)["input_ids"] == trained(text, add_special_tokens=False)[
+            "input_ids"]

@@ -1365,6 +1365,24 @@ def reference_solution(problem: dict) -> str:
     return normalise_code(family.code(params))
 
 
+def reference_solutions(problems: list[dict]) -> list[str]:
+    """`reference_solution` of many problems at once: one generation pass per (seed, side, family), not per problem."""
+    wanted: dict[tuple[int, str, str], int] = {}
+    for problem in problems:
+        seed, side, family_name, k = parse_question_id(problem.get("question_id"))
+        wanted[(seed, side, family_name)] = max(wanted.get((seed, side, family_name), 0), k + 1)
+    instances = {key: _family_instances(*key, count) for key, count in wanted.items()}
+    out = []
+    for problem in problems:
+        seed, side, family_name, k = parse_question_id(problem["question_id"])
+        _, params, record = instances[(seed, side, family_name)][k]
+        if record["question_content"] != problem.get("question_content"):
+            raise ValueError(f"problem {problem['question_id']!r}: question_content differs from the generated demo "
+                             "problem")
+        out.append(normalise_code(FAMILY_BY_NAME[family_name].code(params)))
+    return out
+
+
 def taco_difficulty(problem: dict) -> str:
     """The TACO-style label (EASY … VERY_HARD) of a demo problem; LCB `difficulty` is its coarse version."""
     family, params = demo_instance(problem)

@@ -32,6 +32,7 @@ QWEN2_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
+
 # ChatML as in Qwen2.5, with TRL's generation markers around what the assistant writes (content and <|im_end|>).
 CHAT_TEMPLATE = (
     "{%- if messages[0]['role'] == 'system' %}"
@@ -125,13 +126,67 @@ def generic_corpus(seed: int, n: int) -> list[str]:
     return [makers[i % len(makers)]() for i in range(n)]
 
 
+def render_chatml(messages: list[dict]) -> str:
+    """A conversation as `CHAT_TEMPLATE` renders it (default system turn when there is none), as plain text, so
+    pre-training documents can be written before the tokenizer that carries the template exists."""
+    out = []
+    if messages[0]["role"] != "system":
+        out.append(f"{IM_START}system\n{DEFAULT_SYSTEM_PROMPT}{IM_END}\n")
+    for m in messages:
+        if m["role"] == "assistant":
+            out.append(f"{IM_START}assistant\n{m['content']}{IM_END}\n")
+        else:
+            out.append(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n")
+    return "".join(out)
+
+
+# The prompt styles a direct-solution chat is asked in: every LiveCodeBench style the study registers, the reasoning
+# one included, so the base student answers the evaluation prompt directly, as an instruct model does.
+DIRECT_PROMPT_IDS = ("lcb-reasoning", "lcb-chat", "lcb-codeqwen")
+
+
+def direct_solution_chats(problems: list[dict], prompt_ids: tuple[str, ...] = DIRECT_PROMPT_IDS) -> list[str]:
+    """One chat per problem: an LCB prompt (styles in rotation) answered directly with the reference solution in a
+    fenced block, no reasoning: what an instruct model's fine-tuning data looks like."""
+    from valley_assets.demo.problems import reference_solutions
+    from valley_assets.generation.prompts import problem_messages
+
+    chats = []
+    for i, (problem, solution) in enumerate(zip(problems, reference_solutions(problems), strict=True)):
+        messages = problem_messages(problem, prompt_ids[i % len(prompt_ids)])
+        answer = f"```python\n{solution}\n```"
+        chats.append(render_chatml([*messages, {"role": "assistant", "content": answer}]))
+    return chats
+
+
+def demo_pretraining_texts(seed: int, *, n_generic: int, n_direct: int,
+                           direct_difficulties: tuple[str, ...] | None = None) -> list[str]:
+    """The base student's pre-training documents: `n_generic` generic documents and the direct-solution chats of the
+    first `n_direct` training-side demo problems (`make_demo_problems(seed, n_direct, 0)`, so never an evaluation
+    problem: those have parameters no training-side problem has), optionally only those whose TACO difficulty is in
+    `direct_difficulties`; shuffled together with a seeded order."""
+    from valley_assets.demo.problems import make_demo_problems, taco_difficulty
+
+    direct = make_demo_problems(seed, n_direct, 0)[0] if n_direct else []
+    if direct_difficulties is not None:
+        direct = [p for p in direct if taco_difficulty(p) in direct_difficulties]
+    texts = generic_corpus(seed + 1, n_generic) + direct_solution_chats(direct)
+    random.Random(f"valley-demo-pretrain|{seed}").shuffle(texts)
+    return texts
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Tokenizer.
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, model_max_length: int = 2048):
-    """A byte-level BPE trained on `texts`, wrapped as a `PreTrainedTokenizerFast` with Qwen2's specials."""
+    """A byte-level BPE trained on `texts`, wrapped as a `PreTrainedTokenizerFast` with Qwen2's specials.
+
+    The pre-tokenizer must be Qwen2's own: transformers 5 loads the tokenizer of any `qwen2` model folder as
+    `Qwen2Tokenizer`, which rebuilds Qwen2's pre-tokenizer whatever tokenizer.json says, so a tokenizer trained with
+    another split (phrase-level merges across spaces were tried: 3x shorter sequences) would be trained on one
+    tokenization and evaluated on another (measured: word salad)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -146,7 +201,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, model_max_length: int = 2
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=2, special_tokens=[ENDOFTEXT, IM_START, IM_END],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False, max_token_length=64,
     )
     tok.train_from_iterator(texts, trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
@@ -175,22 +230,57 @@ def tiny_qwen2_config(tokenizer, hidden_size: int, num_layers: int, num_heads: i
     )
 
 
-def _token_blocks(tokenizer, texts: list[str], seq_len: int) -> torch.Tensor:
-    """All documents, each ended by <|endoftext|>, concatenated and cut into rows of seq_len tokens."""
+ASSISTANT_TURN = f"{IM_START}assistant\n"
+
+
+def _document_tokens(tokenizer, text: str) -> tuple[list[int], list[int]]:
+    """(ids, labels) of one pre-training document ended by <|endoftext|>. A chat is learnt as instruction tuning
+    is: the loss covers the last assistant turn only (its prompt is context), so the little compute the demo has
+    goes into answering, not into predicting statements and random sample inputs; other documents are learnt
+    whole. Prompt and answer are tokenized apart; that equals tokenizing the whole chat because the role line ends
+    in a newline, a pre-token of its own under Qwen2's split."""
+    pad = tokenizer.pad_token_id
+    cut = text.rfind(ASSISTANT_TURN)
+    prompt, answer = (text[:cut + len(ASSISTANT_TURN)], text[cut + len(ASSISTANT_TURN):]) if cut != -1 else ("", text)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    answer_ids = [*tokenizer(answer, add_special_tokens=False)["input_ids"], pad]
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+def _token_blocks(tokenizer, texts: list[str], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, labels), rows of seq_len tokens holding whole documents packed in order (`_document_tokens`); a row's
+    unused tail is <|endoftext|> padding left out of the loss (-100). A document is never cut in two (a
+    direct-solution chat split across rows would teach code without its statement); one longer than a row is cut
+    into row-sized pieces."""
+    pad = tokenizer.pad_token_id
+    rows: list[tuple[list[int], list[int]]] = []
     ids: list[int] = []
-    for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(row)
-        ids.append(tokenizer.pad_token_id)
-    n_blocks = len(ids) // seq_len
-    if n_blocks < 2:
-        raise ValueError(f"pre-training text is too short: {len(ids)} tokens for blocks of {seq_len}")
-    return torch.tensor(ids[: n_blocks * seq_len]).view(n_blocks, seq_len)
+    labels: list[int] = []
+    for text in texts:
+        doc_ids, doc_labels = _document_tokens(tokenizer, text)
+        while len(doc_ids) > seq_len:
+            if ids:
+                rows.append((ids, labels))
+                ids, labels = [], []
+            rows.append((doc_ids[:seq_len], doc_labels[:seq_len]))
+            doc_ids, doc_labels = doc_ids[seq_len:], doc_labels[seq_len:]
+        if len(ids) + len(doc_ids) > seq_len:
+            rows.append((ids, labels))
+            ids, labels = [], []
+        ids, labels = ids + doc_ids, labels + doc_labels
+    if ids:
+        rows.append((ids, labels))
+    if len(rows) < 2:
+        raise ValueError(f"pre-training text is too short: {sum(len(r) for r, _ in rows)} tokens for rows of "
+                         f"{seq_len}")
+    return (torch.tensor([r + [pad] * (seq_len - len(r)) for r, _ in rows]),
+            torch.tensor([lab + [-100] * (seq_len - len(lab)) for _, lab in rows]))
 
 
 @torch.no_grad()
-def _mean_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
+def _mean_loss(model, blocks: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
     model.eval()
-    losses = [model(input_ids=blocks[i:i + batch_size], labels=blocks[i:i + batch_size]).loss.item()
+    losses = [model(input_ids=blocks[i:i + batch_size], labels=labels[i:i + batch_size]).loss.item()
               for i in range(0, len(blocks), batch_size)]
     model.train()
     return sum(losses) / len(losses)
@@ -254,10 +344,10 @@ def _build(out, corpus_texts, seed, pretrain_steps, vocab_size, hidden_size, num
         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, do_sample=False,
     )
 
-    blocks = _token_blocks(tokenizer, pretrain_texts, seq_len)
+    blocks, labels = _token_blocks(tokenizer, pretrain_texts, seq_len)
     n_heldout = max(1, len(blocks) // 20)
-    heldout, train = blocks[:n_heldout], blocks[n_heldout:]
-    loss_before = _mean_loss(model, heldout, batch_size)
+    heldout, train = (blocks[:n_heldout], labels[:n_heldout]), (blocks[n_heldout:], labels[n_heldout:])
+    loss_before = _mean_loss(model, *heldout, batch_size)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     warmup = max(1, pretrain_steps // 10)
@@ -273,15 +363,15 @@ def _build(out, corpus_texts, seed, pretrain_steps, vocab_size, hidden_size, num
     curve = []
     model.train()
     for _step in range(pretrain_steps):
-        batch = train[torch.randint(len(train), (batch_size,), generator=generator)]
-        loss = model(input_ids=batch, labels=batch).loss
+        pick = torch.randint(len(train[0]), (batch_size,), generator=generator)
+        loss = model(input_ids=train[0][pick], labels=train[1][pick]).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         curve.append(round(loss.item(), 4))
-    loss_after = _mean_loss(model, heldout, batch_size)
+    loss_after = _mean_loss(model, *heldout, batch_size)
     model.eval()
 
     out.mkdir(parents=True, exist_ok=True)
