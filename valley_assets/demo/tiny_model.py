@@ -10,8 +10,12 @@ R1 distills), and a ChatML template whose assistant content sits inside `{% gene
 `apply_chat_template(..., return_assistant_tokens_mask=True)` (TRL's `assistant_only_loss`) masks exactly the
 assistant's reply and its `<|im_end|>`.
 
-The base model is pre-trained on project-made generic text only (English sentences, arithmetic, python snippets,
-short ChatML exchanges) and never on the teacher's traces, so the `0` data size is a real "before distillation" point.
+The base model stands in for an instruct model: it is pre-trained on project-made generic text (English sentences,
+arithmetic, python snippets, short ChatML exchanges) and on direct answers (a fenced solution, no reasoning) to
+training-side demo problems of the easy families, in every LiveCodeBench prompt style. It never sees a teacher
+trace, a `<think>` answer or an evaluation problem, so the `0` data size is a real "before distillation" point that
+already answers some easy problems directly. Chats are learnt on their answer turn only, and no pre-training
+document is cut across rows.
 """
 
 from __future__ import annotations
@@ -159,6 +163,14 @@ def direct_solution_chats(problems: list[dict], prompt_ids: tuple[str, ...] = DI
     return chats
 
 
+# The base student's pre-training (the demo's stand-in for an instruct model): generic documents, plus direct answers
+# to the training-side problems the teacher labels EASY, as an instruct model already solves easy problems. Harder
+# families are learnt from the teacher's traces only.
+PRETRAIN_GENERIC_DOCS = 1000
+PRETRAIN_DIRECT_PROBLEMS = 720
+PRETRAIN_DIRECT_DIFFICULTIES = ("EASY",)
+
+
 def demo_pretraining_texts(seed: int, *, n_generic: int, n_direct: int,
                            direct_difficulties: tuple[str, ...] | None = None) -> list[str]:
     """The base student's pre-training documents: `n_generic` generic documents and the direct-solution chats of the
@@ -299,14 +311,15 @@ def build_tiny_student(
     num_kv_heads: int = 2,
     intermediate_size: int = 384,
     max_position_embeddings: int = 2048,
-    seq_len: int = 128,
-    batch_size: int = 8,
+    seq_len: int = 512,
+    batch_size: int = 4,
     learning_rate: float = 3e-3,
     pretrain_texts: list[str] | None = None,
     num_threads: int = 1,
 ) -> dict:
     """Train the tokenizer on `corpus_texts` (+ the pre-training text), build a tiny Qwen2, pre-train it for
-    `pretrain_steps` on generic text, and save model, generation config and tokenizer into `out_dir`.
+    `pretrain_steps` on `pretrain_texts` (default: `demo_pretraining_texts` for `seed`, generic text and direct
+    solutions of easy training-side problems), and save model, generation config and tokenizer into `out_dir`.
 
     Returns metadata: n_params, vocab_size, the per-step pre-training loss curve, held-out loss before and after,
     and wall time. `num_threads` applies during the build only: a model this small gains nothing from more
@@ -334,7 +347,9 @@ def _build(out, corpus_texts, seed, pretrain_steps, vocab_size, hidden_size, num
     random.seed(seed)
     torch.manual_seed(seed)
     if pretrain_texts is None:
-        pretrain_texts = generic_corpus(seed + 1, 3000)
+        pretrain_texts = demo_pretraining_texts(seed, n_generic=PRETRAIN_GENERIC_DOCS,
+                                                n_direct=PRETRAIN_DIRECT_PROBLEMS,
+                                                direct_difficulties=PRETRAIN_DIRECT_DIFFICULTIES)
     tokenizer = train_tokenizer(corpus_texts + list(pretrain_texts), vocab_size, max_position_embeddings)
     config = tiny_qwen2_config(tokenizer, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
                                max_position_embeddings)
