@@ -179,9 +179,8 @@ class StudyStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with self.open(*parts, mode="rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(16 << 20):
-                    dst.write(chunk)
+            # get_file streams one GET (no ETag pinned across ranged reads, see read_bytes)
+            self.fs.get_file(self._fs_path(*parts), str(tmp))
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -259,7 +258,9 @@ class StudyStorage:
         p = self.path(*parts)
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist: materialize the upstream asset first")
-        return p.read_bytes()
+        # One whole-object GET (cat_file), not a file handle: s3fs's handles pin the ETag seen at open and fail with
+        # FileExpired when another pod replaces the object meanwhile (seen with a log re-uploaded every 0.2 s).
+        return self.fs.cat_file(self._fs_path(*parts))
 
     # --- formats -------------------------------------------------------------------------------------------------
     def write_json(self, obj, *parts: str) -> UPath:
