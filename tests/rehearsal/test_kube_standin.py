@@ -382,6 +382,9 @@ out["cap_eff"], out["no_new_privs"] = status["CapEff"].strip(), status["NoNewPri
 from kubernetes import client, config  # the API from inside a pod, through the containers' kubeconfig
 config.load_kube_config(config_file="/standin/kubeconfig-containers.yaml")
 out["api_phase"] = client.CoreV1Api().read_namespaced_pod(out["pod"], out["namespace"]).status.phase
+config.load_incluster_config()  # KUBERNETES_SERVICE_HOST/PORT + the mounted service account, over TLS
+out["in_cluster_phase"] = client.CoreV1Api().read_namespaced_pod(out["pod"], out["namespace"]).status.phase
+out["sa_namespace"] = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
 print(json.dumps(out), flush=True)
 """
 
@@ -389,7 +392,8 @@ print(json.dumps(out), flush=True)
 @pytest.mark.docker
 def test_a_pod_gets_its_env_volumes_limits_and_security_context(standin, api):
     """envFrom/secretKeyRef/fieldRef, secret + hostPath + Memory emptyDir volumes, cpu/memory limits and a
-    restricted securityContext, as a kubelet would apply them; and the API answers from inside the pod."""
+    restricted securityContext, as a kubelet would apply them; and the API answers from inside the pod, through the
+    containers' kubeconfig and through in-cluster config."""
     from kubernetes import client as k8s
 
     import docker
@@ -426,7 +430,7 @@ def test_a_pod_gets_its_env_volumes_limits_and_security_context(standin, api):
     assert seen == {"uid": 1000, "pod": pod.metadata.name, "namespace": NS, "index": "0",
                     "from_env_from": "standin-key", "rootfs_writable": False, "shm_bytes": 96 * 2**20,
                     "secret_file": "hf_standin_not_a_real_token", "cap_eff": "0000000000000000", "no_new_privs": "1",
-                    "api_phase": "Running"}
+                    "api_phase": "Running", "in_cluster_phase": "Running", "sa_namespace": NS}
     [engine_container] = docker.from_env().containers.list(
         all=True, filters={"label": f"valley.standin.pod={NS}/{pod.metadata.name}"})
     host_config = engine_container.attrs["HostConfig"]

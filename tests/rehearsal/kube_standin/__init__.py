@@ -27,6 +27,11 @@ it made). Disrupt a pod from another process with
 Reaching it: the server binds 0.0.0.0; `kubeconfig_host` names http://127.0.0.1:PORT, `kubeconfig_containers`
 http://host.docker.internal:PORT, which resolves in every pod container the stand-in starts (`extra_hosts
 host-gateway`) and in any container started with `--add-host host.docker.internal:host-gateway`.
+In-cluster config works too, as in a pod of a cluster: an HTTPS listener (`https_port`, self-signed certificate
+for host.docker.internal, 127.0.0.1, kubernetes.default.svc) and per-namespace service-account files
+(`service_account_dir(ns)`: token, ca.crt, namespace). The stand-in's pods get KUBERNETES_SERVICE_HOST/PORT and that
+folder at /var/run/secrets/kubernetes.io/serviceaccount from its kubelet; for another container (a Dagster run
+container of the rehearsal), pass `in_cluster_env()` and bind-mount `service_account_dir("valley")` there.
 
 Namespaces `default` and `valley` exist from the start (the chart creates valley's); objects in any other namespace
 need it created first (`create_namespace`), as on a cluster. Pods are created only by the Job controller.
@@ -46,6 +51,7 @@ import yaml
 
 from .api import StandinHTTPServer
 from .cluster import Cluster, PodRuntime
+from .tls import write_self_signed
 
 __all__ = ["KubeStandin", "PodRuntime"]
 
@@ -77,7 +83,7 @@ class KubeStandin:
     def __init__(self, image_runtime_map: dict[str, str] | None = None, network_prefix: str = "valley-standin", *,
                  port: int = 0, bind: str = "0.0.0.0", kubeconfig_dir: str | os.PathLike | None = None,
                  node_capacity: dict[str, str] | None = None, namespaces: tuple[str, ...] = ("default", "valley"),
-                 pod_backoff_s: float = 10.0, token: str | None = None):
+                 pod_backoff_s: float = 10.0, token: str | None = None, https_port: int = 0):
         self.image_runtime_map = dict(image_runtime_map or {})
         self.network_prefix = network_prefix
         self.port, self.bind = port, bind
@@ -89,7 +95,9 @@ class KubeStandin:
         self.kubeconfig_host = self.kubeconfig_dir / "kubeconfig-host.yaml"
         self.kubeconfig_containers = self.kubeconfig_dir / "kubeconfig-containers.yaml"
         self.cluster: Cluster | None = None
+        self.https_port = https_port
         self._server: StandinHTTPServer | None = None
+        self._tls_server: StandinHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------------
@@ -102,6 +110,17 @@ class KubeStandin:
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-standin-api", daemon=True)
         self._thread.start()
         self.kubeconfig_dir.mkdir(parents=True, exist_ok=True)
+        # HTTPS listener + service-account files: what in-cluster clients (pods, run containers) use
+        accounts = self.kubeconfig_dir / "serviceaccount"
+        accounts.mkdir(exist_ok=True)
+        cert, key = write_self_signed(self.kubeconfig_dir)
+        (accounts / "ca.crt").write_bytes(cert.read_bytes())
+        (accounts / "token").write_text(self.token)
+        self._tls_server = StandinHTTPServer((self.bind, self.https_port), self.cluster, self.token,
+                                             tls=(str(cert), str(key)))
+        self.https_port = self._tls_server.server_address[1]
+        threading.Thread(target=self._tls_server.serve_forever, name="kube-standin-api-tls", daemon=True).start()
+        self.cluster.in_cluster = ("host.docker.internal", self.https_port, str(accounts))
         # Readable by any uid: containers running as non-root mount the folder (the token guards a local test API).
         self.kubeconfig_dir.chmod(0o755)
         for path, host in ((self.kubeconfig_host, "127.0.0.1"), (self.kubeconfig_containers, "host.docker.internal")):
@@ -112,11 +131,12 @@ class KubeStandin:
 
     def stop(self) -> None:
         """Stop serving and remove every container, volume and network this instance made."""
-        if self._server is not None:
-            self._server.stopping.set()
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.stopping.set()
+                server.shutdown()
+                server.server_close()
+        self._server = self._tls_server = None
         if self.cluster is not None:
             self.cluster.shutdown()
             self.cluster = None
@@ -170,6 +190,17 @@ class KubeStandin:
         """The lines a pod's container wrote so far (stdout and stderr merged)."""
         rt = self.cluster.pods.get((namespace, pod_name))
         return [text for _, text in rt.log.lines] if rt else []
+
+    def in_cluster_env(self, host: str = "host.docker.internal") -> dict[str, str]:
+        """KUBERNETES_SERVICE_HOST/PORT for a container (or, with host="127.0.0.1", a host process) that uses
+        in-cluster config; mount `service_account_dir(namespace)` at /var/run/secrets/kubernetes.io/serviceaccount
+        too. The stand-in's own pods get both from its kubelet."""
+        return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(self.https_port)}
+
+    def service_account_dir(self, namespace: str = "valley") -> str:
+        """Folder with token, ca.crt and namespace: what the kubelet mounts at
+        /var/run/secrets/kubernetes.io/serviceaccount."""
+        return self.cluster.service_account_dir(namespace)
 
     def pvc_volume(self, namespace: str, claim: str) -> str:
         """The Docker volume backing a persistentVolumeClaim (created on first mount)."""

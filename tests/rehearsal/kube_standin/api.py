@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -92,7 +93,9 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         try:
             token = self.server.token
-            if token and self.headers.get("Authorization") != f"Bearer {token}" and not url.path.endswith("z"):
+            scheme, _, credentials = (self.headers.get("Authorization") or "").partition(" ")
+            # The scheme is case-insensitive (RFC 7235): the client's in-cluster loader sends "bearer <token>".
+            if token and (scheme.lower() != "bearer" or credentials.strip() != token) and not url.path.endswith("z"):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             for pattern, route in ROUTES:
                 match = pattern.match(url.path)
@@ -267,7 +270,11 @@ class StandinHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, cluster: Cluster, token: str | None):
+    def __init__(self, address, cluster: Cluster, token: str | None, tls: tuple[str, str] | None = None):
         super().__init__(address, Handler)
         self.cluster, self.token = cluster, token
         self.stopping = threading.Event()
+        if tls is not None:  # (certificate, key): HTTPS, for in-cluster clients
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)

@@ -23,6 +23,10 @@ What follows Kubernetes' own behaviour (and where it comes from):
 - DNS: each namespace is a Docker network; a pod with `subdomain` matching a headless Service that selects it gets
   the aliases `<hostname>.<subdomain>`, `<hostname>.<subdomain>.<ns>`, `...svc`, `...svc.cluster.local`, and the
   Service name resolves to every selected pod. Containers reach the host as `host.docker.internal`.
+- In-cluster access: every container gets KUBERNETES_SERVICE_HOST/PORT (the stand-in's HTTPS listener, reached as
+  host.docker.internal) and the service account's token, ca.crt and namespace at
+  /var/run/secrets/kubernetes.io/serviceaccount, unless the pod sets automountServiceAccountToken: false, so
+  `kubernetes.config.load_incluster_config()` works in a pod as on a cluster.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 NODE_NAME = "standin-node"
 POD_BACKOFF_S = 10.0  # the Job controller's DefaultJobPodFailureBackOff
 POD_BACKOFF_MAX_S = 360.0
+SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @dataclass
@@ -224,6 +229,9 @@ class Cluster:
         self.jobs: dict[tuple[str, str], JobState] = {}
         self.networks: dict[str, Any] = {}
         self._rv = 0
+        # (host, port, folder of per-namespace service-account files) once the HTTPS listener is up: pods get the
+        # kubelet's in-cluster wiring (KUBERNETES_SERVICE_HOST/PORT, the token and ca.crt mounted)
+        self.in_cluster: tuple[str, int, str] | None = None
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         for name in namespaces:
@@ -715,7 +723,7 @@ class Cluster:
 
     def _container_kwargs(self, rt: PodRuntime, pod: dict, container: dict) -> dict:
         image = self.docker.images.get(container["image"])  # ImageNotFound -> ErrImagePull
-        env = container_env(pod, container, self._lookup(rt.namespace))
+        env = {**self._service_env(), **container_env(pod, container, self._lookup(rt.namespace))}
         spec = volume_kwargs(pod, container, self._lookup(rt.namespace),
                              pvc_volume=lambda claim: self.pvc_volume_name(rt.namespace, claim),
                              pod_volume=lambda volume: f"{rt.container_name}-{volume}")
@@ -733,6 +741,11 @@ class Cluster:
                             handle.write(text)
                         os.chmod(path, mode)
                     mount["Source"] = folder
+        if self.in_cluster is not None and pod["spec"].get("automountServiceAccountToken", True) is not False:
+            from docker.types import Mount
+
+            spec.kwargs["mounts"].append(Mount(SERVICE_ACCOUNT_MOUNT, self.service_account_dir(rt.namespace),
+                                               type="bind", read_only=True))
         for folder in spec.host_dirs:
             os.makedirs(folder, exist_ok=True)
         for name in spec.named_volumes:
@@ -774,6 +787,29 @@ class Cluster:
         if runtime:
             kwargs["runtime"] = self.runtime_map[runtime]
         return kwargs
+
+    def _service_env(self) -> dict[str, str]:
+        """The env the kubelet gives every container for the `kubernetes` Service (what in-cluster config reads)."""
+        if self.in_cluster is None:
+            return {}
+        host, port, _ = self.in_cluster
+        return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(port),
+                "KUBERNETES_SERVICE_PORT_HTTPS": str(port), "KUBERNETES_PORT": f"tcp://{host}:{port}"}
+
+    def service_account_dir(self, namespace: str) -> str:
+        """token, ca.crt and namespace of the namespace's service account: the folder the kubelet mounts at
+        /var/run/secrets/kubernetes.io/serviceaccount (bind-mount it the same way into other containers)."""
+        _, _, root = self.in_cluster
+        folder = os.path.join(root, namespace)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o755)
+            shutil.copy(os.path.join(root, "ca.crt"), os.path.join(folder, "ca.crt"))
+            shutil.copy(os.path.join(root, "token"), os.path.join(folder, "token"))
+            with open(os.path.join(folder, "namespace"), "w") as handle:
+                handle.write(namespace)
+            for name in ("ca.crt", "token", "namespace"):
+                os.chmod(os.path.join(folder, name), 0o644)
+        return folder
 
     def _network(self, namespace: str):
         name = self.network_name(namespace)
