@@ -22,6 +22,7 @@ import tarfile
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import kubernetes_validate
@@ -565,3 +566,49 @@ def test_the_launcher_restarts_a_disrupted_two_node_job_as_a_new_attempt(standin
                  for m in standin.received[since:] if m.get("kind") == "Job"}
     assert command[:2] == ("accelerate", "launch") and "$(MASTER_ADDR)" in command
     _validate_received(standin, since)
+
+
+ORPHAN_MAKER = """
+import sys, time
+from tests.rehearsal.kube_standin import KubeStandin
+from valley_assets.launch.kubernetes import JobSpec, build_job, to_manifest
+standin = KubeStandin().start()
+job = to_manifest(build_job(JobSpec(name="orphan", namespace="valley", image=sys.argv[1], shm_size="64Mi",
+                                    command=["python", "-c", "import time; time.sleep(600)"])))
+standin.cluster.create("jobs", "valley", job)
+while not any(p["status"].get("phase") == "Running" for p in standin.pods("valley")):
+    time.sleep(0.2)
+print(standin.instance_id, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.docker
+def test_reap_orphans_removes_what_a_killed_standin_left_and_nothing_else(standin, api):
+    import signal
+    import subprocess
+    import sys
+
+    import docker
+
+    from .kube_standin.cluster import OWNER_LABEL, reap_orphans
+
+    spec = _spec("alive", ["python", "-c", SLEEPER])  # a live stand-in's pod must survive the reaping
+    _submit(standin, api, spec)
+    _wait_pod(api, f"batch.kubernetes.io/job-name={spec.name}")
+    maker = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, IMAGE], stdout=subprocess.PIPE, text=True,
+                             cwd=str(Path(__file__).resolve().parents[2]))
+    try:
+        instance = maker.stdout.readline().strip()
+        assert instance, "the orphan maker did not start its pod"
+    finally:
+        maker.send_signal(signal.SIGKILL)
+        maker.wait()
+    engine = docker.from_env()
+    orphans = engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={instance}"})
+    assert len(orphans) == 1  # SIGKILL: nothing ran the stand-in's cleanup
+    assert reap_orphans(engine) >= 2  # its container and its namespace's network
+    assert not engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={instance}"})
+    assert not engine.networks.list(filters={"label": f"{OWNER_LABEL}={instance}"})
+    assert engine.containers.list(filters={"label": f"{OWNER_LABEL}={standin.instance_id}"})
+    api.batch.delete_namespaced_job(spec.name, NS, propagation_policy="Background")

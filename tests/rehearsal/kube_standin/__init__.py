@@ -20,7 +20,8 @@ Standalone (for an operator, or a Dagster instance in other processes):
     python -m tests.rehearsal.kube_standin --port 6443 [--kubeconfig-dir DIR] [--runtime gvisor=runsc]
 
 prints the two kubeconfig paths and serves until interrupted (Ctrl-C removes every container, volume and network
-it made). Disrupt a pod from another process with
+it made). `python -m tests.rehearsal.kube_standin --reap-orphans` removes what stand-ins killed with SIGKILL left
+behind (each object carries its stand-in's id and pid; live stand-ins' objects are left alone). Disrupt a pod from another process with
 `curl -X POST -H "Authorization: Bearer <token>" http://127.0.0.1:6443/standin/v1/namespaces/NS/pods/POD/disrupt`
 (body `{"gracePeriodSeconds": 2}` optional; the token is in the kubeconfig).
 

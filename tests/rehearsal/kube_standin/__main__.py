@@ -22,7 +22,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--namespace", action="append", default=None,
                         help="namespaces that exist from the start (default: default, valley)")
     parser.add_argument("--token", default=None, help="bearer token (default: random)")
+    parser.add_argument("--reap-orphans", action="store_true",
+                        help="only remove the containers, volumes and networks of stand-ins whose process is gone")
     args = parser.parse_args(argv)
+    if args.reap_orphans:
+        from .cluster import reap_orphans
+
+        print(f"removed {reap_orphans()} objects of dead stand-ins", flush=True)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runtimes = dict(item.split("=", 1) for item in args.runtime)
     standin = KubeStandin(runtimes, args.network_prefix, port=args.port, bind=args.bind,

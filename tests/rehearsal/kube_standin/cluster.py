@@ -75,6 +75,8 @@ NODE_NAME = "standin-node"
 POD_BACKOFF_S = 10.0  # the Job controller's DefaultJobPodFailureBackOff
 POD_BACKOFF_MAX_S = 360.0
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+OWNER_LABEL = "valley.standin.instance"
+PID_LABEL = "valley.standin.pid"
 
 
 @dataclass
@@ -214,6 +216,8 @@ class Cluster:
         import docker
 
         self.instance_id = instance_id
+        # On every container, volume and network: which stand-in made it, and its process (see reap_orphans).
+        self.owner_labels = {OWNER_LABEL: instance_id, PID_LABEL: str(os.getpid())}
         self.network_prefix = network_prefix
         self.runtime_map = dict(runtime_map or {})
         capacity = node_capacity or {}
@@ -383,6 +387,12 @@ class Cluster:
     # --- helpers for tests and operators --------------------------------------------------------------------------
     def pvc_volume_name(self, namespace: str, claim: str) -> str:
         return f"{self.network_prefix}-{self.instance_id}-pvc-{namespace}-{claim}"
+
+    def _claim_volume(self, namespace: str, claim: str) -> str:
+        """The Docker volume of a claim, created with the owner labels (a claim outlives its pods, not the stand-in)."""
+        name = self.pvc_volume_name(namespace, claim)
+        self.docker.volumes.create(name, labels=self.owner_labels)  # returns the existing volume when there is one
+        return name
 
     def network_name(self, namespace: str) -> str:
         return f"{self.network_prefix}-{self.instance_id}-{namespace}"
@@ -725,7 +735,7 @@ class Cluster:
         image = self.docker.images.get(container["image"])  # ImageNotFound -> ErrImagePull
         env = {**self._service_env(), **container_env(pod, container, self._lookup(rt.namespace))}
         spec = volume_kwargs(pod, container, self._lookup(rt.namespace),
-                             pvc_volume=lambda claim: self.pvc_volume_name(rt.namespace, claim),
+                             pvc_volume=lambda claim: self._claim_volume(rt.namespace, claim),
                              pod_volume=lambda volume: f"{rt.container_name}-{volume}")
         if spec.files:
             rt.temp_dir = rt.temp_dir or tempfile.mkdtemp(prefix=f"standin-{rt.name}-")
@@ -749,11 +759,11 @@ class Cluster:
         for folder in spec.host_dirs:
             os.makedirs(folder, exist_ok=True)
         for name in spec.named_volumes:
-            self.docker.volumes.create(name, labels={"valley.standin.instance": self.instance_id})
+            self.docker.volumes.create(name, labels=self.owner_labels)
         rt.named_volumes = spec.named_volumes
         pod_spec = pod["spec"]
         kwargs = dict(image=container["image"], name=rt.container_name, detach=True, environment=env,
-                      labels={"valley.standin.instance": self.instance_id,
+                      labels={**self.owner_labels,
                               "valley.standin.pod": f"{rt.namespace}/{rt.name}"},
                       extra_hosts={"host.docker.internal": "host-gateway"}, **spec.kwargs,
                       **command_and_args(container, env), **resource_kwargs(container),
@@ -817,7 +827,7 @@ class Cluster:
             if name not in self.networks:
                 existing = self.docker.networks.list(names=[name])
                 self.networks[name] = existing[0] if existing else self.docker.networks.create(
-                    name, driver="bridge", labels={"valley.standin.instance": self.instance_id})
+                    name, driver="bridge", labels=self.owner_labels)
             return self.networks[name]
 
     def _delete_pod(self, rt: PodRuntime, grace_period_s: float | None) -> None:
@@ -873,12 +883,39 @@ class Cluster:
             rt.deleting = True
             self._remove_container(rt)
             rt.log.finish()
-        label = f"valley.standin.instance={self.instance_id}"
-        for container in self.docker.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True)
-        for volume in self.docker.volumes.list(filters={"label": label}):
-            volume.remove(force=True)
-        for claim_volume in self.docker.volumes.list(filters={"name": f"{self.network_prefix}-{self.instance_id}-pvc-"}):
-            claim_volume.remove(force=True)
-        for network in self.docker.networks.list(filters={"label": label}):
-            network.remove()
+        remove_labelled(self.docker, f"{OWNER_LABEL}={self.instance_id}")
+
+
+def remove_labelled(engine, label_filter: str) -> int:
+    """Remove the containers, then volumes and networks, carrying a label (filter `key=value` or `key`)."""
+    removed = 0
+    for container in engine.containers.list(all=True, filters={"label": label_filter}):
+        container.remove(force=True)
+        removed += 1
+    for volume in engine.volumes.list(filters={"label": label_filter}):
+        volume.remove(force=True)
+        removed += 1
+    for network in engine.networks.list(filters={"label": label_filter}):
+        network.remove()
+        removed += 1
+    return removed
+
+
+def reap_orphans(engine=None) -> int:
+    """Remove what stand-ins whose process is gone left behind (a test run killed with SIGKILL cannot clean up);
+    those of live stand-ins, this machine's other users included, are left alone. Returns how many were removed."""
+    import docker
+
+    engine = engine or docker.from_env()
+    owners = set()
+    for listing in (engine.containers.list(all=True, filters={"label": PID_LABEL}),
+                    engine.volumes.list(filters={"label": PID_LABEL}),
+                    engine.networks.list(filters={"label": PID_LABEL})):
+        for obj in listing:
+            labels = (obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {})
+            owners.add((labels.get(OWNER_LABEL), labels.get(PID_LABEL)))
+    removed = 0
+    for instance, pid in owners:
+        if instance and pid and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            removed += remove_labelled(engine, f"{OWNER_LABEL}={instance}")
+    return removed
