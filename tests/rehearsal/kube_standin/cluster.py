@@ -282,7 +282,10 @@ class Cluster:
              field_selector: str | None = None) -> list[dict]:
         labels_match, fields_match = parse_selector(label_selector), parse_field_selector(field_selector)
         with self.lock:
-            items = [obj for (ns, _), obj in self.objects[plural].items()
+            # In key order, as etcd returns a range (namespace, then name), not in creation order: clients that need
+            # an order must sort (pod names end in a random suffix).
+            items = [obj for (ns, name), obj in sorted(self.objects[plural].items(), key=lambda kv: (kv[0][0] or "",
+                                                                                                   kv[0][1]))
                      if (namespace is None or ns == namespace) and labels_match(obj["metadata"].get("labels"))
                      and fields_match(obj)]
             return copy.deepcopy(items)
