@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export VALLEY_PROJECT_DIR ?= $(CURDIR)
 
-.PHONY: install demo test ui sandbox clean-demo bench-demo
+.PHONY: install demo test rehearsal ui sandbox clean-demo bench-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	bash scripts/test.sh
+
+# The production profile rehearsed on this machine (k8s/README.md, section 5); `bash scripts/rehearsal_setup.sh` first.
+rehearsal: install
+	bash scripts/test.sh -m rehearsal tests/rehearsal/test_rehearsal.py
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)

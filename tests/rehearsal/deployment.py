@@ -131,6 +131,28 @@ def instance_yaml(pg_storage: dict, *, image: str, run_env: Mapping[str, str], v
     }
 
 
+def helm_pod_env(values: dict, secrets: Mapping[str, Mapping[str, str]], *, profile: str) -> tuple[dict, dict]:
+    """(code location env, run pod env) as the chart builds them from `values` (k8s/helm/dagster-values.yaml):
+    `envSecrets` is envFrom (each key of the Secret becomes a variable of that name), `env` plain variables. The
+    profile variable is the one difference (the rehearsal's profile instead of production)."""
+
+    def from_secrets(entries: list[dict]) -> dict:
+        env: dict[str, str] = {}
+        for entry in entries or []:
+            if entry["name"] not in secrets:
+                raise KeyError(f"the Helm values name Secret {entry['name']!r}, which the rehearsal did not create")
+            env.update(secrets[entry["name"]])
+        return env
+
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    plain = {e["name"]: e["value"] for e in deployment.get("env") or []}
+    plain["VALLEY_PROFILE"] = profile
+    location = {**from_secrets(deployment.get("envSecrets")), **plain}
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    run = {**from_secrets(launcher.get("envSecrets")), **plain}  # includeConfigInLaunchedRuns: the location's env
+    return location, run
+
+
 def http_json(url: str, data: bytes | None = None, timeout: float = 10.0):
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     try:

@@ -31,10 +31,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from tests.rehearsal import driver
-from tests.rehearsal.deployment import DagsterDeployment, PostgresServer, postgres_available
+from tests.rehearsal.deployment import DagsterDeployment, PostgresServer, helm_pod_env, postgres_available
+from valley_assets.launch.kubernetes import job_name
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.rehearsal, pytest.mark.docker, pytest.mark.slow]
 
 IMAGE = os.environ.get("VALLEY_TRAINER_IMAGE", "valley-trainer:rehearsal")
@@ -106,19 +109,23 @@ def rehearsal(tmp_path_factory):
             upload_folder(fs, Path(folder), cfg.student(student).model.removeprefix("s3://"))
 
         with KubeStandin() as kube:
-            # What an operator creates once per cluster (k8s/README.md): the hub token and the object-store Secret.
-            kube.create_secret(NAMESPACE, "hf-token", {"HF_TOKEN": HF_TOKEN})
+            # What an operator creates once per cluster (k8s/README.md, section 1): the hub token and the
+            # object-store Secret. Job pods reach S3 as host.docker.internal; run pods share this machine's network.
+            hf_token = {"HF_TOKEN": HF_TOKEN}
+            kube.create_secret(NAMESPACE, "hf-token", hf_token)
             kube.create_secret(NAMESPACE, "valley-object-store", s3.env_for_host("host.docker.internal"))
             with PostgresServer() as pg:
-                # A run pod's env as the Helm values give it: the profile, the Secrets (envSecrets), the cluster API.
-                run_env = {"VALLEY_PROFILE": "rehearsal", "HF_TOKEN": HF_TOKEN, **s3.env}
+                # The run pods' and the code location's env, built from the Helm values as the chart builds it.
+                values = yaml.safe_load((REPO / "k8s" / "helm" / "dagster-values.yaml").read_text())
+                location_env, run_env = helm_pod_env(
+                    values, {"hf-token": hf_token, "valley-object-store": s3.env}, profile="rehearsal")
                 volumes = {str(kube.kubeconfig_host): KUBECONFIG_IN_RUN_PODS,
                            # Grading: the Docker backend on the host's engine (issue H replaces it with grading
                            # Jobs); the run container reaches the engine through its socket and the host's CLI.
                            "/var/run/docker.sock": "/var/run/docker.sock",
                            os.path.realpath(shutil.which("docker")): "/usr/local/bin/docker"}
                 with DagsterDeployment(root / "dagster_home", image=IMAGE, pg_storage=pg.storage_config,
-                                       location_env=run_env, run_env=run_env, volumes=volumes) as deployment:
+                                       location_env=location_env, run_env=run_env, volumes=volumes) as deployment:
                     yield Rehearsal(deployment=deployment, kube=kube, s3=s3, fs=fs)
 
 
@@ -134,11 +141,13 @@ def _disrupt_after_first_checkpoint(rh: Rehearsal, student: str, data_size: str)
         done = []
     if not done:
         return
+    stem = job_name(f"sft-{student}-{data_size}", "any").rsplit("-", 1)[0]  # the launcher's Job name, less its hash
     for pod in rh.kube.pods(NAMESPACE):
         name = pod["metadata"]["name"]
         labels = pod["metadata"].get("labels", {})
         running = (pod.get("status") or {}).get("phase") == "Running"
-        if running and labels.get("batch.kubernetes.io/job-completion-index") == "1" and name.startswith("sft-"):
+        job = labels.get("batch.kubernetes.io/job-name", "")
+        if running and labels.get("batch.kubernetes.io/job-completion-index") == "1" and job.startswith(stem + "-"):
             rh.kube.disrupt(NAMESPACE, name)
             rh.disrupted.append(name)
             return
