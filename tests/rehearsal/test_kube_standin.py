@@ -612,3 +612,31 @@ def test_reap_orphans_removes_what_a_killed_standin_left_and_nothing_else(standi
     assert not engine.networks.list(filters={"label": f"{OWNER_LABEL}={instance}"})
     assert engine.containers.list(filters={"label": f"{OWNER_LABEL}={standin.instance_id}"})
     api.batch.delete_namespaced_job(spec.name, NS, propagation_policy="Background")
+
+
+@pytest.mark.docker
+def test_with_required_references_a_missing_service_account_or_claim_holds_the_pods_back():
+    _require_engine_and_image()
+    with KubeStandin(require_referenced_objects=True) as cluster:
+        api = K8sApi.from_config(str(cluster.kubeconfig_host), in_cluster=False)
+        spec = _spec("refs", ["python", "-c", "print('ok')"], hf_token_secret=None, service_account="valley-runner",
+                     checkpoint_pvc="checkpoints")
+        api.batch.create_namespaced_job(NS, build_job(spec))
+        selector = f"batch.kubernetes.io/job-name={spec.name}"
+        time.sleep(2)
+        assert not api.core.list_namespaced_pod(NS, label_selector=selector).items  # refused by admission
+        assert any(e[2] == "FailedCreate" and 'serviceaccount "valley-runner" not found' in e[3] for e in cluster.events)
+        cluster.create_service_account(NS, "valley-runner")
+        pod = _wait_pod(api, selector, phase="Pending")
+        deadline = time.monotonic() + 30
+        while True:  # bound only once the claim exists
+            pod = api.core.read_namespaced_pod(pod.metadata.name, NS)
+            scheduled = {c.type: c for c in pod.status.conditions or []}.get("PodScheduled")
+            if scheduled is not None and scheduled.reason == "Unschedulable":
+                break
+            assert time.monotonic() < deadline, pod.status
+            time.sleep(0.3)
+        assert 'persistentvolumeclaim "checkpoints" not found' in scheduled.message
+        cluster.create_persistent_volume_claim(NS, "checkpoints")
+        _, outcome, detail = _wait_job(api, spec.name, timeout_s=120)
+        assert outcome == "succeeded", detail

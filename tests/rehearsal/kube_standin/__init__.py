@@ -79,16 +79,22 @@ class KubeStandin:
         fit beside the running pods' stay Pending (Unschedulable), as on a cluster.
     pod_backoff_s: the Job controller's pod re-creation back-off after a counted failure (10 s on a cluster,
         doubling per failure).
+    require_referenced_objects: as a cluster, refuse pods whose ServiceAccount does not exist (the Job shows no
+        pod, a FailedCreate event says why) and keep pods whose PersistentVolumeClaim does not exist Pending
+        (Unschedulable); off by default, so a rehearsal opts in once it creates them (create_service_account,
+        create_persistent_volume_claim), as an operator's RBAC and storage setup would.
     """
 
     def __init__(self, image_runtime_map: dict[str, str] | None = None, network_prefix: str = "valley-standin", *,
                  port: int = 0, bind: str = "0.0.0.0", kubeconfig_dir: str | os.PathLike | None = None,
                  node_capacity: dict[str, str] | None = None, namespaces: tuple[str, ...] = ("default", "valley"),
-                 pod_backoff_s: float = 10.0, token: str | None = None, https_port: int = 0):
+                 pod_backoff_s: float = 10.0, token: str | None = None, https_port: int = 0,
+                 require_referenced_objects: bool = False):
         self.image_runtime_map = dict(image_runtime_map or {})
         self.network_prefix = network_prefix
         self.port, self.bind = port, bind
         self.node_capacity, self.namespaces, self.pod_backoff_s = node_capacity, tuple(namespaces), pod_backoff_s
+        self.require_referenced_objects = require_referenced_objects
         self.token = token or _secrets.token_hex(16)
         self.instance_id = _secrets.token_hex(3)
         self._own_dir = kubeconfig_dir is None
@@ -105,7 +111,8 @@ class KubeStandin:
     def start(self) -> KubeStandin:
         self.cluster = Cluster(instance_id=self.instance_id, network_prefix=self.network_prefix,
                                runtime_map=self.image_runtime_map, node_capacity=self.node_capacity,
-                               namespaces=self.namespaces, pod_backoff_s=self.pod_backoff_s)
+                               namespaces=self.namespaces, pod_backoff_s=self.pod_backoff_s,
+                               require_referenced_objects=self.require_referenced_objects)
         self._server = StandinHTTPServer((self.bind, self.port), self.cluster, self.token)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-standin-api", daemon=True)
@@ -178,6 +185,17 @@ class KubeStandin:
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name},
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
         return self.cluster.create("secrets", namespace, body)
+
+    def create_service_account(self, namespace: str, name: str) -> dict:
+        return self.cluster.create("serviceaccounts", namespace, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                                  "metadata": {"name": name}})
+
+    def create_persistent_volume_claim(self, namespace: str, name: str, size: str = "10Gi",
+                                       access_modes: tuple[str, ...] = ("ReadWriteMany",)) -> dict:
+        """A claim, bound at once (its Docker volume is made on first mount: `pvc_volume`)."""
+        return self.cluster.create("persistentvolumeclaims", namespace, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": list(access_modes), "resources": {"requests": {"storage": size}}}})
 
     def disrupt(self, namespace: str, pod_name: str, grace_period_s: float | None = None) -> None:
         """Preempt a pod: `DisruptionTarget` condition, then deletion (SIGTERM, SIGKILL after the grace period,

@@ -2,7 +2,7 @@
 
     /version
     /api/v1/namespaces[/{name}]
-    /api/v1/namespaces/{ns}/{pods|services|secrets|configmaps|persistentvolumeclaims}[/{name}]
+    /api/v1/namespaces/{ns}/{pods|services|secrets|configmaps|persistentvolumeclaims|serviceaccounts}[/{name}]
     /api/v1/namespaces/{ns}/pods/{name}/status
     /api/v1/namespaces/{ns}/pods/{name}/log   ?follow&timestamps&sinceSeconds&sinceTime&tailLines&container
     /api/v1/{pods|services|secrets}, /apis/batch/v1/jobs              (all namespaces)
@@ -31,7 +31,7 @@ from .cluster import Cluster
 from .objects import RESOURCES, ApiError, kubelet_timestamp
 
 _CORE = r"^/api/v1"
-_NAMESPACED = "pods|services|secrets|configmaps|persistentvolumeclaims"
+_NAMESPACED = "pods|services|secrets|configmaps|persistentvolumeclaims|serviceaccounts"
 ROUTES = [
     (re.compile(r"^/version/?$"), "version"),
     (re.compile(r"^/(healthz|readyz|livez)$"), "health"),

@@ -139,6 +139,7 @@ class JobState:
     last_counted_failure: float = 0.0
     started: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
+    refused: str | None = None  # why the API refuses the Job's pods (a missing ServiceAccount), while it does
 
 
 def policy_verdict(policy: dict | None, pod: dict) -> tuple[str, str]:
@@ -212,7 +213,7 @@ def _host_memory_bytes() -> int:
 class Cluster:
     def __init__(self, *, instance_id: str, network_prefix: str, runtime_map: dict[str, str] | None,
                  node_capacity: dict[str, str] | None, namespaces: tuple[str, ...], pod_backoff_s: float,
-                 docker_client=None):
+                 require_referenced_objects: bool = False, docker_client=None):
         import docker
 
         self.instance_id = instance_id
@@ -224,6 +225,7 @@ class Cluster:
         self.capacity_cpu = cpu_cores(capacity.get("cpu", os.cpu_count() or 1), "node_capacity.cpu")
         self.capacity_memory = byte_count(capacity.get("memory", _host_memory_bytes()), "node_capacity.memory")
         self.pod_backoff_s = pod_backoff_s
+        self.require_referenced_objects = require_referenced_objects
         self.docker = docker_client or docker.from_env(timeout=120, max_pool_size=64)
         self.lock = threading.RLock()
         self.objects: dict[str, dict[tuple[str, str], dict]] = {plural: {} for plural in RESOURCES}
@@ -267,6 +269,8 @@ class Cluster:
                                {"name": key[1], "group": resource.group, "kind": plural})
             getattr(self, f"_admit_{plural}", lambda b: None)(body)
             self.objects[plural][key] = body
+            if plural == "namespaces":  # the service-account controller gives every namespace its `default`
+                self.create("serviceaccounts", key[1], {"metadata": {"name": "default"}}, record=False)
             if plural == "jobs":
                 self.jobs[key] = JobState(namespace, key[1])
             return copy.deepcopy(body)
@@ -308,7 +312,7 @@ class Cluster:
                     self._delete_job(job_key, "Background")
                 for rt in [rt for rt in self.pods.values() if rt.namespace == name]:
                     self._delete_pod(rt, grace_period_s)
-                for other in ("services", "secrets", "configmaps", "persistentvolumeclaims"):
+                for other in ("services", "secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts"):
                     for k in [k for k in self.objects[other] if k[0] == name]:
                         del self.objects[other][k]
             del self.objects[plural][key]
@@ -486,7 +490,13 @@ class Cluster:
             backoff = 0.0
             if state.failed:
                 backoff = min(self.pod_backoff_s * 2 ** (state.failed - 1), POD_BACKOFF_MAX_S)
-            if time.monotonic() - state.last_counted_failure >= backoff:
+            refused = self._pod_creation_refused(job)
+            if refused:
+                if state.refused != refused:  # one event per distinct refusal, as the controller's FailedCreate
+                    state.refused = refused
+                    self._event(key[0], f"job/{key[1]}", "FailedCreate", refused)
+            elif time.monotonic() - state.last_counted_failure >= backoff:
+                state.refused = None
                 busy = {rt.index for rt in active}
                 wanted = [i for i in range(completions) if i not in state.succeeded_indexes and i not in busy] \
                     if indexed else [None] * max(0, min(parallelism, completions - state.succeeded) - len(active))
@@ -503,6 +513,18 @@ class Cluster:
         if indexed:
             status["completedIndexes"] = compact_indexes(state.succeeded_indexes)
         job["metadata"]["resourceVersion"] = str(self._next_rv())
+
+    def _pod_creation_refused(self, job: dict) -> str | None:
+        """The ServiceAccount admission: a pod naming a missing ServiceAccount is refused (the Job controller retries
+        and reports FailedCreate; the Job shows no pod). Only with require_referenced_objects."""
+        if not self.require_referenced_objects:
+            return None
+        namespace = job["metadata"]["namespace"]
+        account = job["spec"]["template"]["spec"].get("serviceAccountName") or "default"
+        if (namespace, account) not in self.objects["serviceaccounts"]:
+            return (f'pods "{job["metadata"]["name"]}-" is forbidden: error looking up service account '
+                    f'{namespace}/{account}: serviceaccount "{account}" not found')
+        return None
 
     def _expire_finished_jobs(self) -> None:
         """The TTL-after-finished controller: a finished Job is deleted (its pods with it) once its TTL has run."""
@@ -617,8 +639,16 @@ class Cluster:
         return Lookup(secret=getter("secrets"), config_map=getter("configmaps"))
 
     def _schedule(self, rt: PodRuntime) -> str | None:
-        """Bind the pod if its requests fit beside the running pods'; else the scheduler's message."""
+        """Bind the pod if its claims exist (with require_referenced_objects) and its requests fit beside the
+        running pods'; else the scheduler's message."""
         with self.lock:
+            if self.require_referenced_objects:
+                volumes = self.objects["pods"][rt.key]["spec"].get("volumes") or []
+                for volume in volumes:
+                    claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+                    if claim and (rt.namespace, claim) not in self.objects["persistentvolumeclaims"]:
+                        return f'0/1 nodes are available: persistentvolumeclaim "{claim}" not found.'
+
             used_cpu = sum(p.requests[0] for p in self.pods.values() if p.scheduled and not p.terminal)
             used_mem = sum(p.requests[1] for p in self.pods.values() if p.scheduled and not p.terminal)
             short = [what for what, need, used, cap in (("cpu", rt.requests[0], used_cpu, self.capacity_cpu),

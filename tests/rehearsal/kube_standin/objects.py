@@ -37,6 +37,7 @@ RESOURCES = {
         Resource("secrets", "Secret"),
         Resource("configmaps", "ConfigMap"),
         Resource("persistentvolumeclaims", "PersistentVolumeClaim"),
+        Resource("serviceaccounts", "ServiceAccount"),
         Resource("jobs", "Job", group="batch"),
     )
 }
