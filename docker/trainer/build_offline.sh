@@ -140,6 +140,13 @@ else
 fi
 
 # --- stage 2, the project: /opt/valley from the working tree, installed non-editable (one small layer) -------------
+# Idempotent: an image already built from these exact sources on this base (and revision) is kept as it is.
+source_sha="$(cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+current="$(docker image inspect --format '{{index .Config.Labels "valley.dev/source"}} {{index .Config.Labels "valley.dev/base"}} {{index .Config.Labels "org.opencontainers.image.revision"}}' "$tag" 2>/dev/null || true)"
+if [[ "$current" == "$source_sha $base $revision" ]]; then
+    echo "build_offline: $tag is up to date (sources $source_sha, $base, revision $revision) in $(( $(date +%s) - started )) s"
+    exit 0
+fi
 # As the Dockerfile: the sources at /opt/valley (WORKDIR), `pip install "/opt/valley[extras]"` with the pins; the
 # dependencies are already in the base, so --no-deps, and `pip check` proves the set is complete and consistent.
 builder="valley-trainer-build-$$"
@@ -158,7 +165,7 @@ docker commit "${common_changes[@]}" \
     --change "ENV VALLEY_GIT_REVISION=$revision VALLEY_GIT_DIRTY=$dirty" \
     --change 'WORKDIR /opt/valley' \
     --change "LABEL org.opencontainers.image.title=valley-trainer org.opencontainers.image.revision=$revision \
-valley.dev/git-dirty=$dirty valley.dev/torch=$torch_version+cpu valley.dev/base=$base" \
+valley.dev/git-dirty=$dirty valley.dev/torch=$torch_version+cpu valley.dev/base=$base valley.dev/source=$source_sha" \
     --change 'CMD ["python", "-m", "valley_assets.training.sft", "--help"]' \
     "$builder" "$tag" >/dev/null
 
