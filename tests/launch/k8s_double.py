@@ -1,21 +1,15 @@
-"""A recording double of the batch/v1 + core/v1 calls `KubernetesJobLauncher` makes, in two flavours.
+"""A recording double of the batch/v1 + core/v1 calls `KubernetesJobLauncher` makes, for the launcher's state
+handling (`ScriptedCluster`): every submitted Job plays a script of `Tick`s (one per status poll): which pods exist,
+in what phase, with which exit code and conditions, and the Job's terminal condition, worded as the Job controller
+words it. Real Jobs run on the cluster stand-in (tests/rehearsal/kube_standin) in the rehearsal.
 
-- `ScriptedCluster`: every submitted Job plays a script of `Tick`s (one per status poll): which pods exist, in what
-  phase, with which exit code and conditions, and the Job's terminal condition, worded as the Job controller words it.
-- `ProcessCluster`: a submitted Job "runs" a program as a local subprocess with the container env of the submitted
-  manifest (so the dagster-pipes context travels exactly as it would to a pod), serves its stderr as the rank-0 pod
-  log, and completes or fails with its exit code.
-
-Both record every call in `.calls` and keep the submitted bodies in `.jobs` / `.services`. The launcher reaches a
+It records every call in `.calls` and keeps the submitted bodies in `.jobs` / `.services`. The launcher reaches a
 double through `api_factory="k8s_double:installed_api"` (this folder is put on sys.path by conftest.py), which is
 the same seam production config uses, so Dagster may rebuild the resource from config and still find it.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -186,77 +180,3 @@ class ScriptedCluster(_Recorder):
         self.calls.append(("logs", pod_name))
         stamps = _timestamps()
         return [f"{next(stamps)} {line}\n".encode() for line in self.logs.get(pod_name, [])]
-
-
-# --- process-backed -----------------------------------------------------------------------------------------------
-class ProcessCluster(_Recorder):
-    """Each Job runs `program` (argv) as its rank-0 pod, with the manifest's env plus what the kubelet and accelerate
-    would add (NODE_RANK from the completion-index annotation, RANK, WORLD_SIZE from GPUs x nodes)."""
-
-    def __init__(self, program: list[str], extra_env: dict[str, str] | None = None):
-        super().__init__()
-        self.program, self.extra_env = program, extra_env or {}
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.lines: dict[str, list[str]] = {}
-        self._done: dict[str, threading.Event] = {}
-
-    def create_namespaced_job(self, namespace, body):
-        self.calls.append(("create_job", body.metadata.name))
-        self.jobs.append(body)
-        container = body.spec.template.spec.containers[0]
-        env = {e.name: e.value for e in container.env if e.value is not None}
-        gpus = int((container.resources.limits or {}).get("nvidia.com/gpu", "0"))
-        env.update(NODE_RANK="0", RANK="0", WORLD_SIZE=str(max(1, gpus * body.spec.completions)))
-        full_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **self.extra_env, **env}
-        name = body.metadata.name
-        self.procs[name] = subprocess.Popen(self.program, env=full_env, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE, text=True)
-        self.lines[name], self._done[name] = [], threading.Event()
-        threading.Thread(target=self._drain, args=(name,), daemon=True).start()
-
-    def _drain(self, name: str) -> None:
-        for line in self.procs[name].stderr:
-            self.lines[name].append(line.rstrip("\n"))
-        self.procs[name].wait()
-        self._done[name].set()
-
-    def _pod(self, job: str) -> str:
-        return f"{job}-0-abcde"
-
-    def pod_states(self, job: str) -> list[PodState]:
-        proc = self.procs[job]
-        code = proc.poll() if self._done[job].is_set() else None
-        phase = "Running" if code is None else ("Succeeded" if code == 0 else "Failed")
-        return [PodState(self._pod(job), phase=phase, exit_code=code)]
-
-    def read_namespaced_job_status(self, name, namespace):
-        self.calls.append(("read_job", name))
-        if not self._done[name].is_set():
-            return make_job_status(name, None)
-        code = self.procs[name].returncode
-        return make_job_status(name, ("Complete", "", "") if code == 0 else exit_code_verdict(self._pod(name), code))
-
-    def read_namespaced_pod_log(self, pod_name, namespace, **kwargs):
-        """Follow the log like `follow=True`: yield lines as the program writes them, end when it exits."""
-        self.calls.append(("logs", pod_name))
-        job = pod_name.rsplit("-", 2)[0]
-        stamps = _timestamps()
-
-        def stream():
-            sent = 0
-            while True:
-                done = self._done[job].wait(0.05)
-                lines = self.lines[job]
-                while sent < len(lines):
-                    yield f"{next(stamps)} {lines[sent]}\n".encode()
-                    sent += 1
-                if done and sent == len(self.lines[job]):
-                    return
-
-        return stream()
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()

@@ -46,7 +46,7 @@ NAMESPACE = "valley"
 STUDENTS = ("qwen2.5-7b-instruct", "llama3.1-8b-instruct")
 K8S_VERSIONS = ("1.30.0", "1.33.0")
 HF_TOKEN = "hf_rehearsal_not_a_real_token"
-KUBECONFIG_IN_RUN_PODS = "/var/run/valley/kubeconfig"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 STAGE_TIMEOUT_S = 1500
 
 
@@ -119,7 +119,11 @@ def rehearsal(tmp_path_factory):
                 values = yaml.safe_load((REPO / "k8s" / "helm" / "dagster-values.yaml").read_text())
                 location_env, run_env = helm_pod_env(
                     values, {"hf-token": hf_token, "valley-object-store": s3.env}, profile="rehearsal")
-                volumes = {str(kube.kubeconfig_host): KUBECONFIG_IN_RUN_PODS,
+                # In-cluster config, as in a run pod: the API's address in the env, the ServiceAccount's token and
+                # CA where the kubelet mounts them.
+                location_env |= kube.in_cluster_env("127.0.0.1")
+                run_env |= kube.in_cluster_env("127.0.0.1")
+                volumes = {kube.service_account_dir(NAMESPACE): SERVICE_ACCOUNT_DIR,
                            # Grading: the Docker backend on the host's engine (issue H replaces it with grading
                            # Jobs); the run container reaches the engine through its socket and the host's CLI.
                            "/var/run/docker.sock": "/var/run/docker.sock",
@@ -200,7 +204,10 @@ def test_disrupted_run_resumed_from_its_step(materialized):
 
 def test_scores_exist_for_both_students(materialized):
     rh = materialized
-    scores = pl.read_parquet(io.BytesIO(rh.fs.cat_file(rh.study("scores", "scores.parquet"))))
+    rh.fs.invalidate_cache()
+    runs = rh.fs.glob(rh.study("scores", "runs", "*.parquet"))  # one file per scoring run (docs/architecture.md)
+    assert runs, "no scores were written"
+    scores = pl.concat([pl.read_parquet(io.BytesIO(rh.fs.cat_file(path))) for path in runs], how="diagonal_relaxed")
     pass1 = scores.filter((pl.col("metric") == "pass@1") & (pl.col("difficulty") == "all"))
     assert set(pass1["student"]) == set(STUDENTS), pass1
     for student in STUDENTS:
