@@ -6,45 +6,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from netutil import free_port, http_json, reset_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).parent / "dagster"
 LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _reset_signals():
-    # A backgrounded `dagster dev` ignores SIGTERM unless the default handlers are restored before exec; its own
-    # session lets the whole tree (webserver, daemon, code server, runs) be stopped with one killpg.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.setsid()
-
-
-def http_json(url: str, data: bytes | None = None, timeout: float = 10.0):
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:  # GraphQL answers 4xx/5xx with {"errors": [...]}: show them
-        body = err.read().decode(errors="replace")
-        raise AssertionError(f"{url} answered {err.code}: {body[:3000]}") from None
 
 
 class DagsterDev:
@@ -57,7 +31,7 @@ class DagsterDev:
     def __init__(self, home: Path, log_path: Path, *, env: Mapping[str, str], startup_timeout_s: float = 240):
         self.home, self.log_path, self.startup_timeout_s = Path(home), Path(log_path), startup_timeout_s
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -79,7 +53,7 @@ class DagsterDev:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_reset_signals)
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=reset_signals)
         try:
             self._wait_until_loaded()
         except BaseException:

@@ -19,33 +19,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
+from tests.netutil import free_port, http_json, reset_signals
+
 PG_BIN = Path(os.environ.get("VALLEY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 BIN = Path(sys.executable).parent
 RUN_LABEL = "valley.rehearsal"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _reset_signals():
-    # Background Dagster processes ignore SIGTERM unless the default handlers are restored before exec.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.setsid()
 
 
 def postgres_available() -> tuple[bool, str]:
@@ -153,15 +139,6 @@ def helm_pod_env(values: dict, secrets: Mapping[str, Mapping[str, str]], *, prof
     return location, run
 
 
-def http_json(url: str, data: bytes | None = None, timeout: float = 10.0):
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        raise AssertionError(f"{url} answered {err.code}: {err.read().decode(errors='replace')[:3000]}") from None
-
-
 LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
@@ -217,7 +194,7 @@ class DagsterDeployment:
         log = self.home / f"{name}.log"
         self.logs[name] = log
         self.procs.append(subprocess.Popen(argv, env=dict(env), stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                           preexec_fn=_reset_signals, cwd=self.home))
+                                           preexec_fn=reset_signals, cwd=self.home))
 
     def code_server_log(self, tail: int = 200) -> str:
         out = subprocess.run(["docker", "logs", "--tail", str(tail), self.code_server], capture_output=True, text=True)
