@@ -77,12 +77,44 @@ class PoolConfig(_Strict):
         description="word n-gram length of the decontamination overlap test; null = exact normalised text only")
 
 
+class DateWindow(_Strict):
+    """Problems whose contest_date falls in [start, end] (ISO dates, both inclusive, either side open): LiveCodeBench
+    is read per window after a model's cutoff, which is how its leaderboard avoids contamination."""
+
+    start: str | None = None
+    end: str | None = None
+
+    @model_validator(mode="after")
+    def _iso_dates(self) -> DateWindow:
+        from datetime import date
+
+        for side in ("start", "end"):
+            value = getattr(self, side)
+            if value is not None:
+                try:
+                    date.fromisoformat(value)
+                except ValueError:
+                    raise ValueError(f"benchmark.date_windows: {side} {value!r} is not an ISO date (YYYY-MM-DD)") from None
+        if self.start is None and self.end is None:
+            raise ValueError("benchmark.date_windows: a window needs a start or an end (all problems are always scored)")
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"benchmark.date_windows: start {self.start} is after end {self.end}")
+        return self
+
+
 class BenchmarkConfig(_Strict):
     source: Literal["demo", "lcb"]
     lcb: str = Field(default="livecodebench/code_generation_lite", description="hub id or folder of test*.jsonl")
     releases: list[str] = Field(description="releases registered as lcb_release partitions at start-up")
     start_date: str | None = None
     end_date: str | None = None
+    date_windows: list[DateWindow] = Field(
+        default_factory=list, description="contest-date windows scored besides all problems (scores table rows with "
+                                          "date_window '<start>..<end>')")
+
+    def scoring_windows(self) -> list[tuple[str | None, str | None]]:
+        """All problems first, then each configured window, as `science.metrics.score_rows` takes them."""
+        return [(None, None), *((w.start, w.end) for w in self.date_windows)]
 
     @field_validator("releases")
     @classmethod

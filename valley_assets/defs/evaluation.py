@@ -107,7 +107,8 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
     scored_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     per_problem = [{**identity, **row, "scored_at": scored_at}
                    for row in metrics.per_problem_table(samples, grades, problems)]
-    rows = [{**identity, **row, "scored_at": scored_at} for row in metrics.score_rows(per_problem)]
+    rows = [{**identity, **row, "scored_at": scored_at}
+            for row in metrics.score_rows(per_problem, date_windows=cfg.benchmark.scoring_windows())]
     run_tag = f"{student}__{label}__{release}__{prompt_id}__{context.run.run_id[:8]}"
     # One file per scoring run: concurrent runs append without racing on a shared file.
     storage.write_parquet(pl.DataFrame(per_problem), "scores", "per_problem", f"{run_tag}.parquet")
@@ -123,6 +124,9 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
         "think_rate": overall["think_rate"]["value"],
         "n_problems": overall["pass@1"]["n_problems"],
         "n_samples": overall["pass@1"]["n_samples"],
+        "pass@1_by_date_window": json_meta({r["date_window"]: {"value": r["value"], "stderr": r["stderr"],
+                                                               "n_problems": r["n_problems"]}
+                                            for r in rows if r["difficulty"] == "all" and r["metric"] == "pass@1"}),
         "grader": json_meta({k: grades.get(k) for k in ("backend", "isolation", "warning") if k in grades}),
         "grading_wall_s": round(time.time() - started, 2),
         "scores": dg.MetadataValue.md(md_table(
