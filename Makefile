@@ -9,12 +9,14 @@ export VALLEY_PROJECT_DIR ?= $(CURDIR)
 
 .PHONY: install demo test rehearsal ui sandbox clean-demo bench-demo
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml docker/trainer/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel first: an unpinned torch would pull gigabytes of CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# The tested versions (the trainer image installs the same pins): a fresh resolve picks other releases than an
+	# upgraded venv (datasets 5.1 / fsspec 2026.7 instead of 5.2 / 2026.9, seen on a fresh clone).
+	$(PY) -m pip install -q -c docker/trainer/constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
