@@ -95,11 +95,12 @@ def instance_yaml(pg_storage: dict, *, image: str, run_env: Mapping[str, str], v
     K8sRunLauncher (no cluster runs Dagster's own run pods here)."""
     return {
         "storage": {"postgres": dict(pg_storage)},
-        "run_coordinator": {
-            "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
-            "config": {"max_concurrent_runs": max_concurrent_runs, "dequeue_interval_seconds": 1,
-                       "tag_concurrency_limits": [{"key": "valley/gpu", "limit": 1}]},
-        },
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
+                            "config": {"dequeue_interval_seconds": 1}},
+        # Runs at once, and the accelerator pool (valley_assets.defs.common.GPU_POOL): one training or generation
+        # step at a time, since the stand-in's one node holds one 2-pod training Job.
+        "concurrency": {"runs": {"max_concurrent_runs": max_concurrent_runs},
+                        "pools": {"default_limit": 1, "granularity": "op"}},
         "run_launcher": {
             "module": "dagster_docker", "class": "DockerRunLauncher",
             "config": {

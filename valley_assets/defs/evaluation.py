@@ -14,7 +14,7 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, storage_for
+from valley_assets.defs.common import GPU_POOL, json_meta, storage_for
 from valley_assets.models import checkpoint_model_ref
 from valley_assets.science import metrics
 from valley_assets.storage import StudyStorage
@@ -141,7 +141,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     ablations = P.ablation_partitions(cfg.student_names)
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
-              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
+              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
     def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
         """n samples per LCB problem from one checkpoint, LCB prompt through the student's chat template."""
         data_size, student = P.checkpoint_key(context)
@@ -160,7 +160,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                      label=data_size, release=release)
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
-              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
+              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
     def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
         arm, student = keys["arm"], keys[P.STUDENT]

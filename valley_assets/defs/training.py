@@ -13,7 +13,7 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis.provenance import provenance_manifest, write_manifest
 from valley_assets.config import StudentSpec, StudyConfig
-from valley_assets.defs.common import json_meta, storage_for
+from valley_assets.defs.common import GPU_POOL, json_meta, storage_for
 from valley_assets.generation.prompts import build_messages
 from valley_assets.models import (
     DEMO_PREFIX,
@@ -100,7 +100,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
 
     @dg.asset(partitions_def=checkpoints, group_name="training",
               deps=["distill_subset", "student_base_model"], required_resource_keys={"launcher"},
-              kinds={"pytorch"}, tags={"valley/gpu": "true"})
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
     def sft_checkpoint(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """SFT of a student on one nested subset. `0` is the base model as is (the valley's starting point)."""
         data_size, student = P.checkpoint_key(context)
@@ -127,7 +127,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
 
     @dg.asset(partitions_def=ablations, group_name="training",
               deps=["ablation_subset", dg.AssetDep("sft_checkpoint", partition_mapping=_stage_mapping(cfg))],
-              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"})
+              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
     def ablation_checkpoint(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Continue SFT from the stage checkpoint (`ablation.base_data_size`) on one ablation arm."""
         keys = context.partition_key.keys_by_dimension
