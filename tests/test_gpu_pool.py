@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from valley_assets.config import PROFILES_DIR, load_study_config
-from valley_assets.defs.common import GPU_POOL
 from valley_assets.definitions import build_definitions
+from valley_assets.defs.common import GPU_POOL
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_ASSETS = {"sft_checkpoint", "ablation_checkpoint", "lcb_generations", "ablation_generations"}
