@@ -68,9 +68,12 @@ def wait_backfill(deployment, backfill_id: str, what: str, timeout_s: float,
         if time.time() > deadline:
             raise AssertionError(f"{what}: not done after {timeout_s:.0f}s: {json.dumps(backfill)[:3000]}\n"
                                  f"{deployment.log_tail(2000)}")
-        if on_poll is not None:
-            on_poll()
-        time.sleep(3)
+        # The hook (the disruption) watches for a moment that lasts seconds: call it every half second between the
+        # status queries.
+        for _ in range(6):
+            if on_poll is not None:
+                on_poll()
+            time.sleep(0.5)
 
 
 def materializations(deployment, asset: str) -> list[dict]:
