@@ -8,19 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from netutil import free_port, http_json, reset_signals
+from netutil import free_port, http_json, reset_signals, wait_for_code_location
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).parent / "dagster"
-LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
-    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-
-
 class DagsterDev:
     """`dagster dev -w workspace.yaml` on `home` (webserver, daemon, code server), from the repository root.
 
@@ -62,24 +57,12 @@ class DagsterDev:
         return self
 
     def _wait_until_loaded(self) -> None:
-        deadline = time.time() + self.startup_timeout_s
-        while True:
+        def check_alive():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                entries = self.graphql(LOCATION_QUERY, timeout=5)["workspaceOrError"]["locationEntries"]
-            except OSError:
-                entries = []
-            for entry in entries:
-                location = entry["locationOrLoadError"] or {}
-                if location.get("__typename") == "PythonError":
-                    raise RuntimeError(f"code location {entry['name']} failed to load: {location['message']}")
-            if entries and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"] for e in entries):
-                return
-            if time.time() > deadline:
-                raise RuntimeError(f"dagster dev did not load the code location in {self.startup_timeout_s}s:\n"
-                                   f"{self.log_tail()}")
-            time.sleep(1)
+
+        wait_for_code_location(self.graphql, check_alive=check_alive, log_tail=self.log_tail,
+                               timeout_s=self.startup_timeout_s, retry_load_errors=False)
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -7,8 +7,13 @@ import json
 import os
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+
+LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
 def free_port() -> int:
@@ -33,3 +38,29 @@ def http_json(url: str, data: bytes | None = None, timeout: float = 10.0):
     except urllib.error.HTTPError as err:  # GraphQL answers 4xx/5xx with {"errors": [...]}: show them
         body = err.read().decode(errors="replace")
         raise AssertionError(f"{url} answered {err.code}: {body[:3000]}") from None
+
+
+def wait_for_code_location(graphql: Callable[..., dict], *, check_alive: Callable[[], None],
+                           log_tail: Callable[[], str], timeout_s: float, retry_load_errors: bool) -> None:
+    """Poll the webserver until every code location is loaded. `check_alive` raises when a served process died.
+    A load error fails at once, unless `retry_load_errors` (a code server in another container may still be
+    starting: the workspace is reloaded until the deadline)."""
+    deadline = time.time() + timeout_s
+    while True:
+        check_alive()
+        try:
+            entries = graphql(LOCATION_QUERY, timeout=5)["workspaceOrError"]["locationEntries"]
+        except (OSError, AssertionError):
+            entries = []
+        errors = [f"{e['name']}: {e['locationOrLoadError']['message']}" for e in entries
+                  if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]
+        if errors and (not retry_load_errors or time.time() > deadline):
+            raise RuntimeError(f"code location failed to load: {errors}\n{log_tail()}")
+        if entries and all(e["loadStatus"] == "LOADED" and (e["locationOrLoadError"] or {}).get("__typename")
+                           == "RepositoryLocation" for e in entries):
+            return
+        if errors:
+            graphql("mutation { reloadWorkspace { __typename } }")
+        if time.time() > deadline:
+            raise RuntimeError(f"the code location did not load in {timeout_s:.0f}s:\n{log_tail()}")
+        time.sleep(1)

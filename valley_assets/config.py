@@ -351,6 +351,21 @@ class AblationConfig(_Strict):
         return v
 
 
+class TrackingConfig(_Strict):
+    """Experiment trackers the SFT entrypoint reports to besides Dagster's metadata (its `report_to` parameter).
+    Credentials and endpoints come only from the pods' environment (WANDB_API_KEY, MLFLOW_TRACKING_URI: a Secret in
+    `launch.kubernetes.env_from_secrets`); local tracker files are kept under the run's output_dir/logs/."""
+
+    report_to: list[Literal["none", "tensorboard", "wandb", "mlflow"]] = Field(default_factory=lambda: ["none"])
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, v: list[str]) -> list[str]:
+        if not v or ("none" in v and len(v) > 1):
+            raise ValueError(f"tracking.report_to: 'none' alone, or trackers without it; got {v}")
+        return v
+
+
 class AnalysisConfig(_Strict):
     bootstrap_samples: int = 1000
     seed: int = 0
@@ -376,6 +391,7 @@ class StudyConfig(_Strict):
     grading: GradingConfig = GradingConfig()
     teacher: TeacherConfig = TeacherConfig()
     ablation: AblationConfig
+    tracking: TrackingConfig = TrackingConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     automation: AutomationConfig = AutomationConfig()
 

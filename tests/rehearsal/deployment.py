@@ -21,13 +21,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-from tests.netutil import free_port, http_json, reset_signals
+from tests.netutil import free_port, http_json, reset_signals, wait_for_code_location
 
 PG_BIN = Path(os.environ.get("VALLEY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 BIN = Path(sys.executable).parent
@@ -140,10 +139,6 @@ def helm_pod_env(values: dict, secrets: Mapping[str, Mapping[str, str]], *, prof
     return location, run
 
 
-LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
-    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-
-
 class DagsterDeployment:
     """Code server container + webserver + daemon on one Dagster home (see the module docstring)."""
 
@@ -208,28 +203,13 @@ class DagsterDeployment:
         return "\n".join(parts)
 
     def _wait_until_loaded(self) -> None:
-        deadline = time.time() + self.startup_timeout_s
-        while True:
+        def check_alive():
             for proc in self.procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{self.log_tail()}")
-            try:
-                entries = self.graphql(LOCATION_QUERY, timeout=5)["workspaceOrError"]["locationEntries"]
-            except (OSError, AssertionError):
-                entries = []
-            for entry in entries:
-                location = entry["locationOrLoadError"] or {}
-                if location.get("__typename") == "PythonError":
-                    if time.time() > deadline:
-                        raise RuntimeError(f"code location failed to load: {location['message']}\n{self.log_tail()}")
-            if entries and all(e["loadStatus"] == "LOADED" and (e["locationOrLoadError"] or {}).get("__typename")
-                               == "RepositoryLocation" for e in entries):
-                return
-            if entries and any((e["locationOrLoadError"] or {}).get("__typename") == "PythonError" for e in entries):
-                self.graphql("mutation { reloadWorkspace { __typename } }")  # the code server may still be starting
-            if time.time() > deadline:
-                raise RuntimeError(f"the code location did not load in {self.startup_timeout_s}s:\n{self.log_tail()}")
-            time.sleep(2)
+
+        wait_for_code_location(self.graphql, check_alive=check_alive, log_tail=self.log_tail,
+                               timeout_s=self.startup_timeout_s, retry_load_errors=True)
 
     def __exit__(self, *exc) -> None:
         for proc in self.procs:

@@ -57,6 +57,7 @@ def run_sft(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, s
         "base_model": init_model,
         "output_dir": storage.uri(*out_parts, "run"),
         "resume_from_checkpoint": "auto",
+        "report_to": list(cfg.tracking.report_to),
     }
     report = context.resources.launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
                                             gpus=cfg.launch.training_gpus, kind="training")

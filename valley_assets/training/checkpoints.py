@@ -166,14 +166,20 @@ def upload_checkpoint_part(local_dir: str, remote_dir: str, part: str) -> None:
     every machine uploads what it has into the same remote folder; the coordinator writes `_COMPLETE` once every
     part marker is there (`wait_for_parts`). Files are never deleted here: another machine may be uploading.
     """
+    upload_tree(local_dir, remote_dir, skip=(COMPLETE_MARKER,))
+    fs, remote_root = url_to_fs(remote_dir)
+    with fs.open(join(remote_root, PARTS_DIR, part), "w") as fh:
+        json.dump({"part": part}, fh)
+
+
+def upload_tree(local_dir: str, remote_dir: str, skip: tuple[str, ...] = ()) -> None:
+    """Copy every file under `local_dir` (but those named in `skip`) to `remote_dir`, overwriting."""
     fs, remote_root = url_to_fs(remote_dir)
     local = Path(local_dir)
-    for file in sorted(p for p in local.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER):
+    for file in sorted(p for p in local.rglob("*") if p.is_file() and p.name not in skip):
         target = join(remote_root, file.relative_to(local).as_posix())
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(file), target)
-    with fs.open(join(remote_root, PARTS_DIR, part), "w") as fh:
-        json.dump({"part": part}, fh)
 
 
 def uploaded_parts(remote_dir: str) -> set[str]:

@@ -15,8 +15,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from dagster_pipes import (
     PipesDefaultContextLoader,

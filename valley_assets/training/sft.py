@@ -345,7 +345,7 @@ class CheckpointUploader:
                 kept = set(sorted(s for s, _, done in ckpt.list_checkpoints(self.remote_steps) if done)[-self.keep:])
                 ckpt.prune_remote_checkpoints(self.remote_steps, kept)
                 if self.logs_dir and self.remote_logs_dir:
-                    upload_tree(self.logs_dir, self.remote_logs_dir)
+                    ckpt.upload_tree(self.logs_dir, self.remote_logs_dir)
                 self.session.log(f"checkpoint-{step} is durable at {remote} ({time.monotonic() - started:.1f} s upload)")
             else:
                 # The Trainer rotates checkpoints on the coordinator's machine only; other machines drop their
@@ -365,17 +365,6 @@ class CheckpointUploader:
             raise UploadError(
                 f"uploading checkpoint-{self._step} to {self.remote_steps} failed: {type(error).__name__}: {error}"
             ) from error
-
-
-def upload_tree(local_dir: str, remote_dir: str) -> None:
-    """Copy every file under `local_dir` to `remote_dir` (overwriting): small trees such as tracker logs."""
-    from fsspec.core import url_to_fs
-
-    fs, root = url_to_fs(remote_dir)
-    for file in sorted(p for p in __import__("pathlib").Path(local_dir).rglob("*") if p.is_file()):
-        target = ckpt.join(root, file.relative_to(local_dir).as_posix())
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(file), target)
 
 
 class DurableCheckpointCallback(TrainerCallback):
@@ -609,7 +598,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     save_final_model(trainer, stage, dtype)
     if global_rank() == 0:
         if remote and trackers != ["none"] and os.path.isdir(logs_dir):
-            upload_tree(logs_dir, ckpt.join(output_dir, ckpt.LOGS_DIR))
+            ckpt.upload_tree(logs_dir, ckpt.join(output_dir, ckpt.LOGS_DIR))
         ckpt.publish_final(stage, output_dir, summary)
         shutil.rmtree(stage, ignore_errors=True)
         # Intermediate checkpoints only serve resumption; for a 7B student each holds ~100 GB of optimizer state.
