@@ -19,6 +19,7 @@ from valley_assets.analysis import MANIFEST_NAME, verify_data_files
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.defs import training
 from valley_assets.defs.common import storage_for
+from valley_assets.resources import StudyLayoutResource
 from valley_assets.training.recipe import load_recipe
 
 STUDENT = "tiny-qwen2"
@@ -66,7 +67,8 @@ def materialized(tmp_path_factory):
                        ("ablation_checkpoint", {"arm": "easy", P.STUDENT: STUDENT})):
         pkey = dg.MultiPartitionKey(key)
         result = dg.materialize(assets, selection=[asset], partition_key=pkey, instance=instance,
-                                resources={"launcher": launcher})
+                                resources={"launcher": launcher,
+                                           "layout": StudyLayoutResource(root=cfg.resolved_storage_root())})
         assert result.success
         events[(asset, next(v for k, v in key.items() if k != P.STUDENT))] = (
             result.asset_materializations_for_node(asset)[0].metadata)

@@ -77,6 +77,15 @@ PROBLEM_FIELDS: tuple[str, ...] = (
 
 TACO_DIFFICULTIES: tuple[str, ...] = ("EASY", "MEDIUM", "MEDIUM_HARD", "HARD", "VERY_HARD", "UNKNOWN_DIFFICULTY")
 
+# TACO's five labels folded onto LiveCodeBench's three (`easy|medium|hard`), so one difficulty column serves problem
+# records of both kinds. The one copy (demo problems and TACO training problems both read it; it used to exist twice,
+# with MEDIUM_HARD `hard` in one and `medium` in the other). MEDIUM_HARD is `medium`: LiveCodeBench's `hard` is the top
+# band of each platform, and the paper's difficulty contrast (data/subsets.py: the `hard` arm is HARD and VERY_HARD,
+# MEDIUM_HARD belongs to neither arm) puts MEDIUM_HARD below "hard"; mapping it to `hard` would make an LCB-`hard`
+# training problem that the hard arm excludes. UNKNOWN_DIFFICULTY has no LCB level (records carry "unknown").
+TACO_TO_LCB_DIFFICULTY: dict[str, str] = {
+    "EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "medium", "HARD": "hard", "VERY_HARD": "hard"}
+
 
 def arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:
     """The pyarrow schema of a polars schema dict (for streaming writers)."""
