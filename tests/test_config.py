@@ -14,7 +14,9 @@ def test_production_defaults_are_the_papers():
     cfg = load_study_config(PROFILES_DIR / "production.yaml")
     assert cfg.student_names == ["qwen2.5-7b-instruct", "llama3.1-8b-instruct"]
     assert cfg.rows_per_k == 1000
-    assert all(s.max_length == 32768 for s in cfg.students)
+    from valley_assets.training.recipe import load_recipe
+
+    assert all(load_recipe(s.recipe).max_length == 32768 for s in cfg.students)
     assert cfg.launch.launcher == "kubernetes" and cfg.evaluation.backend == "vllm"
 
 

@@ -159,7 +159,7 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
 
     contamination = LCBBenchmark(cfg.benchmark.lcb).contamination_problems(cfg.benchmark.releases)
     result = data_defs.build_study_pool(cfg, storage, contamination_problems=contamination,
-                                        count_tokens=count_words, max_tokens=min(s.max_length for s in cfg.students))
+                                        count_tokens=count_words, max_tokens=data_defs.pool_token_budget(cfg))
     assert storage.names("pool") == ["pool.parquet", "quarantine.parquet"]
     pool = data_defs.pool_scan(storage).collect()
     assert pool.height == result.stats["n_pool"] == 48 and result.quarantine.height == 0

@@ -24,6 +24,13 @@ from valley_assets.defs.common import json_meta, mix, storage_for
 from valley_assets.defs.teacher import extra_teacher_trace_uris
 from valley_assets.models import base_model_ref
 from valley_assets.storage import StudyStorage
+from valley_assets.training.recipe import load_recipe
+
+
+def pool_token_budget(cfg: StudyConfig) -> int:
+    """The pool keeps traces that every student trains on: the tightest `max_length` of the students' recipes (the
+    one home of a student's token budget; the SFT entrypoint drops longer examples by the same number)."""
+    return min(load_recipe(s.recipe).max_length for s in cfg.students)
 
 
 def pool_scan(storage: StudyStorage) -> pl.LazyFrame:
@@ -114,7 +121,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         # tightest student: the token count is the max over their tokenizers, the limit the min of their budgets.
         # A picklable counter (tokenizer references, loaded lazily per process), so pass 1 can use worker processes.
         count_tokens = MaxTokenCounter([base_model_ref(cfg, storage, s.name) for s in cfg.students])
-        max_tokens = min(s.max_length for s in cfg.students)
+        max_tokens = pool_token_budget(cfg)
 
         result = build_study_pool(cfg, storage, contamination_problems=contamination, count_tokens=count_tokens,
                                   max_tokens=max_tokens)

@@ -15,6 +15,7 @@ from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import StudyConfig
 from valley_assets.defs.common import GPU_POOL, json_meta, storage_for
+from valley_assets.generation.params import GenerationParams
 from valley_assets.models import checkpoint_model_ref
 from valley_assets.science import metrics
 from valley_assets.storage import StudyStorage
@@ -61,19 +62,19 @@ def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, st
              release: str) -> dict:
     ev = cfg.evaluation
     out_parts = (*eval_parts("generations", student, label, release, ev.prompt_id), "samples.jsonl")
-    params = {
-        "model_path": model,
-        "problems_path": storage.uri("lcb", release, "problems.jsonl"),
-        "out_path": storage.uri(*out_parts),
-        "backend": ev.backend,
-        "prompt_id": ev.prompt_id,
-        "n": ev.n_samples,
-        "chunk_size": ev.chunk_size,
-        "sampling": {"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
-                     "seed": ev.seed},
-        "backend_options": ({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
+    params = GenerationParams(
+        model_path=model,
+        problems_path=storage.uri("lcb", release, "problems.jsonl"),
+        out_path=storage.uri(*out_parts),
+        backend=ev.backend,
+        prompt_id=ev.prompt_id,
+        n=ev.n_samples,
+        chunk_size=ev.chunk_size,
+        sampling={"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
+                  "seed": ev.seed},
+        backend_options=({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
         | ev.backend_options,
-    }
+    ).model_dump(mode="json")
     storage.path(*out_parts[:-1]).mkdir(parents=True, exist_ok=True)
     # The evaluation's own GPU count (vLLM: its tensor-parallel GPUs), never the training's; one process drives them.
     gpus = cfg.launch.generation_gpus(ev.backend, ev.tensor_parallel_size)
