@@ -70,3 +70,20 @@ def test_every_kubernetes_setting_of_a_profile_reaches_the_launcher(tmp_path):
     with pytest.raises(ValueError, match="node_selecter"):
         load_study_config(PROFILES_DIR / "production.yaml",
                           overrides={"launch": {"kubernetes": {"node_selecter": eks}}})
+
+
+def test_each_students_token_budget_lives_in_its_recipe():
+    """max_length has one home, the recipe: the SFT entrypoint drops longer examples by it and the pool filters by the
+    smallest of the students' (the budgets the profiles used to carry: demo 768, rehearsal 1024, production 32768)."""
+    from valley_assets.defs.data import pool_token_budget
+    from valley_assets.training.recipe import load_recipe
+
+    budgets = {}
+    for profile in ("demo", "rehearsal", "production"):
+        cfg = load_study_config(PROFILES_DIR / f"{profile}.yaml")
+        budgets[profile] = pool_token_budget(cfg)
+        assert {load_recipe(s.recipe).max_length for s in cfg.students} == {budgets[profile]}
+    assert budgets == {"demo": 768, "rehearsal": 1024, "production": 32768}
+    with pytest.raises(ValueError, match="max_length"):  # a profile may not set it beside the recipe
+        load_study_config(PROFILES_DIR / "demo.yaml", overrides={"students": [
+            {"name": "tiny-qwen2", "model": "demo:tiny-qwen2", "recipe": "demo-tiny", "max_length": 10}]})

@@ -5,8 +5,8 @@
   `launcher.run(context, module=, params=, ...)`; the script parses the same model (`parse_params`), so a wrong or
   missing field fails before any work with a `ParamsError` naming the field.
 - Transport: launched by Dagster, the parameters are the dagster-pipes `extras` (env var `DAGSTER_PIPES_CONTEXT`),
-  logs are pipes log messages and the result is one asset materialization (plus a custom message, for launches that
-  are not an asset step). Launched by hand (`python -m <module> --params params.json`), the parameters come from the
+  logs are pipes log messages and the result is one asset materialization (a custom message when the launching step
+  is an op, not an asset). Launched by hand (`python -m <module> --params params.json`), the parameters come from the
   file, logs go to stderr, and the result is printed as one JSON line `{"valley_result": {...}}` on stdout.
 - Ranks: under torchrun/accelerate only global rank 0 opens the pipes channel (one writer, one materialization);
   the other ranks read the same parameters from the injected context and write no messages.
@@ -91,14 +91,15 @@ class EntrypointSession:
             self._logger.info(message)
 
     def report(self, summary: dict[str, Any]) -> None:
-        """The run's result: a materialization (asset steps) and a custom message over pipes, or a JSON line."""
+        """The run's result: a materialization (asset steps; a custom message from an op) over pipes, or a JSON line."""
         if not self.is_reporter:
             return
         self.reported = summary
         if self._pipes is not None:
-            self._pipes.report_custom_message(summary)
             if self._pipes.is_asset_step:
                 self._pipes.report_asset_materialization(metadata=pipes_metadata(summary))
+            else:  # an op: no asset to materialize, the summary still reaches the launching step
+                self._pipes.report_custom_message(summary)
         else:
             print(json.dumps({"valley_result": summary}, default=str), flush=True)
 
