@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       "max_new_tokens": max_new_tokens},
             "backend_options": options,
         }, workdir, {}, timeout_s=1800)
-        gen = json.loads(stdout)
+        gen = json.loads([text for text in stdout.splitlines() if text.startswith('{"valley_result"')][-1])[
+            "valley_result"]
         report["generation"] = {"backend": backend, "problems": len(problems), "wall_s": round(gen_wall, 1),
                                 **{k: gen[k] for k in ("output_tokens_per_s", "samples_per_s", "finish_reasons")
                                    if k in gen}}
