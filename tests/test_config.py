@@ -14,7 +14,9 @@ def test_production_defaults_are_the_papers():
     cfg = load_study_config(PROFILES_DIR / "production.yaml")
     assert cfg.student_names == ["qwen2.5-7b-instruct", "llama3.1-8b-instruct"]
     assert cfg.rows_per_k == 1000
-    assert all(s.max_length == 32768 for s in cfg.students)
+    from valley_assets.training.recipe import load_recipe
+
+    assert all(load_recipe(s.recipe).max_length == 32768 for s in cfg.students)
     assert cfg.launch.launcher == "kubernetes" and cfg.evaluation.backend == "vllm"
 
 
@@ -96,3 +98,20 @@ def test_one_taco_to_lcb_difficulty_map():
     assert TACO_TO_LCB_DIFFICULTY == {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "medium", "HARD": "hard",
                                       "VERY_HARD": "hard"}
     assert set(TACO_TO_LCB_DIFFICULTY) == set(TACO_DIFFICULTIES) - {"UNKNOWN_DIFFICULTY"}
+
+
+def test_each_students_token_budget_lives_in_its_recipe():
+    """max_length has one home, the recipe: the SFT entrypoint drops longer examples by it and the pool filters by the
+    smallest of the students' (the budgets the profiles used to carry: demo 768, rehearsal 1024, production 32768)."""
+    from valley_assets.defs.data import pool_token_budget
+    from valley_assets.training.recipe import load_recipe
+
+    budgets = {}
+    for profile in ("demo", "rehearsal", "production"):
+        cfg = load_study_config(PROFILES_DIR / f"{profile}.yaml")
+        budgets[profile] = pool_token_budget(cfg.students)
+        assert {load_recipe(s.recipe).max_length for s in cfg.students} == {budgets[profile]}
+    assert budgets == {"demo": 768, "rehearsal": 1024, "production": 32768}
+    with pytest.raises(ValueError, match="max_length"):  # a profile may not set it beside the recipe
+        load_study_config(PROFILES_DIR / "demo.yaml", overrides={"students": [
+            {"name": "tiny-qwen2", "model": "demo:tiny-qwen2", "recipe": "demo-tiny", "max_length": 10}]})

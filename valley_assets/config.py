@@ -27,8 +27,8 @@ class _Strict(BaseModel):
 class StudentSpec(_Strict):
     name: str = Field(description="partition key of the student, e.g. qwen2.5-7b-instruct")
     model: str = Field(description="hub id or local folder; 'demo:tiny-qwen2' is built by the demo world")
-    recipe: str = Field(description="training recipe name (valley_assets/training/recipes) or a YAML path")
-    max_length: int = Field(gt=0, description="token budget of a training example (prompt + trace)")
+    recipe: str = Field(description="training recipe name (valley_assets/training/recipes) or a YAML path; its "
+                                    "max_length is the student's token budget, for the pool filter and for SFT")
 
     @field_validator("name")
     @classmethod
@@ -262,7 +262,7 @@ class ExtraTeacherConfig(_Strict):
         return self
 
     def sampling(self):
-        from valley_assets.generation.backends import SamplingConfig
+        from valley_assets.generation.interface import SamplingConfig
 
         return SamplingConfig(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
                               seed=self.seed)

@@ -162,7 +162,7 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     contamination = LCBBenchmark(source=cfg.benchmark.lcb).contamination_problems(cfg.benchmark.releases)
     layout = StudyLayout(storage)
     result = data_defs.build_study_pool(cfg.pool, layout, extra_trace_uris=[], contamination_problems=contamination,
-                                        count_tokens=count_words, max_tokens=min(s.max_length for s in cfg.students))
+                                        count_tokens=count_words, max_tokens=data_defs.pool_token_budget(cfg.students))
     assert storage.names("pool") == ["pool.parquet", "quarantine.parquet"]
     pool = data_defs.pool_scan(layout).collect()
     assert pool.height == result.stats["n_pool"] == 48 and result.quarantine.height == 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from valley_assets.records import Problem, record_fields
+
 # OpenCodeReasoning-2 columns. `index` is kept as a string, as OCR2 ships it; joins cast it to an integer.
 TRACE_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),
@@ -62,18 +64,7 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "detail": pl.String(),
 }
 
-PROBLEM_FIELDS: tuple[str, ...] = (
-    "question_id",
-    "question_title",
-    "question_content",
-    "platform",
-    "contest_date",
-    "starter_code",
-    "difficulty",
-    "public_test_cases",
-    "private_test_cases",
-    "metadata",
-)
+PROBLEM_FIELDS: tuple[str, ...] = tuple(record_fields(Problem))  # the Problem record's fields, in its order
 
 TACO_DIFFICULTIES: tuple[str, ...] = ("EASY", "MEDIUM", "MEDIUM_HARD", "HARD", "VERY_HARD", "UNKNOWN_DIFFICULTY")
 

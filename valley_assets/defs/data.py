@@ -8,6 +8,7 @@ base models, because "within the token limit" is a property of the student that 
 import dataclasses
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +26,13 @@ from valley_assets.defs.model_refs import base_model_ref
 from valley_assets.defs.teacher import extra_teacher_trace_uris
 from valley_assets.layout import StudyLayout
 from valley_assets.resources import Benchmark, ProblemSource
+from valley_assets.training.recipe import load_recipe
+
+
+def pool_token_budget(students: Iterable[StudentSpec]) -> int:
+    """The pool keeps traces that every student trains on: the tightest `max_length` of the students' recipes (the
+    one home of a student's token budget; the SFT entrypoint drops longer examples by the same number)."""
+    return min(load_recipe(s.recipe).max_length for s in students)
 
 
 def pool_scan(layout: StudyLayout) -> pl.LazyFrame:
@@ -120,7 +128,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         # tightest student: the token count is the max over their tokenizers, the limit the min of their budgets.
         # A picklable counter (tokenizer references, loaded lazily per process), so pass 1 can use worker processes.
         count_tokens = MaxTokenCounter([base_model_ref(s, layout) for s in students])
-        max_tokens = min(s.max_length for s in students)
+        max_tokens = pool_token_budget(students)
 
         result = build_study_pool(pool_cfg, layout, extra_trace_uris=extra_teacher_trace_uris(extra_teachers, layout),
                                   contamination_problems=contamination, count_tokens=count_tokens,

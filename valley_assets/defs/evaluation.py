@@ -16,6 +16,7 @@ from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
 from valley_assets.defs.common import GPU_POOL, json_meta, resolve_release
 from valley_assets.defs.model_refs import checkpoint_model_ref
+from valley_assets.generation.params import GenerationParams
 from valley_assets.launch.base import Launcher
 from valley_assets.layout import MAIN_ARM, StudyLayout
 from valley_assets.resources import GraderResource
@@ -67,19 +68,19 @@ def generate(context, *, evaluation: EvaluationConfig, launch: LaunchConfig, lau
              layout: StudyLayout, model: str, student: str, data_size: str, arm: str, release: str) -> dict:
     ev = evaluation
     samples = layout.generations(student, data_size, arm, release, ev.prompt_id)
-    params = {
-        "model_path": model,
-        "problems_path": layout.lcb_problems(release).uri,
-        "out_path": samples.uri,
-        "backend": ev.backend,
-        "prompt_id": ev.prompt_id,
-        "n": ev.n_samples,
-        "chunk_size": ev.chunk_size,
-        "sampling": {"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
-                     "seed": ev.seed},
-        "backend_options": ({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
+    params = GenerationParams(
+        model_path=model,
+        problems_path=layout.lcb_problems(release).uri,
+        out_path=samples.uri,
+        backend=ev.backend,
+        prompt_id=ev.prompt_id,
+        n=ev.n_samples,
+        chunk_size=ev.chunk_size,
+        sampling={"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
+                  "seed": ev.seed},
+        backend_options=({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
         | ev.backend_options,
-    }
+    ).model_dump(mode="json")
     if layout.is_local:  # the entrypoint appends to the file; object stores have no folders to create
         samples.local_path().parent.mkdir(parents=True, exist_ok=True)
     # The evaluation's own GPU count (vLLM: its tensor-parallel GPUs), never the training's; one process drives them.

@@ -12,12 +12,13 @@ import polars as pl
 
 from valley_assets import partitions as P
 from valley_assets.analysis.provenance import provenance_manifest, write_manifest
-from valley_assets.config import StudentSpec, StudyConfig
+from valley_assets.config import StudyConfig
 from valley_assets.defs.common import GPU_POOL, json_meta
 from valley_assets.defs.model_refs import base_model_ref, checkpoint_model_ref, is_demo_model
 from valley_assets.generation.prompts import build_messages
 from valley_assets.launch.base import Launcher
 from valley_assets.layout import MAIN_ARM, StudyLayout
+from valley_assets.training.params import SFTParams
 from valley_assets.training.recipe import load_recipe
 
 SFT_MODULE = "valley_assets.training.sft"
@@ -34,31 +35,26 @@ def sft_messages(subset: pl.DataFrame, problems_by_id: dict[str, dict], prompt_i
     return rows
 
 
-def recipe_overrides(spec: StudentSpec) -> dict:
-    """What the profile changes in the student's recipe; the launch and the provenance manifest use the same."""
-    return {"max_length": spec.max_length}
-
-
 def run_sft(context, *, cfg: StudyConfig, launcher: Launcher, layout: StudyLayout, student: str, data_size: str,
             arm: str, subset: pl.DataFrame, init_model: str, run_name: str) -> dict:
-    """Write the training file, launch the SFT entrypoint, return the metadata it reported."""
+    """Write the training file, launch the SFT entrypoint, return the metadata it reported plus the exact recipe it
+    was given (`trained_recipe`, what the provenance manifest records): the recipe is resolved here, once."""
     spec = cfg.student(student)
     problems = {p["question_id"]: p for p in layout.training_problems().read_jsonl()}
     train_file = layout.sft_train_file(student, data_size, arm)
     train_file.write_jsonl(sft_messages(subset, problems, cfg.evaluation.prompt_id))
-    params = {
-        "recipe": spec.recipe,
-        "recipe_overrides": recipe_overrides(spec),
-        "train_file": train_file.uri,
-        "base_model": init_model,
-        "output_dir": layout.sft_output_dir(student, data_size, arm).uri,
-        "resume_from_checkpoint": "auto",
-        "report_to": list(cfg.tracking.report_to),
-    }
+    params = SFTParams(
+        recipe=load_recipe(spec.recipe),
+        train_file=train_file.uri,
+        base_model=init_model,
+        output_dir=layout.sft_output_dir(student, data_size, arm).uri,
+        resume_from_checkpoint="auto",
+        report_to=list(cfg.tracking.report_to),
+    ).model_dump(mode="json")
     report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
                           gpus=cfg.launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
-    return {**report, "final_model_dir": params["output_dir"]}
+    return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"]}
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -86,7 +82,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         else:
             from transformers import AutoConfig, AutoTokenizer
 
-            from valley_assets.models import local_model_dir
+            from valley_assets.model_files import local_model_dir
 
             tok = AutoTokenizer.from_pretrained(local_model_dir(ref))  # hub id, folder, or a mirror on object storage
             conf = AutoConfig.from_pretrained(local_model_dir(ref))
@@ -171,19 +167,19 @@ def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: s
     """Write `provenance.json` beside the checkpoint and return its materialization metadata.
 
     The manifest (valley_assets.analysis.provenance) holds the git revision, package versions, the seeds, the sha256
-    of the subset and of the SFT training file, the resolved recipe (the profile's overrides applied, plus what the
-    launch derived: world size, gradient accumulation, precision), the asset's wall time and the GPU-hours it held.
+    of the subset and of the SFT training file, the recipe exactly as shipped to the entrypoint (`trained_recipe`,
+    resolved once by `run_sft`), what the launch derived (world size, gradient accumulation, precision), the asset's
+    wall time and the GPU-hours it held.
     A checkpoint with no data files is the base model as is: nothing trained, no recipe, no GPU time.
     """
-    spec = cfg.student(manifest["student"])
     report = manifest.get("report") or {}
     trained = bool(data_files)
     seeds: dict[str, int] = {"data": cfg.data.seed}
     hyperparameters: dict = {}
     if trained:
-        recipe = load_recipe(spec.recipe, recipe_overrides(spec))
-        seeds |= {"pool": cfg.pool.seed, "train": recipe.seed}
-        hyperparameters = {"recipe": recipe.model_dump(mode="json"),
+        recipe = report["trained_recipe"]
+        seeds |= {"pool": cfg.pool.seed, "train": recipe["seed"]}
+        hyperparameters = {"recipe": recipe,
                            "launch": {"gpus": cfg.launch.training_gpus,
                                       **{k: report[k] for k in _LAUNCH_KEYS if k in report}}}
     checkpoint = {k: v for k, v in manifest.items() if k not in ("report", "wall_time_s")}

@@ -1,9 +1,18 @@
-"""A model reference (hub id, folder or object-store URL) made into something `from_pretrained` opens, and its
-tokenizer. Which reference a student or checkpoint has is the Dagster side's business (defs/model_refs.py)."""
+"""A model reference (hub id, local folder, or a folder on an object store) made into something `from_pretrained`
+and vLLM can open, on the machine that runs the work.
+
+Worker side: the SFT entrypoint, the generation backends and the pool's token counters use it in pods and worker
+processes, so it imports nothing of the study config or Dagster (`valley_assets.models` is the asset side: which
+reference a student or checkpoint partition stands for).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import lru_cache
+
+from valley_assets.training import checkpoints as ckpt
 
 
 @lru_cache(maxsize=8)
@@ -20,14 +29,10 @@ def local_model_dir(ref: str) -> str:
     operator mirrored from the hub for a cluster without hub access (`s3://…/models/Qwen2.5-7B-Instruct`: a plain
     model folder, taken when it holds a `config.json`). The copy lands in a sibling folder and is renamed into place
     when whole, so a killed download is never taken for a model."""
-    import hashlib
-    import os
-
-    from valley_assets.storage import cache_dir
-    from valley_assets.training import checkpoints as ckpt
-
     if "://" not in ref or not ckpt.is_remote(ref):
         return ref.removeprefix("file://")
+    from valley_assets.storage import cache_dir  # polars and universal-pathlib load only for a remote model
+
     local = cache_dir("models", hashlib.sha256(ref.rstrip("/").encode()).hexdigest()[:16])
     if local.is_dir():
         return str(local)
