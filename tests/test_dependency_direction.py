@@ -28,8 +28,8 @@ ASSET_SIDE_IN_WORKER_PACKAGES = {"valley_assets.generation.sensor"}
 FORBIDDEN = ("dagster", "valley_assets.config", "valley_assets.partitions")
 # What the launchers start (`python -m <module>`) and what pool worker processes import.
 ENTRY_MODULES = ("valley_assets.training.sft", "valley_assets.generation.run", "valley_assets.grading.cli",
-                 "valley_assets.grading.runner", "valley_assets.data.pool", "valley_assets.demo.tiny_model",
-                 "valley_assets.model_files")
+                 "valley_assets.grading.runner", "valley_assets.data.pool", "valley_assets.data.pool_pass1",
+                 "valley_assets.demo.tiny_model", "valley_assets.model_files")
 
 
 def _modules() -> dict[str, Path]:

@@ -10,9 +10,9 @@ import pytest
 from ocr2_fixtures import generation, question_text, row, write_shard
 
 from valley_assets.data.checks import check_schema
-from valley_assets.data.pool import (
+from valley_assets.data.pool import build_pool
+from valley_assets.data.pool_rules import (
     answer_has_code,
-    build_pool,
     closed_think_and_answer,
     near_duplicate_keys,
     normalised_bytes,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from valley_assets.data.pool import rank_key
+from valley_assets.data.pool_rules import rank_key
 
 PoolInput = pl.LazyFrame | pl.DataFrame | str | Path
 
