@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from valley_assets.entrypoint import ParamsError
 from valley_assets.training import checkpoints as ckpt
-from valley_assets.training.sft import CheckpointUploader, ParamsError, UploadError, parse_params
+from valley_assets.training.durable_checkpoints import CheckpointUploader, UploadError
+from valley_assets.training.sft import parse_params
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +150,7 @@ BASE = {"recipe": "demo-tiny", "train_file": "t.jsonl", "base_model": "m", "outp
 
 
 def test_report_to_parameter(monkeypatch, tmp_path):
-    from valley_assets.training.sft import configure_trackers
+    from valley_assets.training.sft_trainer import configure_trackers
 
     assert parse_params(BASE).report_to == ["none"]  # the demo default: Dagster metadata only
     assert parse_params({**BASE, "report_to": "tensorboard"}).report_to == ["tensorboard"]

@@ -76,7 +76,7 @@ def test_checkpoint_interval_reaches_the_trainer(tmp_path):
     """The Trainer starts from the run fraction (SFTConfig.save_steps < 1) and the callback sets the exact steps."""
     from types import SimpleNamespace
 
-    from valley_assets.training.sft import CheckpointIntervalCallback
+    from valley_assets.training.sft_trainer import CheckpointIntervalCallback
 
     recipe = load_recipe("qwen2.5-7b-instruct", {"precision": "auto"})
     config = recipe.to_sft_config(str(tmp_path), 8, use_bf16=False)

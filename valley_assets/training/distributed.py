@@ -1,4 +1,5 @@
-"""The process group and FSDP setup the Trainer runs under, on GPUs and on CPU-only machines alike.
+"""The process group and FSDP setup the Trainer runs under, on GPUs and on CPU-only machines alike, and the ranks
+and machines of the run as the launcher's environment describes them.
 
 `accelerate launch --config_file accelerate/fsdp2.yaml` exports the FSDP settings as environment variables
 (`ACCELERATE_USE_FSDP`, `FSDP_VERSION`, `FSDP_STATE_DICT_TYPE`, ...), and the Trainer's `Accelerator` turns them into
@@ -84,3 +85,36 @@ def init_process_group(mixed_precision: str) -> bool:
 
         PartialState(cpu=not has_accelerator(), timeout=PROCESS_GROUP_TIMEOUT)
     return False
+
+
+# --- ranks and machines of the run (torchrun / accelerate environment) ---------------------------------------------
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def node_rank() -> int:
+    """This machine's index in the run (torchrun's GROUP_RANK; accelerate passes --machine_rank through to it)."""
+    return int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0")))
+
+
+def num_nodes() -> int:
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, world_size() // max(1, local_world))
+
+
+def broadcast_from_rank0(value):
+    """`value` as rank 0 has it, on every rank (picklable objects)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
