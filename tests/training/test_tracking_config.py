@@ -30,8 +30,9 @@ def test_profile_trackers_reach_the_entrypoint(tmp_path):
     subset = pl.DataFrame({"id": ["t1"], "question_id": ["q1"], "question": ["Print 1."],
                            "r1_generation": ["<think>x</think>\n```python\nprint(1)\n```"]})
     launcher = ParamsOnlyLauncher()
-    run_sft(SimpleNamespace(), cfg=cfg, launcher=launcher, layout=StudyLayout(storage), student=cfg.student_names[0],
-            data_size="1k", arm="main", subset=subset, init_model="m", run_name="sft")
+    run_sft(SimpleNamespace(), student=cfg.students[0], prompt_id=cfg.evaluation.prompt_id, launch=cfg.launch,
+            tracking=cfg.tracking, launcher=launcher, layout=StudyLayout(storage), data_size="1k", arm="main",
+            subset=subset, init_model="m", run_name="sft")
     assert launcher.params["report_to"] == ["tensorboard"]
 
 

@@ -12,7 +12,7 @@ import polars as pl
 
 from valley_assets import partitions as P
 from valley_assets.analysis.provenance import provenance_manifest, write_manifest
-from valley_assets.config import StudyConfig
+from valley_assets.config import LaunchConfig, StudentSpec, StudyConfig, TrackingConfig
 from valley_assets.defs.common import GPU_POOL, json_meta
 from valley_assets.defs.model_refs import base_model_ref, checkpoint_model_ref, is_demo_model
 from valley_assets.generation.prompts import build_messages
@@ -35,24 +35,25 @@ def sft_messages(subset: pl.DataFrame, problems_by_id: dict[str, dict], prompt_i
     return rows
 
 
-def run_sft(context, *, cfg: StudyConfig, launcher: Launcher, layout: StudyLayout, student: str, data_size: str,
-            arm: str, subset: pl.DataFrame, init_model: str, run_name: str) -> dict:
-    """Write the training file, launch the SFT entrypoint, return the metadata it reported plus the exact recipe it
-    was given (`trained_recipe`, what the provenance manifest records): the recipe is resolved here, once."""
-    spec = cfg.student(student)
+def run_sft(context, *, student: StudentSpec, prompt_id: str, launch: LaunchConfig, tracking: TrackingConfig,
+            launcher: Launcher, layout: StudyLayout, data_size: str, arm: str, subset: pl.DataFrame, init_model: str,
+            run_name: str) -> dict:
+    """Write the training file (the student sees `prompt_id`'s prompt, as at evaluation), launch the SFT entrypoint
+    on `launch.training_gpus`, return the metadata it reported plus the exact recipe it was given
+    (`trained_recipe`, what the provenance manifest records): the student's recipe is resolved here, once."""
     problems = {p["question_id"]: p for p in layout.training_problems().read_jsonl()}
-    train_file = layout.sft_train_file(student, data_size, arm)
-    train_file.write_jsonl(sft_messages(subset, problems, cfg.evaluation.prompt_id))
+    train_file = layout.sft_train_file(student.name, data_size, arm)
+    train_file.write_jsonl(sft_messages(subset, problems, prompt_id))
     params = SFTParams(
-        recipe=load_recipe(spec.recipe),
+        recipe=load_recipe(student.recipe),
         train_file=train_file.uri,
         base_model=init_model,
-        output_dir=layout.sft_output_dir(student, data_size, arm).uri,
+        output_dir=layout.sft_output_dir(student.name, data_size, arm).uri,
         resume_from_checkpoint="auto",
-        report_to=list(cfg.tracking.report_to),
+        report_to=list(tracking.report_to),
     ).model_dump(mode="json")
     report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
-                          gpus=cfg.launch.training_gpus, kind="training")
+                          gpus=launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
     return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"]}
 
@@ -61,6 +62,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     students = P.student_partitions(cfg.student_names)
     checkpoints = P.checkpoint_partitions(cfg.student_names)
     ablations = P.ablation_partitions(cfg.student_names)
+    prompt_id, launch, tracking = cfg.evaluation.prompt_id, cfg.launch, cfg.tracking
+    profile, data_seed, pool_seed = cfg.profile, cfg.data.seed, cfg.pool.seed
 
     @dg.asset(partitions_def=students, group_name="training", deps=["training_problems", "teacher_traces"],
               kinds={"pytorch"})
@@ -109,14 +112,14 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             subset = layout.subset(data_size).read_parquet()
             if subset.height == 0:
                 raise ValueError(f"subset {data_size} is empty: the pool has no rows (see distill_pool)")
-            report = run_sft(context, cfg=cfg, launcher=launcher, layout=layout, student=student,
-                             data_size=data_size, arm=MAIN_ARM, subset=subset, init_model=base,
-                             run_name=f"sft-{student}-{data_size}")
+            report = run_sft(context, student=cfg.student(student), prompt_id=prompt_id, launch=launch,
+                             tracking=tracking, launcher=launcher, layout=layout, data_size=data_size, arm=MAIN_ARM,
+                             subset=subset, init_model=base, run_name=f"sft-{student}-{data_size}")
             model = report["final_model_dir"]
         manifest = {"model": model, "student": student, "data_size": data_size, "base_model": base,
                     "wall_time_s": round(time.time() - started, 2), "report": report}
-        provenance = write_checkpoint_provenance(cfg, layout, arm=MAIN_ARM, manifest=manifest,
-                                                 data_files=data_files)
+        provenance = write_checkpoint_provenance(layout, profile=profile, data_seed=data_seed, pool_seed=pool_seed,
+                                                 launch=launch, arm=MAIN_ARM, manifest=manifest, data_files=data_files)
         layout.checkpoint_manifest(student, data_size).write_json(manifest)
         return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
 
@@ -133,11 +136,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         subset = layout.ablation_subset(arm).read_parquet()
         data_files = [layout.ablation_subset(arm).uri, layout.sft_train_file(student, stage, arm).uri]
         started = time.time()
-        report = run_sft(context, cfg=cfg, launcher=launcher, layout=layout, student=student, data_size=stage,
-                         arm=arm, subset=subset, init_model=init, run_name=f"ablation-{student}-{arm}")
+        report = run_sft(context, student=cfg.student(student), prompt_id=prompt_id, launch=launch,
+                         tracking=tracking, launcher=launcher, layout=layout, data_size=stage, arm=arm,
+                         subset=subset, init_model=init, run_name=f"ablation-{student}-{arm}")
         manifest = {"model": report["final_model_dir"], "student": student, "arm": arm, "stage": stage,
                     "init_model": init, "wall_time_s": round(time.time() - started, 2), "report": report}
-        provenance = write_checkpoint_provenance(cfg, layout, arm=arm, manifest=manifest, data_files=data_files)
+        provenance = write_checkpoint_provenance(layout, profile=profile, data_seed=data_seed, pool_seed=pool_seed,
+                                                 launch=launch, arm=arm, manifest=manifest, data_files=data_files)
         layout.checkpoint_manifest(student, stage, arm).write_json(manifest)
         return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
 
@@ -162,8 +167,8 @@ _SUMMARY_KEYS = ("steps", "epochs", "examples", "examples_dropped_too_long", "to
 _LAUNCH_KEYS = ("world_size", "gradient_accumulation_steps", "precision")
 
 
-def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: str, manifest: dict,
-                                data_files: list[str]) -> dict:
+def write_checkpoint_provenance(layout: StudyLayout, *, profile: str, data_seed: int, pool_seed: int,
+                                launch: LaunchConfig, arm: str, manifest: dict, data_files: list[str]) -> dict:
     """Write `provenance.json` beside the checkpoint and return its materialization metadata.
 
     The manifest (valley_assets.analysis.provenance) holds the git revision, package versions, the seeds, the sha256
@@ -174,19 +179,19 @@ def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: s
     """
     report = manifest.get("report") or {}
     trained = bool(data_files)
-    seeds: dict[str, int] = {"data": cfg.data.seed}
+    seeds: dict[str, int] = {"data": data_seed}
     hyperparameters: dict = {}
     if trained:
         recipe = report["trained_recipe"]
-        seeds |= {"pool": cfg.pool.seed, "train": recipe["seed"]}
+        seeds |= {"pool": pool_seed, "train": recipe["seed"]}
         hyperparameters = {"recipe": recipe,
-                           "launch": {"gpus": cfg.launch.training_gpus,
+                           "launch": {"gpus": launch.training_gpus,
                                       **{k: report[k] for k in _LAUNCH_KEYS if k in report}}}
     checkpoint = {k: v for k, v in manifest.items() if k not in ("report", "wall_time_s")}
     record = provenance_manifest(
         hyperparameters=hyperparameters, seeds=seeds, data_files=data_files, wall_time_s=manifest["wall_time_s"],
-        gpu_count=cfg.launch.training_gpus if trained else 0,
-        extra={"profile": cfg.profile, "checkpoint": checkpoint,
+        gpu_count=launch.training_gpus if trained else 0,
+        extra={"profile": profile, "checkpoint": checkpoint,
                "training_summary": {k: report[k] for k in _SUMMARY_KEYS if k in report}})
     data_size = manifest.get("data_size") or manifest["stage"]
     path = write_manifest(layout.checkpoint_dir(manifest["student"], data_size, arm).uri, record)
