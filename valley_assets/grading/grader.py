@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import threading
@@ -28,6 +29,8 @@ from valley_assets.grading.backends import (
 )
 from valley_assets.grading.problems import GradingProblem, ProblemFormatError, problem_from_record, validate_generations
 from valley_assets.science.passk import mean_pass_at_k
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 6.0
 DEFAULT_MEMORY_MB = 1024
@@ -155,7 +158,12 @@ class _Pool:
         for attempt in (1, 2):
             worker = self._worker(index)
             try:
-                return worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+                response = worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+                if response.get("retire"):
+                    # The sample left something its runner could not remove: a fresh sandbox for the next one.
+                    log.warning("grader: replacing sandbox %s: %s", worker.name, response["retire"])
+                    self._drop(index)
+                return response
             except SandboxError:
                 self._drop(index)
                 if attempt == 2 or self.stopping.is_set():

@@ -431,23 +431,31 @@ def _confine_child(request: dict, report_fd: int, child_uid) -> None:
         os.setgroups([])
         os.setgid(child_uid)
         os.setuid(child_uid)
+    # The runner made itself (and so this fork) undumpable, which hides /proc/<pid> from processes of its uid; the
+    # child becomes dumpable again so the runner (same uid in a container) can read its CPU and scheduler counters.
+    set_dumpable(True)
     memory = int(request["memory_mb"]) * 1024 * 1024
     _set_rlimit(resource.RLIMIT_AS, memory)
     _set_rlimit(resource.RLIMIT_CORE, 0)
     _set_rlimit(resource.RLIMIT_FSIZE, 16 * 1024 * 1024)
     _set_rlimit(resource.RLIMIT_NOFILE, 256)
+    # POSIX message queues outlive their processes and cannot be listed without an mqueue mount: none at all.
+    _set_rlimit(resource.RLIMIT_MSGQUEUE, 0)
     if request.get("nproc"):
         _set_rlimit(resource.RLIMIT_NPROC, int(request["nproc"]))
     # CPU backstop for the whole sample (the per-step limit is the ITIMER_PROF below); at the hard limit: SIGKILL.
     cpu_cap = int(cpu_limit_s(request)) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_cap, cpu_cap + 2))  # SIGXCPU first, SIGKILL two seconds later
-    scratch = request.get("scratch") or "/tmp"
-    try:
-        os.chdir(scratch)
-    except OSError:
-        pass
+    scratch = request["scratch"]
+    os.chdir(scratch)  # the runner checked it; it empties it after every sample
     os.environ.clear()
-    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"})
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8",
+                       "OMP_NUM_THREADS": "1"})
+    # In the harness's process multiprocessing.Manager() has already asked tempfile for its directory, so tempfile
+    # works there although reliability_guard then sets os.getcwd to None (tempfile would call it to pick one).
+    import tempfile
+
+    tempfile.tempdir = scratch
     # What a multiprocessing child of the harness sees: stdin an open /dev/null, stdout/stderr its terminal.
     sys.stdin = open(os.devnull)
     sys.stdout = open(os.devnull, "w")
@@ -676,6 +684,21 @@ def _read_small(path: str) -> bytes | None:
         os.close(fd)
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is an ancestor of `pid` (its parent, its parent's parent, ...), from /proc."""
+    for _ in range(4096):
+        raw = _read_small(f"/proc/{pid}/stat")
+        try:
+            pid = int(raw.rsplit(b")", 1)[1].split()[1])
+        except (AttributeError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
 def thread_run_delays(pid: int) -> dict[int, float] | None:
     """Seconds each thread of `pid` has spent runnable but not running (schedstat run_delay); None if unreadable."""
     try:
@@ -771,16 +794,157 @@ class StepClock:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Isolation between samples
+# --------------------------------------------------------------------------------------------------------------
+#
+# A sandbox grades many samples, one after the other; nothing one leaves may reach the runner or a later sample:
+# - the runner's memory, pipes and /proc entries: the runner is undumpable (PR_SET_DUMPABLE 0), so processes of its
+#   uid (its children, in a container) can neither open /proc/<runner>/mem, /fd/*, /environ nor ptrace it; its
+#   request/response pipes are never inherited (the child closes every fd but its report pipe);
+# - processes: every process of the sample is killed before the verdict goes out (Runner._finish);
+# - files: the scratch dir and the sandbox's other writable dirs are emptied after every sample (a program may
+#   lock a directory with mode 000 or fill the tmpfs; the runner, the owner, can undo both);
+# - System V IPC objects (shared memory holds memory after its creator exits) are removed; POSIX message queues
+#   cannot be created at all (RLIMIT_MSGQUEUE 0);
+# - signals: in a container or bubblewrap the runner is its pid namespace's init, which drops signals it has no
+#   handler for (SIGINT is ignored), and the children cannot signal anything outside.
+# What the runner cannot remove makes it ask for its own replacement ("retire" in the response).
+
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+IPC_RMID = 0
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> None:
+    import ctypes
+
+    if _libc().prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}, {value}): {os.strerror(err)}")
+
+
+def set_dumpable(dumpable: bool) -> None:
+    _prctl(PR_SET_DUMPABLE, 1 if dumpable else 0)
+
+
+def is_dumpable() -> bool:
+    return bool(_libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+
+
+def _checked_private_dir(path) -> int:
+    """The mode of `path`, which the runner will empty after every sample: an absolute directory, never '/'."""
+    if not isinstance(path, str) or not os.path.isabs(path) or os.path.realpath(path) == "/":
+        raise ValueError(f"scratch/private dir must be an absolute directory other than /, got {path!r}")
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise ValueError(f"scratch/private dir {path!r} is not a directory")
+    return st.st_mode & 0o7777
+
+
+def empty_directory(path: str) -> list[str]:
+    """Remove everything inside `path`, never following a symlink, first giving back access to directories a
+    program locked (mode 000 or read-only); returns the names still there (empty when done)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        _empty_dir_fd(fd, depth=0)
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+_MAX_TREE_DEPTH = 64  # deeper trees are left, and the runner retires (each level holds an fd open here)
+
+
+def _empty_dir_fd(dir_fd: int, depth: int) -> None:
+    for entry in list(os.scandir(dir_fd)):
+        name = entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if depth >= _MAX_TREE_DEPTH:
+                    continue
+                try:
+                    os.chmod(name, 0o700, dir_fd=dir_fd)  # no process of the sample is left to swap it for a link
+                except OSError:
+                    pass
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+                try:
+                    _empty_dir_fd(sub, depth + 1)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=dir_fd)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass  # reported by the caller's final listing
+
+
+def sysv_ipc_objects(owner_uid: int) -> list[tuple[str, int]]:
+    """(kind, id) of the System V shared memory segments, message queues and semaphore sets owned or created by
+    `owner_uid`, from /proc/sysvipc (of this IPC namespace)."""
+    found = []
+    for kind in ("shm", "msg", "sem"):
+        raw = _read_small_all(f"/proc/sysvipc/{kind}")
+        if not raw:
+            continue
+        lines = raw.decode("ascii", "replace").splitlines()
+        header = lines[0].split()
+        try:
+            uid_col, cuid_col = header.index("uid"), header.index("cuid")
+        except ValueError:
+            continue
+        for line in lines[1:]:
+            fields = line.split()
+            try:
+                if owner_uid in (int(fields[uid_col]), int(fields[cuid_col])):
+                    found.append((kind, int(fields[1])))
+            except (ValueError, IndexError):
+                continue
+    return found
+
+
+def remove_sysv_ipc(owner_uid: int) -> list[tuple[str, int]]:
+    """IPC_RMID every object of sysv_ipc_objects(owner_uid); returns those still there."""
+    objects = sysv_ipc_objects(owner_uid)
+    if not objects:
+        return []
+    libc = _libc()
+    for kind, ident in objects:
+        if kind == "sem":
+            libc.semctl(ident, 0, IPC_RMID)
+        else:
+            getattr(libc, kind + "ctl")(ident, IPC_RMID, None)
+    return sysv_ipc_objects(owner_uid)
+
+
+def _read_small_all(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 22)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The runner: forks a child per sample, referees it, cleans up
 # --------------------------------------------------------------------------------------------------------------
 
 
 class Runner:
-    def __init__(self, cleanup: str, child_uid):
+    def __init__(self, cleanup: str, child_uid, private_dirs=()):
         if cleanup not in ("namespace", "uid", "pgroup"):
             raise ValueError(f"unknown cleanup mode {cleanup!r}")
         self.cleanup = cleanup
         self.child_uid = child_uid
+        # Directories only this sandbox's samples can write besides the scratch dir (/tmp, /dev/shm of a
+        # container), emptied after every sample; with their modes, restored if a program changed them.
+        self.private_dirs = {path: _checked_private_dir(path) for path in private_dirs}
         self.tests = None  # the TestsCache, whose expected outputs each child forgets (main sets it)
         self._expected = (None, None)  # (outputs list, its values json-decoded): call-based, once per problem
 
@@ -788,6 +952,9 @@ class Runner:
         # Decided without forking a child, as the harness decides them: a program that does not compile (no code
         # at all, a generation cut off mid-statement) and expected outputs that do not decode are runtime errors
         # before any test runs.
+        scratch = request.get("scratch")
+        if scratch not in self.private_dirs:
+            self.private_dirs[scratch] = _checked_private_dir(scratch)
         compiled, compile_error = precompile(request["code"], request.get("fn_name"))
         if compile_error is None and request.get("fn_name"):
             try:
@@ -811,6 +978,10 @@ class Runner:
         finally:
             os.close(read_fd)
             status, usage = self._finish(pid)
+        left = self._reset_private_state()
+        if left:
+            # What a sample left could reach the next one: the grader replaces this sandbox before that.
+            outcome["retire"] = ("the sample left state this runner could not remove: " + "; ".join(left))[:1000]
         cpu_s = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
         if outcome.pop("_from_exit", False):
             outcome.update(self._verdict_from_exit(status, cpu_s, cpu_limit_s(request)))
@@ -818,6 +989,28 @@ class Runner:
         outcome["passed"] = outcome["verdict"] == "AC"
         outcome["id"] = request["id"]
         return outcome
+
+    def _reset_private_state(self) -> list[str]:
+        """After the sample's processes are gone: empty the scratch and private dirs, restore their modes, remove
+        the System V IPC objects of the sample's uid. Returns what could not be removed (empty when clean)."""
+        left = []
+        for path, mode in self.private_dirs.items():
+            try:
+                st = os.lstat(path)
+                if st.st_uid == os.geteuid() and (st.st_mode & 0o7777) != mode:
+                    os.chmod(path, mode)
+                rest = empty_directory(path)
+            except OSError as exc:
+                left.append(f"{path}: {exc}")
+                continue
+            if rest:
+                left.append(f"{path}: {sorted(rest)[:5]}")
+        owner = {"namespace": os.geteuid(), "uid": self.child_uid}.get(self.cleanup)
+        if owner is not None:  # pgroup: the host's IPC namespace, whose objects are not ours to remove
+            rest = remove_sysv_ipc(owner)
+            if rest:
+                left.append(f"System V IPC objects {rest[:5]}")
+        return left
 
     def _call_expected(self, outputs: list) -> list:
         if self._expected[0] is not outputs:
@@ -874,7 +1067,7 @@ class Runner:
                     parsed = frames.feed(data) if data else []
                 except OverflowError:
                     return {"verdict": "OLE", "tests_run": running(), "detail": "report over the output cap"}
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: JSON nested past the decoder's limit
                     return {"verdict": "RE", "tests_run": running(), "detail": "garbled report from the child"}
                 for frame in parsed:
                     kind = frame.get("kind") if isinstance(frame, dict) else None
@@ -962,8 +1155,26 @@ class Runner:
                 finally:
                     os._exit(0)
             os.waitpid(helper, 0)
+        elif self.cleanup == "pgroup":
+            # main() made this runner a child subreaper: a process that left the child's session (a double fork,
+            # setsid) is still its descendant, and is killed like the rest.
+            me = os.getpid()
+            self._kill_each(lambda p: _descends_from(p, me))
         self._reap_orphans()
         return status, usage
+
+    def _kill_each(self, select_pid) -> None:
+        for _ in range(200):  # a fork bomb can spawn between passes
+            survivors = self._survivors(select_pid)
+            if not survivors:
+                return
+            for pid in survivors:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._reap_orphans()
+            time.sleep(0.001)
 
     def _in_sample(self, pid: int, child: int) -> bool:
         """Whether `pid` was started by the sample whose child is `child` (see _finish for the same three modes)."""
@@ -971,11 +1182,7 @@ class Runner:
             return pid not in (1, os.getpid())
         if self.cleanup == "uid" and self.child_uid is not None:
             return self._owned_by_child_uid(pid)
-        raw = _read_small(f"/proc/{pid}/stat")  # pgroup: the child's session (it called setsid)
-        try:
-            return raw is not None and int(raw.rsplit(b")", 1)[1].split()[3]) == child
-        except (ValueError, IndexError):
-            return False
+        return _descends_from(pid, os.getpid())  # pgroup: see _finish
 
     def _owned_by_child_uid(self, pid: int) -> bool:
         try:
@@ -1069,12 +1276,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="valley grader sandbox runner (speaks frames on stdin/stdout)")
     parser.add_argument("--cleanup", choices=["namespace", "uid", "pgroup"], default="pgroup")
     parser.add_argument("--child-uid", type=int, default=None)
+    parser.add_argument("--private-dir", action="append", default=[],
+                        help="a directory only this sandbox's samples can write (its /tmp, /dev/shm), emptied after "
+                             "every sample like the scratch dir; repeatable")
     args = parser.parse_args(argv)
 
     if args.cleanup == "namespace" and os.getpid() > 2:
         # kill(-1) outside a private pid namespace would hit every process of this user on the host.
         parser.error(f"--cleanup namespace needs a private pid namespace, but this runner is pid {os.getpid()}")
     _patchable_stdin_check()
+    # Before anything else: no process of this uid (the children, in a container) may read or write this process
+    # through /proc/<pid>/{mem,fd,environ} or ptrace (see "Isolation between samples").
+    set_dumpable(False)
+    if args.cleanup == "pgroup":
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
     # A program must not be able to stop its referee with a signal that has a Python handler (SIGINT, ...).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Warm the imports every program gets, so each forked child starts with them loaded.
@@ -1086,7 +1301,7 @@ def main(argv=None) -> int:
     os.dup2(devnull, 1)
     if hasattr(sys, "set_int_max_str_digits"):  # expected outputs are decoded here, as in the harness's process
         sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
-    runner = Runner(args.cleanup, args.child_uid)
+    runner = Runner(args.cleanup, args.child_uid, args.private_dir)
     write_frame(response_fd, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
     tests = TestsCache()
     runner.tests = tests
