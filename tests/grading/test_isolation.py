@@ -23,7 +23,7 @@ HONEST_FILES = (f"with open('work.txt', 'w') as f:\n    f.write({ANSWER!r})\n"
 HONEST_SYSV = ("import ctypes\nlibc = ctypes.CDLL(None)\n"
                "seg = libc.shmget(0x7a11e, 4096, 0o1000 | 0o2000 | 0o600)\n"  # IPC_CREAT | IPC_EXCL
                f"print({ANSWER!r} if seg >= 0 else 'key taken')\nif seg >= 0:\n    libc.shmctl(seg, 0, None)\n")
-HONEST_MEMORY = f"block = bytearray(200 * 1024 * 1024)\nprint({ANSWER!r})\n"
+HONEST_MEMORY = f"block = bytearray(250 * 1024 * 1024)\nprint({ANSWER!r})\n"
 HONEST_IMPORTS = f"import heapq, bisect, json, decimal\nprint({ANSWER!r})\n"
 
 # Frames as the grader reads them (4-byte length, JSON): forged AC answers for this and the next samples.
@@ -146,8 +146,9 @@ libc.shmat.restype = ctypes.c_void_p
 libc.shmget(0x7a11e, 4096, 0o1000 | 0o600)
 libc.msgget(0x7a11f, 0o1000 | 0o600)
 libc.semget(0x7a120, 1, 0o1000 | 0o600)
-# 300 MB of anonymous shared memory, touched so it is charged, detached so only the segments hold it
-for _ in range(3):
+# 500 MB of anonymous shared memory, touched so it is charged, detached so only the segments hold it: with the
+# 250 MB the next program allocates, more than the container's memory limit (memory_mb + 256 MB)
+for _ in range(5):
     seg = libc.shmget(0, 100 * 1024 * 1024, 0o1000 | 0o600)
     if seg < 0:
         break
@@ -194,7 +195,7 @@ CASES = {
 
 def _verdicts(codes: list[str], backend: str) -> list[str]:
     out = grade([PROBLEM], [{"question_id": "iso", "code_list": codes}], backend=backend, workers=1,
-                timeout_s=2.0, memory_mb=256)
+                timeout_s=2.0, memory_mb=512)
     return [r["verdict"] for r in out["results"]["iso"]]
 
 

@@ -5,7 +5,8 @@
   removed by the next start.
 - process: the runner as a local process, inside bubblewrap when `bwrap` works (new user/pid/net/ipc namespaces,
   read-only binds of the interpreter only, tmpfs scratch), else with rlimits only (loudly reported).
-Each sandbox runs `runner.py`, which forks a fresh child per sample; see that module for the protocol.
+Each sandbox runs `runner.py`, which forks a fresh child per sample; the frames' shapes are runner.py's TypedDicts
+(RunnerReady, SampleRequest, SampleResult, NeedTests, RunnerFailed).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from valley_assets.grading.runner import read_frame, write_frame
+from valley_assets.grading.runner import RunnerReady, SampleRequest, SampleResult, read_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,12 @@ class Worker:
             preexec_fn=preexec, env=env, close_fds=True,
             start_new_session=True,  # Ctrl-C reaches the grader, which then removes its sandboxes itself
         )
-        hello = self._read()
+        hello: RunnerReady = self._read()
         if not (isinstance(hello, dict) and hello.get("ready")):
             raise SandboxError(f"sandbox {name} did not start: {self._stderr_tail()}")
+        self.ready = hello
 
-    def grade(self, request: dict) -> dict:
+    def grade(self, request: SampleRequest) -> SampleResult:
         """Send one sample, return its verdict. A request with a "tests_key" goes without its tests when this
         sandbox was last sent that key (the runner keeps them, see runner.TestsCache)."""
         key = request.get("tests_key")
@@ -86,7 +88,7 @@ class Worker:
         self._last_tests_key = key
         return self._checked(self._exchange(request))
 
-    def _exchange(self, request: dict) -> dict:
+    def _exchange(self, request: SampleRequest) -> dict:
         try:
             write_frame(self.process.stdin.fileno(), request)
         except OSError as exc:
@@ -96,7 +98,7 @@ class Worker:
             raise SandboxError(f"sandbox {self.name} broke the protocol: {self._stderr_tail()}")
         return response
 
-    def _checked(self, response: dict) -> dict:
+    def _checked(self, response: dict) -> SampleResult:
         if "error" in response or "verdict" not in response:
             raise SandboxError(f"sandbox {self.name}: {response.get('error', response)}")
         return response

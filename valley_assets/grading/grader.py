@@ -28,6 +28,7 @@ from valley_assets.grading.backends import (
     start_worker,
 )
 from valley_assets.grading.problems import GradingProblem, ProblemFormatError, problem_from_record, validate_generations
+from valley_assets.grading.runner import SampleRequest, SampleResult
 from valley_assets.science.passk import mean_pass_at_k
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ DEFAULT_OUTPUT_CAP = 32 * 1024 * 1024
 # time after 0.3 s of CPU), so it now sits where only CPU starvation beyond 10x oversubscription could reach it.
 WALL_FACTOR = 10.0
 VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
-RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s")
+# A sample's result in results.json and the samples log: runner.SampleResult without its id; "failure" is the
+# per-sample diagnostics (runner.Failure: first failing test, error type and message, expected vs produced).
+RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s", "failure")
 
 
 def samples_log_path(results_path: str | Path) -> Path:
@@ -85,6 +88,18 @@ def _read_samples_log(path: Path) -> dict[tuple[str, int], dict]:
             raise ProblemFormatError(f"{path}:{line_no}: corrupt sample log entry: {exc!r}") from exc
         done[key] = entry
     return done
+
+
+def _logged_result(entry: dict) -> dict:
+    """A result from the samples log; entries written before diagnostics existed carry their one-line "detail"."""
+    result = {f: entry[f] for f in RESULT_FIELDS if f != "failure"}
+    if "failure" in entry:
+        result["failure"] = entry["failure"]
+    else:
+        result["failure"] = None if entry["passed"] else {
+            "test": None, "error_code": None, "error_type": None, "error_message": entry.get("detail", ""),
+            "inputs": None, "expected": None, "output": None}
+    return result
 
 
 def summarize(results: dict[str, list[dict]], difficulty_of: dict[str, str]) -> dict:
@@ -154,7 +169,7 @@ class _Pool:
                     self.error = exc
             self.stopping.set()
 
-    def _grade_with_retry(self, index: int, request: dict) -> dict:
+    def _grade_with_retry(self, index: int, request: SampleRequest) -> SampleResult:
         for attempt in (1, 2):
             worker = self._worker(index)
             try:
@@ -243,14 +258,15 @@ def grade(
             key = _sample_key(digest, code, timeout_s, memory_mb, output_cap)
             earlier = previous.get((qid, idx))
             if earlier is not None and earlier.get("key") == key:
-                results[qid][idx] = {f: earlier[f] for f in RESULT_FIELDS}
+                results[qid][idx] = _logged_result(earlier)
                 continue
-            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": {
+            request: SampleRequest = {
                 "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "tests_key": digest,
-                "inputs": list(problem.inputs),
-                "outputs": list(problem.outputs), "timeout_s": timeout_s, "wall_s": timeout_s * WALL_FACTOR,
-                "memory_mb": memory_mb, "output_cap": output_cap,
-            }})
+                "inputs": list(problem.inputs), "outputs": list(problem.outputs), "timeout_s": timeout_s,
+                "wall_s": timeout_s * WALL_FACTOR, "memory_mb": memory_mb, "output_cap": output_cap,
+                "scratch": "",  # the worker's, filled in by _Pool
+            }
+            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": request})
 
     isolation = choose_isolation(backend)
     total = sum(len(c) for c in codes_by_id.values())
@@ -261,13 +277,13 @@ def grade(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "a", encoding="utf-8")
 
-    def on_result(job: dict, response: dict) -> None:
+    def on_result(job: dict, response: SampleResult) -> None:
         result = {f: response[f] for f in RESULT_FIELDS}
         with log_lock:
             results[job["question_id"]][job["sample_idx"]] = result
             if log_file is not None:
                 entry = {"question_id": job["question_id"], "sample_idx": job["sample_idx"], "key": job["key"],
-                         **result, "detail": response.get("detail", "")}
+                         **result}
                 log_file.write(json.dumps(entry) + "\n")
                 log_file.flush()
             total_done[0] += 1
