@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="results JSON (a .samples.jsonl log is kept next to it)")
     parser.add_argument("--backend", choices=["auto", "docker", "process"], default="auto")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="CPU seconds per test")
-    parser.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel sandboxes (default: 2 per CPU core, as many as memory allows)")
     parser.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB, help="address-space limit per program")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--explain", metavar="QUESTION_ID",

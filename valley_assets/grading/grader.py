@@ -43,6 +43,10 @@ DEFAULT_OUTPUT_CAP = 32 * 1024 * 1024
 # program; on a loaded machine that flipped CPU-bound programs (a program given 10% of a core reached 3 s of wall
 # time after 0.3 s of CPU), so it now sits where only CPU starvation beyond 10x oversubscription could reach it.
 WALL_FACTOR = 10.0
+# Default sandboxes per CPU core. Verdicts are CPU time (and wall time not spent waiting for a CPU), so running more
+# programs than cores changes no verdict (benchmarks/grader_bench.py's flip check); it overlaps what a sample spends
+# off the CPU (fork, pipes, the runner's bookkeeping, sleeping programs) with another sample's computing.
+WORKERS_PER_CORE = 2
 VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
 # A sample's result in results.json and the samples log: runner.SampleResult without its id; "failure" is the
 # per-sample diagnostics (runner.Failure: first failing test, error type and message, expected vs produced).
@@ -100,6 +104,23 @@ def _logged_result(entry: dict) -> dict:
             "test": None, "error_code": None, "error_type": None, "error_message": entry.get("detail", ""),
             "inputs": None, "expected": None, "output": None}
     return result
+
+
+def default_workers(memory_mb: int) -> int:
+    """WORKERS_PER_CORE x the CPUs this process may use, but no more sandboxes than the machine's memory holds at
+    each one's limit (memory_mb for the program + 256 MB for the runner, the Docker backend's cgroup)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory_bytes = None
+    workers = WORKERS_PER_CORE * cores
+    if memory_bytes:
+        workers = min(workers, max(1, memory_bytes // ((memory_mb + 256) * 1024 * 1024)))
+    return max(1, workers)
 
 
 def summarize(results: dict[str, list[dict]], difficulty_of: dict[str, str]) -> dict:
@@ -295,7 +316,7 @@ def grade(
         if jobs:
             if isolation.backend == "docker":
                 remove_leftover_containers()
-            n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+            n_workers = min(workers or default_workers(memory_mb), len(jobs))
             _Pool(isolation, n_workers, memory_mb).run(jobs, on_result)
     finally:
         if log_file is not None:
