@@ -6,12 +6,11 @@ import pickle
 import zlib
 
 import pytest
+from grading_helpers import make_problem
 
 from valley_assets.grading import ProblemFormatError, decode_private_tests, load_problems_jsonl, problem_from_record
 from valley_assets.grading.grader import summarize
 from valley_assets.grading.runner import stdin_output_matches, strip_main_guard, wrap_stdin_program
-
-from grading_helpers import make_problem
 
 
 @pytest.mark.parametrize("actual, expected, ok", [
