@@ -52,7 +52,8 @@ def explain(results_path: str, question_id: str) -> str:
         head = f"#{index} {sample['verdict']:<3} tests run {sample['tests_run']}, {sample['time_s']:.3f} s CPU"
         failure = sample.get("failure")
         if failure is None:
-            lines.append(head)
+            lines.append(head if sample["passed"] or "failure" in sample
+                         else f"{head}; no diagnostics (graded before results carried them)")
             continue
         where = "before the first test" if failure.get("test") is None else f"test {failure['test']}"
         error = ": ".join(p for p in (failure.get("error_type"), failure.get("error_message")) if p)
