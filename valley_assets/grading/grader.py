@@ -247,7 +247,7 @@ def grade(
 ) -> dict:
     """Grade `generations` ([{question_id, code_list}]) against LCB `problems` records; see the module docstring.
 
-    Returns {"results": {qid: [{passed, verdict, tests_run, time_s}, ...]}, "summary": {...}, "backend": ...,
+    Returns {"results": {qid: [{passed, verdict, tests_run, time_s, failure}, ...]}, "summary": {...}, "backend": ...,
     "isolation": ..., "warning": ...}; problems without generations are not scored and are listed in
     summary["problems_without_generations"].
     """
