@@ -38,7 +38,7 @@ def test_cli_grades_and_writes_results(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [s["verdict"] for s in results["results"]["p1"]] == ["WA", "AC", "WA", "AC"]
     assert results["results"]["p2"][0] == {"passed": True, "verdict": "AC", "tests_run": 1,
-                                           "time_s": results["results"]["p2"][0]["time_s"]}
+                                           "time_s": results["results"]["p2"][0]["time_s"], "failure": None}
     assert results["summary"]["pass@1"] == pytest.approx((0.5 + 1.0) / 2)
     assert results["summary"]["per_difficulty"] == {"easy": 0.5, "hard": 1.0}
     assert results["backend"] == "process"

@@ -5,7 +5,8 @@
   removed by the next start.
 - process: the runner as a local process, inside bubblewrap when `bwrap` works (new user/pid/net/ipc namespaces,
   read-only binds of the interpreter only, tmpfs scratch), else with rlimits only (loudly reported).
-Each sandbox runs `runner.py`, which forks a fresh child per sample; see that module for the protocol.
+Each sandbox runs `runner.py`, which forks a fresh child per sample; the frames' shapes are runner.py's TypedDicts
+(RunnerReady, SampleRequest, SampleResult, NeedTests, RunnerFailed).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from valley_assets.grading.runner import read_frame, write_frame
+from valley_assets.grading.runner import RunnerReady, SampleRequest, SampleResult, read_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,12 @@ class Worker:
             preexec_fn=preexec, env=env, close_fds=True,
             start_new_session=True,  # Ctrl-C reaches the grader, which then removes its sandboxes itself
         )
-        hello = self._read()
+        hello: RunnerReady = self._read()
         if not (isinstance(hello, dict) and hello.get("ready")):
             raise SandboxError(f"sandbox {name} did not start: {self._stderr_tail()}")
+        self.ready = hello
 
-    def grade(self, request: dict) -> dict:
+    def grade(self, request: SampleRequest) -> SampleResult:
         """Send one sample, return its verdict. A request with a "tests_key" goes without its tests when this
         sandbox was last sent that key (the runner keeps them, see runner.TestsCache)."""
         key = request.get("tests_key")
@@ -86,7 +88,7 @@ class Worker:
         self._last_tests_key = key
         return self._checked(self._exchange(request))
 
-    def _exchange(self, request: dict) -> dict:
+    def _exchange(self, request: SampleRequest) -> dict:
         try:
             write_frame(self.process.stdin.fileno(), request)
         except OSError as exc:
@@ -96,7 +98,7 @@ class Worker:
             raise SandboxError(f"sandbox {self.name} broke the protocol: {self._stderr_tail()}")
         return response
 
-    def _checked(self, response: dict) -> dict:
+    def _checked(self, response: dict) -> SampleResult:
         if "error" in response or "verdict" not in response:
             raise SandboxError(f"sandbox {self.name}: {response.get('error', response)}")
         return response
@@ -206,7 +208,9 @@ def start_docker_worker(index: int, memory_mb: int, image: str | None = None) ->
         "--label", f"valley.grader.pid={os.getpid()}",
         "--network", "none",
         "--read-only",
-        "--tmpfs", "/scratch:rw,nosuid,nodev,size=64m,mode=1777",
+        # Owned by the worker's uid: the image's /scratch (root, 0755) would otherwise lend the tmpfs its mode, and
+        # the programs' working directory would not be writable (it is in the harness).
+        "--tmpfs", f"/scratch:rw,nosuid,nodev,size=64m,uid={uid},gid={uid}",
         "--tmpfs", "/tmp:rw,nosuid,nodev,size=16m,mode=1777",
         "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
@@ -222,6 +226,7 @@ def start_docker_worker(index: int, memory_mb: int, image: str | None = None) ->
         # machine, which is not this one when the grader itself runs in a container (a Dagster run pod using the
         # node's engine) or talks to a remote DOCKER_HOST. ~50 KB, under Linux's 128 KiB limit per argument.
         image, "python3", "-I", "-u", "-c", runner_source(), "--cleanup", "namespace",
+        "--private-dir", "/tmp", "--private-dir", "/dev/shm",
     ]
     return Worker(argv, name, scratch="/scratch", nproc=CHILD_NPROC,
                   on_close=lambda: _docker("rm", "-f", name, timeout=60))
@@ -276,8 +281,10 @@ def _bwrap_argv(runner_dir: str) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif not any(path.startswith(b + "/") for b in bound if b != path):
             argv += ["--ro-bind", path, path]
-    argv += ["--ro-bind", runner_dir, "/opt/valley", "--proc", "/proc", "--dev", "/dev",
-             "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    # Only /tmp (the scratch dir) and /dev/shm are writable: bwrap's root and /dev are tmpfs owned by the sandbox's
+    # uid, where a sample could otherwise leave files for the next one.
+    argv += ["--ro-bind", runner_dir, "/opt/valley", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+             "--tmpfs", "/tmp", "--chdir", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/"]
     return argv
 
 
@@ -320,7 +327,7 @@ def start_process_worker(index: int, use_bwrap: bool) -> Worker:
         # As root, enter bwrap as the worker's own uid: its user namespace then maps to that uid on the host,
         # so RLIMIT_NPROC (which root ignores) holds, and nothing in the sandbox is root on the host.
         argv = _bwrap_argv(str(RUNNER_PATH.parent)) + [
-            interpreter, "-I", "-u", "/opt/valley/runner.py", "--cleanup", "namespace"]
+            interpreter, "-I", "-u", "/opt/valley/runner.py", "--cleanup", "namespace", "--private-dir", "/dev/shm"]
         return Worker(argv, f"bwrap-{index}", scratch="/tmp", nproc=CHILD_NPROC if root else None,
                       preexec=_drop_to(uid) if root else None, env=clean_env)
     scratch = tempfile.mkdtemp(prefix=f"valley-grader-{index}-")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import threading
@@ -27,7 +28,10 @@ from valley_assets.grading.backends import (
     start_worker,
 )
 from valley_assets.grading.problems import GradingProblem, ProblemFormatError, problem_from_record, validate_generations
+from valley_assets.grading.runner import SampleRequest, SampleResult
 from valley_assets.science.passk import mean_pass_at_k
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 6.0
 DEFAULT_MEMORY_MB = 1024
@@ -39,8 +43,14 @@ DEFAULT_OUTPUT_CAP = 32 * 1024 * 1024
 # program; on a loaded machine that flipped CPU-bound programs (a program given 10% of a core reached 3 s of wall
 # time after 0.3 s of CPU), so it now sits where only CPU starvation beyond 10x oversubscription could reach it.
 WALL_FACTOR = 10.0
+# Default sandboxes per CPU core. Verdicts are CPU time (and wall time not spent waiting for a CPU), so running more
+# programs than cores changes no verdict (benchmarks/grader_bench.py's flip check); it overlaps what a sample spends
+# off the CPU (fork, pipes, the runner's bookkeeping, sleeping programs) with another sample's computing.
+WORKERS_PER_CORE = 2
 VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
-RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s")
+# A sample's result in results.json and the samples log: runner.SampleResult without its id; "failure" is the
+# per-sample diagnostics (runner.Failure: first failing test, error type and message, expected vs produced).
+RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s", "failure")
 
 
 def samples_log_path(results_path: str | Path) -> Path:
@@ -82,6 +92,35 @@ def _read_samples_log(path: Path) -> dict[tuple[str, int], dict]:
             raise ProblemFormatError(f"{path}:{line_no}: corrupt sample log entry: {exc!r}") from exc
         done[key] = entry
     return done
+
+
+def _logged_result(entry: dict) -> dict:
+    """A result from the samples log; entries written before diagnostics existed carry their one-line "detail"."""
+    result = {f: entry[f] for f in RESULT_FIELDS if f != "failure"}
+    if "failure" in entry:
+        result["failure"] = entry["failure"]
+    else:
+        result["failure"] = None if entry["passed"] else {
+            "test": None, "error_code": None, "error_type": None, "error_message": entry.get("detail", ""),
+            "inputs": None, "expected": None, "output": None}
+    return result
+
+
+def default_workers(memory_mb: int) -> int:
+    """WORKERS_PER_CORE x the CPUs this process may use, but no more sandboxes than the machine's memory holds at
+    each one's limit (memory_mb for the program + 256 MB for the runner, the Docker backend's cgroup)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory_bytes = None
+    workers = WORKERS_PER_CORE * cores
+    if memory_bytes:
+        workers = min(workers, max(1, memory_bytes // ((memory_mb + 256) * 1024 * 1024)))
+    return max(1, workers)
 
 
 def summarize(results: dict[str, list[dict]], difficulty_of: dict[str, str]) -> dict:
@@ -151,11 +190,16 @@ class _Pool:
                     self.error = exc
             self.stopping.set()
 
-    def _grade_with_retry(self, index: int, request: dict) -> dict:
+    def _grade_with_retry(self, index: int, request: SampleRequest) -> SampleResult:
         for attempt in (1, 2):
             worker = self._worker(index)
             try:
-                return worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+                response = worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+                if response.get("retire"):
+                    # The sample left something its runner could not remove: a fresh sandbox for the next one.
+                    log.warning("grader: replacing sandbox %s: %s", worker.name, response["retire"])
+                    self._drop(index)
+                return response
             except SandboxError:
                 self._drop(index)
                 if attempt == 2 or self.stopping.is_set():
@@ -203,7 +247,7 @@ def grade(
 ) -> dict:
     """Grade `generations` ([{question_id, code_list}]) against LCB `problems` records; see the module docstring.
 
-    Returns {"results": {qid: [{passed, verdict, tests_run, time_s}, ...]}, "summary": {...}, "backend": ...,
+    Returns {"results": {qid: [{passed, verdict, tests_run, time_s, failure}, ...]}, "summary": {...}, "backend": ...,
     "isolation": ..., "warning": ...}; problems without generations are not scored and are listed in
     summary["problems_without_generations"].
     """
@@ -235,14 +279,15 @@ def grade(
             key = _sample_key(digest, code, timeout_s, memory_mb, output_cap)
             earlier = previous.get((qid, idx))
             if earlier is not None and earlier.get("key") == key:
-                results[qid][idx] = {f: earlier[f] for f in RESULT_FIELDS}
+                results[qid][idx] = _logged_result(earlier)
                 continue
-            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": {
+            request: SampleRequest = {
                 "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "tests_key": digest,
-                "inputs": list(problem.inputs),
-                "outputs": list(problem.outputs), "timeout_s": timeout_s, "wall_s": timeout_s * WALL_FACTOR,
-                "memory_mb": memory_mb, "output_cap": output_cap,
-            }})
+                "inputs": list(problem.inputs), "outputs": list(problem.outputs), "timeout_s": timeout_s,
+                "wall_s": timeout_s * WALL_FACTOR, "memory_mb": memory_mb, "output_cap": output_cap,
+                "scratch": "",  # the worker's, filled in by _Pool
+            }
+            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": request})
 
     isolation = choose_isolation(backend)
     total = sum(len(c) for c in codes_by_id.values())
@@ -253,13 +298,13 @@ def grade(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "a", encoding="utf-8")
 
-    def on_result(job: dict, response: dict) -> None:
+    def on_result(job: dict, response: SampleResult) -> None:
         result = {f: response[f] for f in RESULT_FIELDS}
         with log_lock:
             results[job["question_id"]][job["sample_idx"]] = result
             if log_file is not None:
                 entry = {"question_id": job["question_id"], "sample_idx": job["sample_idx"], "key": job["key"],
-                         **result, "detail": response.get("detail", "")}
+                         **result}
                 log_file.write(json.dumps(entry) + "\n")
                 log_file.flush()
             total_done[0] += 1
@@ -271,7 +316,7 @@ def grade(
         if jobs:
             if isolation.backend == "docker":
                 remove_leftover_containers()
-            n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+            n_workers = min(workers or default_workers(memory_mb), len(jobs))
             _Pool(isolation, n_workers, memory_mb).run(jobs, on_result)
     finally:
         if log_file is not None:
