@@ -318,10 +318,13 @@ class KubernetesShardPool:
         with self.lock:
             pending = [job for job in shard if job["request"]["id"] not in self.graded]
         data = shard_frames(self.pods_seen[pod_name], pending)
+        # A client of its own: `stream` swaps its ApiClient's transport for a WebSocket while it connects, which
+        # would capture the polling thread's requests made through a shared one.
+        core = k8s.CoreV1Api(k8s.ApiClient(self.api.core.api_client.configuration))
         last_error = None
         for attempt in range(3):
             try:
-                ws = stream(self.api.core.connect_get_namespaced_pod_attach, pod_name, self.settings.namespace,
+                ws = stream(core.connect_get_namespaced_pod_attach, pod_name, self.settings.namespace,
                             container=CONTAINER_NAME, stdin=True, stdout=False, stderr=False, tty=False,
                             _preload_content=False, binary=True)
             except Exception as exc:  # noqa: BLE001 - the pod may still be starting its container
@@ -336,8 +339,9 @@ class KubernetesShardPool:
                 ws.close()
             self.log(f"sent {len(pending)} samples ({len(data)} bytes) to pod {pod_name}")
             return
-        # A pod that never accepted its input ends with nothing graded; its replacement gets the samples.
-        self.log(f"could not attach to pod {pod_name}: {last_error!r}")
+        # A pod that never got its input would wait for it forever: delete it, and its replacement gets the samples.
+        self.log(f"could not attach to pod {pod_name}: {last_error!r}; deleting it")
+        self.api.core.delete_namespaced_pod(pod_name, self.settings.namespace, grace_period_seconds=0)
 
     # --- reading a pod's verdicts ---------------------------------------------------------------------------------
     def _follow(self, pod_name: str, by_id: dict[str, dict], on_result) -> None:
