@@ -164,14 +164,24 @@ class ExtraTeachers:
 
 # --- grading -------------------------------------------------------------------------------------------------------
 class GraderResource:
-    def __init__(self, backend: str, timeout_s: float, workers: int | None, memory_mb: int):
+    def __init__(self, backend: str, timeout_s: float, workers: int | None, memory_mb: int,
+                 runtime: str | None = None, kubernetes: dict | None = None):
         self.backend, self.timeout_s, self.workers, self.memory_mb = backend, timeout_s, workers, memory_mb
+        self.runtime = runtime  # docker backend: the engine's runtime (runsc)
+        self.kubernetes = kubernetes  # kubernetes backend: KubernetesGradingSettings fields
 
     def grade(self, problems: list[dict], generations: list[dict], *, results_path: str | None = None) -> dict:
         from valley_assets.grading import grade
+        from valley_assets.grading.backends import using_runtime
 
-        return grade(problems, generations, backend=self.backend, timeout_s=self.timeout_s, workers=self.workers,
-                     memory_mb=self.memory_mb, results_path=results_path)
+        if self.backend == "kubernetes":
+            from valley_assets.grading.kubernetes_backend import KubernetesGradingSettings, grade_on_kubernetes
+
+            return grade_on_kubernetes(problems, generations, settings=KubernetesGradingSettings(**self.kubernetes),
+                                       timeout_s=self.timeout_s, memory_mb=self.memory_mb, results_path=results_path)
+        with using_runtime(self.runtime):
+            return grade(problems, generations, backend=self.backend, timeout_s=self.timeout_s,
+                         workers=self.workers, memory_mb=self.memory_mb, results_path=results_path)
 
 
 # --- assembly ------------------------------------------------------------------------------------------------------
@@ -208,5 +218,6 @@ def build_resources(cfg: StudyConfig) -> dict[str, object]:
             ExtraTeachers(cfg.teacher.extra), "more teachers (teacher.extra)"),
         "launcher": launcher,
         "grader": dg.ResourceDefinition.hardcoded_resource(
-            GraderResource(g.backend, g.timeout_s, g.workers, g.memory_mb), "LiveCodeBench-exact grader"),
+            GraderResource(g.backend, g.timeout_s, g.workers, g.memory_mb, runtime=g.runtime,
+                           kubernetes=g.kubernetes.settings(cfg.launch.kubernetes)), "LiveCodeBench-exact grader"),
     }

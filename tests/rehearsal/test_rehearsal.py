@@ -90,7 +90,7 @@ def rehearsal(tmp_path_factory):
     import s3fs
 
     from tests.rehearsal.hub_fixtures import write_hub_repos
-    from tests.rehearsal.kube_standin import KubeStandin
+    from tests.rehearsal.kube_standin import REHEARSAL_RUNTIME_CLASSES, KubeStandin
     from tests.rehearsal.moto_s3 import moto_server
     from tests.rehearsal.students import write_tiny_students
     from valley_assets.config import PROFILES_DIR, load_study_config
@@ -108,7 +108,7 @@ def rehearsal(tmp_path_factory):
         for student, folder in write_tiny_students(root / "students").items():
             upload_folder(fs, Path(folder), cfg.student(student).model.removeprefix("s3://"))
 
-        with KubeStandin() as kube:
+        with KubeStandin(REHEARSAL_RUNTIME_CLASSES) as kube:  # grading pods name runtimeClassName gvisor
             # What an operator creates once per cluster (k8s/README.md, section 1): the hub token and the
             # object-store Secret. Job pods reach S3 as host.docker.internal; run pods share this machine's network.
             hf_token = {"HF_TOKEN": HF_TOKEN}

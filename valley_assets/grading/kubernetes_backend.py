@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import threading
@@ -67,6 +68,7 @@ DRIVER_PATH = Path(shard_driver.__file__)
 # Runner uid in the pod: the Docker backend's first worker uid (not the image's nobody, which may own host files).
 GRADER_UID = 61000
 ATTACH_CHUNK = 1 << 20
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -207,7 +209,7 @@ class KubernetesShardPool:
     def __init__(self, settings: KubernetesGradingSettings, *, log=None, api: K8sApi | None = None):
         self.settings = settings
         self.api = api or settings.api()
-        self.log = log or (lambda message: None)
+        self.log = log or _log.info
         self.lock = threading.Lock()
         self.graded: set[str] = set()
         self.losses: dict[str, int] = {}
@@ -399,7 +401,7 @@ def grade_on_kubernetes(problems: list[dict], generations: list[dict], *, settin
     (so a rerun, local or not, grades only what the log lacks), backend "kubernetes", isolation "pod"."""
     from valley_assets.grading import grader
 
-    pool = KubernetesShardPool(settings, log=log or (lambda m: None))
+    pool = KubernetesShardPool(settings, log=log)
     return grader_with_pool(grader, pool, problems, generations, timeout_s=timeout_s, memory_mb=memory_mb,
                             results_path=results_path, progress=progress,
                             output_cap=grader.DEFAULT_OUTPUT_CAP if output_cap is None else output_cap)
