@@ -30,7 +30,9 @@ line by line behind a "runner: " prefix, so nothing a program prints can start a
 
 Exit status: 0 the shard is graded; 3 the input is malformed (retrying cannot help: the Job fails at once);
 75 the input was cut off or the runner was lost (an infrastructure failure: the Job controller starts a new pod,
-and the orchestrator sends it only what is still missing). No signal handler is installed: as the namespace's init,
+and the orchestrator sends it only what is still missing). A runner killed by a signal during a sample was killed
+by that sample (the one way a program can fail here that the Docker backend rules out, where the runner is the
+container's init): the sample is RE, a fresh runner grades the rest. No signal handler is installed: as the namespace's init,
 this process then ignores every signal a program in the pod could send it.
 """
 
@@ -216,6 +218,14 @@ class Runner:
         self.sent_key = key
         return self._exchange(dict(request, inputs=tests[0], outputs=tests[1]))
 
+    def killed_by(self) -> int | None:
+        """The signal that ended the runner, if a signal did (after its pipes broke, give it a moment to exit)."""
+        try:
+            code = self.process.wait(timeout=5)
+        except (subprocess.TimeoutExpired, ChildProcessError):
+            return None
+        return -code if code < 0 else None
+
     def close(self) -> None:
         try:
             self.process.stdin.close()
@@ -256,8 +266,23 @@ def main() -> int:
         try:
             response = runner.grade(dict(request, scratch=scratch, nproc=None), tests[request["tests_key"]])
         except CutOff as exc:
-            emit(SHARD_PREFIX, {"lost": request["id"], "error": str(exc)})
-            return EXIT_RETRY
+            signal_number = runner.killed_by()
+            if signal_number is None:
+                emit(SHARD_PREFIX, {"lost": request["id"], "error": str(exc)})
+                return EXIT_RETRY
+            # Killed by a signal while this sample ran: the sample did it (the runner shares the pod's one uid with
+            # it; nothing else in the pod signals it, and leftovers of earlier samples were swept). LiveCodeBench's
+            # harness fails a program that kills the harness's process; here it is RE, and a fresh runner goes on.
+            response = {"id": request["id"], "passed": False, "verdict": "RE", "tests_run": 0, "time_s": 0.0,
+                        "detail": f"the program killed its runner (signal {signal_number})"}
+            sweep({os.getpid()})
+            try:
+                runner = Runner(header["runner_source"], list(header.get("runner_args") or []))
+            except CutOff as restart:
+                emit(SHARD_PREFIX, {"lost": request["id"], "error": str(restart)})
+                return EXIT_RETRY
+            emit(GRADE_PREFIX, response)
+            continue
         if "error" in response or "verdict" not in response:
             emit(SHARD_PREFIX, {"lost": request["id"], "error": str(response.get("error", response))[:2000]})
             return EXIT_RETRY
