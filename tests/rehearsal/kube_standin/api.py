@@ -9,6 +9,7 @@
                                                 written to the container's stdin; stdout/stderr are not served
     /api/v1/{pods|services|secrets}, /apis/batch/v1/jobs              (all namespaces)
     /apis/batch/v1/namespaces/{ns}/jobs[/{name}[/status]]
+    /apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies[/{name}]   (deny-all policies only, see cluster.py)
     /standin/v1/namespaces/{ns}/pods/{name}/disrupt   POST {"gracePeriodSeconds": N}   (not Kubernetes: the hook
                                                       that plays a preemption, for operators and tests in other
                                                       processes)
@@ -52,6 +53,9 @@ ROUTES = [
     (re.compile(r"^/apis/batch/v1/(?P<plural>jobs)$"), "all_namespaces"),
     (re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>jobs)$"), "collection"),
     (re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>jobs)/(?P<name>[^/]+)(?P<status>/status)?$"),
+     "object"),
+    (re.compile(r"^/apis/networking.k8s.io/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>networkpolicies)$"), "collection"),
+    (re.compile(r"^/apis/networking.k8s.io/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>networkpolicies)/(?P<name>[^/]+)$"),
      "object"),
     (re.compile(r"^/standin/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/disrupt$"), "disrupt"),
 ]

@@ -23,6 +23,10 @@ What follows Kubernetes' own behaviour (and where it comes from):
 - DNS: each namespace is a Docker network; a pod with `subdomain` matching a headless Service that selects it gets
   the aliases `<hostname>.<subdomain>`, `<hostname>.<subdomain>.<ns>`, `...svc`, `...svc.cluster.local`, and the
   Service name resolves to every selected pod. Containers reach the host as `host.docker.internal`.
+- NetworkPolicy: only the deny-all kind (policyTypes Ingress and Egress, no rules, a matchLabels podSelector) is
+  accepted, and a pod it selects when its container starts gets no network at all (Docker's `none`): no DNS, no
+  host.docker.internal; its log and attach still work (they go through the engine, as a kubelet's do). Any other
+  policy is refused at create time.
 - In-cluster access: every container gets KUBERNETES_SERVICE_HOST/PORT (the stand-in's HTTPS listener, reached as
   host.docker.internal) and the service account's token, ca.crt and namespace at
   /var/run/secrets/kubernetes.io/serviceaccount, unless the pod sets automountServiceAccountToken: false, so
@@ -213,7 +217,7 @@ def _host_memory_bytes() -> int:
 class Cluster:
     def __init__(self, *, instance_id: str, network_prefix: str, runtime_map: dict[str, str] | None,
                  node_capacity: dict[str, str] | None, namespaces: tuple[str, ...], pod_backoff_s: float,
-                 require_referenced_objects: bool = False, docker_client=None):
+                 require_referenced_objects: bool = False, docker_client=None, pod_pids_limit: int | None = None):
         import docker
 
         self.instance_id = instance_id
@@ -225,6 +229,7 @@ class Cluster:
         self.capacity_cpu = cpu_cores(capacity.get("cpu", os.cpu_count() or 1), "node_capacity.cpu")
         self.capacity_memory = byte_count(capacity.get("memory", _host_memory_bytes()), "node_capacity.memory")
         self.pod_backoff_s = pod_backoff_s
+        self.pod_pids_limit = pod_pids_limit  # the kubelet's podPidsLimit
         self.require_referenced_objects = require_referenced_objects
         self.docker = docker_client or docker.from_env(timeout=120, max_pool_size=64)
         self.lock = threading.RLock()
@@ -312,7 +317,8 @@ class Cluster:
                     self._delete_job(job_key, "Background")
                 for rt in [rt for rt in self.pods.values() if rt.namespace == name]:
                     self._delete_pod(rt, grace_period_s)
-                for other in ("services", "secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts"):
+                for other in ("services", "secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts",
+                              "networkpolicies"):
                     for k in [k for k in self.objects[other] if k[0] == name]:
                         del self.objects[other][k]
             del self.objects[plural][key]
@@ -340,6 +346,24 @@ class Cluster:
 
     def _admit_persistentvolumeclaims(self, body: dict) -> None:
         body["status"] = {"phase": "Bound"}
+
+    def _admit_networkpolicies(self, body: dict) -> None:
+        spec = body.get("spec") or {}
+        selector = spec.get("podSelector") or {}
+        if (sorted(spec.get("policyTypes") or []) != ["Egress", "Ingress"] or spec.get("ingress")
+                or spec.get("egress") or set(selector) - {"matchLabels"}):
+            raise ApiError(422, "Invalid", f"NetworkPolicy {body['metadata']['name']}: the kube stand-in enforces "
+                                           "only deny-all policies (policyTypes [Ingress, Egress], no rules, a "
+                                           "matchLabels podSelector)")
+
+    def _isolated_by_policy(self, namespace: str, labels: dict) -> bool:
+        with self.lock:
+            policies = [p for (ns, _), p in self.objects["networkpolicies"].items() if ns == namespace]
+        for policy in policies:
+            wanted = (policy["spec"].get("podSelector") or {}).get("matchLabels") or {}
+            if all(labels.get(k) == v for k, v in wanted.items()):
+                return True
+        return False
 
     def _admit_pods(self, body: dict) -> None:
         raise ApiError(405, "MethodNotAllowed", "the kube stand-in runs pods only as Job pods; create a Job")
@@ -853,8 +877,15 @@ class Cluster:
             self._event(rt.namespace, f"pod/{rt.name}", "NoHeadlessService",
                         f"subdomain {subdomain!r}: no headless Service of that name selects this pod, so "
                         f"{hostname}.{subdomain} does not resolve")
-        kwargs["network"] = network.name
-        kwargs["networking_config"] = {network.name: self.docker.api.create_endpoint_config(aliases=aliases)}
+        if self.pod_pids_limit is not None:
+            kwargs["pids_limit"] = self.pod_pids_limit
+        if self._isolated_by_policy(rt.namespace, labels):
+            kwargs["network_mode"] = "none"
+            kwargs.pop("extra_hosts", None)
+            kwargs.pop("domainname", None)
+        else:
+            kwargs["network"] = network.name
+            kwargs["networking_config"] = {network.name: self.docker.api.create_endpoint_config(aliases=aliases)}
         runtime = pod_spec.get("runtimeClassName")
         if runtime:
             kwargs["runtime"] = self.runtime_map[runtime]
