@@ -124,8 +124,8 @@ def rehearsal(tmp_path_factory):
                 location_env |= kube.in_cluster_env("127.0.0.1")
                 run_env |= kube.in_cluster_env("127.0.0.1")
                 volumes = {kube.service_account_dir(NAMESPACE): SERVICE_ACCOUNT_DIR,
-                           # Grading: the Docker backend on the host's engine (issue H replaces it with grading
-                           # Jobs); the run container reaches the engine through its socket and the host's CLI.
+                           # The host's engine socket and CLI: grading no longer uses them (grading.backend
+                           # kubernetes: Jobs on this stand-in); kept until a rehearsal shows nothing else does.
                            "/var/run/docker.sock": "/var/run/docker.sock",
                            os.path.realpath(shutil.which("docker")): "/usr/local/bin/docker"}
                 with DagsterDeployment(root / "dagster_home", image=IMAGE, pg_storage=pg.storage_config,
