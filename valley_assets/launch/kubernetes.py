@@ -45,6 +45,12 @@ run is cancelled. All API calls go through one small object (`K8sApi`: batch + c
 function that returns one (default: the kube config), which is how tests drive the state handling with a recording
 double, and which works wherever Dagster rebuilds the resource from its config.
 
+Grading Jobs (valley_assets/grading/kubernetes_backend.py) are built by the same `build_job`: `JobSpec`'s
+`completions` (independent indexes, no rendezvous), `pod_failure_rules`, `security_context` / `pod_security_context`,
+`runtime_class_name`, `automount_service_account_token`, `enable_service_links`, `memory_volumes` (memory emptyDirs
+with a size limit), `cpu_limit` and `stdin_once` make a pod fit for untrusted code; left at their defaults they
+change nothing in training and generation Jobs.
+
 Multi-node Jobs need `checkpoint_pvc` (a ReadWriteMany volume): sharded (FSDP/ZeRO) checkpoints are written by every
 rank, so every node must stage them in the same place before rank 0 marks them complete and mirrors them
 (`VALLEY_STAGING_DIR` points the entrypoint there).
