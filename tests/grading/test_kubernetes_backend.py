@@ -97,3 +97,24 @@ def test_log_lines_become_verdicts_once_and_losses_stop_at_the_second():
     pool._line("pod-0", lost, by_id, lambda j, r: None)
     with pytest.raises(SandboxError, match="a#1: its sandbox was lost twice"):
         pool._line("pod-1", lost, by_id, lambda j, r: None)
+
+
+def test_the_shard_streams_in_bounded_writes_and_ends_with_stdin_closed():
+    from valley_assets.grading.kubernetes_backend import ATTACH_CHUNK, iter_shard_frames
+
+    class Socket:
+        def __init__(self):
+            self.writes, self.closed = [], []
+
+        def write_stdin(self, data):
+            self.writes.append(data)
+
+        def close_channel(self, channel):
+            self.closed.append(channel)
+
+    big = [job("big", i, inputs=("x" * (ATTACH_CHUNK // 2),) * 3, outputs=("y",) * 3) for i in range(3)]
+    ws = Socket()
+    KubernetesShardPool._send(ws, iter_shard_frames(0, big))
+    assert b"".join(ws.writes) == shard_frames(0, big)
+    assert max(len(w) for w in ws.writes) <= ATTACH_CHUNK and len(ws.writes) > 1
+    assert ws.closed == [0]

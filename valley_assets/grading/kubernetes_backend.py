@@ -129,27 +129,32 @@ def plan_shards(jobs: list[dict], samples_per_shard: int, max_pods: int) -> list
     return shards
 
 
-def shard_frames(index: int, jobs: list[dict]) -> bytes:
-    """The bytes the driver of shard `index` reads from stdin (shard_driver.py's protocol)."""
-    out = bytearray()
+def iter_shard_frames(index: int, jobs: list[dict]):
+    """The frames the driver of shard `index` reads from stdin (shard_driver.py's protocol), one at a time, so a
+    shard's tests are never all encoded at once in the grading process (64 shards of LiveCodeBench tests would be
+    gigabytes)."""
 
-    def frame(obj) -> None:
+    def frame(obj) -> bytes:
         data = json.dumps(obj).encode("utf-8", "surrogatepass")
-        out.extend(len(data).to_bytes(4, "big") + data)
+        return len(data).to_bytes(4, "big") + data
 
-    frame({"kind": "header", "protocol": shard_driver.PROTOCOL, "shard": index, "runner_source": runner_source(),
-           "runner_args": ["--cleanup", "pgroup"], "scratch": SCRATCH})
+    yield frame({"kind": "header", "protocol": shard_driver.PROTOCOL, "shard": index,
+                 "runner_source": runner_source(), "runner_args": ["--cleanup", "pgroup"], "scratch": SCRATCH})
     sent = set()
     for job in jobs:
         request = job["request"]
         key = request["tests_key"]
         if key not in sent:
             sent.add(key)
-            frame({"kind": "tests", "key": key, "inputs": request["inputs"], "outputs": request["outputs"]})
+            yield frame({"kind": "tests", "key": key, "inputs": request["inputs"], "outputs": request["outputs"]})
     for job in jobs:
-        frame({"kind": "sample", "request": {k: v for k, v in job["request"].items() if k not in ("inputs", "outputs")}})
-    frame({"kind": "end", "tests": len(sent), "samples": len(jobs)})
-    return bytes(out)
+        yield frame({"kind": "sample", "request": {k: v for k, v in job["request"].items()
+                                                   if k not in ("inputs", "outputs")}})
+    yield frame({"kind": "end", "tests": len(sent), "samples": len(jobs)})
+
+
+def shard_frames(index: int, jobs: list[dict]) -> bytes:
+    return b"".join(iter_shard_frames(index, jobs))
 
 
 # --- the Job --------------------------------------------------------------------------------------------------------
@@ -319,7 +324,6 @@ class KubernetesShardPool:
 
         with self.lock:
             pending = [job for job in shard if job["request"]["id"] not in self.graded]
-        data = shard_frames(self.pods_seen[pod_name], pending)
         # A client of its own: `stream` swaps its ApiClient's transport for a WebSocket while it connects, which
         # would capture the polling thread's requests made through a shared one.
         core = k8s.CoreV1Api(k8s.ApiClient(self.api.core.api_client.configuration))
@@ -334,16 +338,35 @@ class KubernetesShardPool:
                 time.sleep(1.0 + attempt)
                 continue
             try:
-                for start in range(0, len(data), ATTACH_CHUNK):
-                    ws.write_stdin(data[start:start + ATTACH_CHUNK])
-                ws.close_channel(0)  # v5: stdin EOF; v4 ends stdin when the session closes (stdinOnce)
+                self._send(ws, iter_shard_frames(self.pods_seen[pod_name], pending))
+            except Exception as exc:  # noqa: BLE001 - the pod died, or the stream broke mid-way
+                last_error = exc  # its stdin got part of a shard (and is closed once the attach ends): replace it
+                break
             finally:
                 ws.close()
-            self.log(f"sent {len(pending)} samples ({len(data)} bytes) to pod {pod_name}")
+            self.log(f"sent {len(pending)} samples to pod {pod_name}")
             return
-        # A pod that never got its input would wait for it forever: delete it, and its replacement gets the samples.
-        self.log(f"could not attach to pod {pod_name}: {last_error!r}; deleting it")
-        self.api.core.delete_namespaced_pod(pod_name, self.settings.namespace, grace_period_seconds=0)
+        # A pod that never got its whole input would wait for it (or exit 75): delete it now; its replacement gets
+        # the samples that still lack a verdict.
+        self.log(f"could not feed pod {pod_name}: {last_error!r}; deleting it")
+        try:
+            self.api.core.delete_namespaced_pod(pod_name, self.settings.namespace, grace_period_seconds=0)
+        except Exception as exc:  # noqa: BLE001 - already gone
+            self.log(f"deleting pod {pod_name}: {exc!r}")
+
+    @staticmethod
+    def _send(ws, frames) -> None:
+        """Write the frames to the attached stdin in writes of about ATTACH_CHUNK bytes, then close it."""
+        batch = bytearray()
+        for frame in frames:
+            batch += frame
+            if len(batch) >= ATTACH_CHUNK:
+                for start in range(0, len(batch), ATTACH_CHUNK):
+                    ws.write_stdin(bytes(batch[start:start + ATTACH_CHUNK]))
+                batch = bytearray()
+        if batch:
+            ws.write_stdin(bytes(batch))
+        ws.close_channel(0)  # v5: stdin EOF; v4 ends stdin when the session closes (stdinOnce)
 
     # --- reading a pod's verdicts ---------------------------------------------------------------------------------
     def _follow(self, pod_name: str, by_id: dict[str, dict], on_result) -> None:
