@@ -60,7 +60,7 @@ def run_sft(args, base: Path, rows: list[dict], out: Path) -> dict:
             fh.write(json.dumps(row) + "\n")
     overrides = {"num_train_epochs": args.epochs, "learning_rate": args.lr, "max_length": args.max_length,
                  "save_steps": 10_000}
-    params = {"recipe": "demo-tiny", "recipe_overrides": overrides, "train_file": str(train_file),
+    params = {"recipe": {"base": "demo-tiny", **overrides}, "train_file": str(train_file),
               "base_model": str(base), "output_dir": str(out / "run"), "resume_from_checkpoint": None}
     (out / "params.json").write_text(json.dumps(params))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

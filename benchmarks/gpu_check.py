@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if tiny:
         overrides["dataset_num_proc"] = None
     stdout, sft_wall = run_entrypoint("valley_assets.training.sft", {
-        "recipe": "qwen2.5-7b-instruct", "recipe_overrides": overrides, "train_file": str(train_file),
+        "recipe": {"base": "qwen2.5-7b-instruct", **overrides}, "train_file": str(train_file),
         "base_model": str(base), "output_dir": str(sft_out), "resume_from_checkpoint": None,
     }, workdir, {}, timeout_s=3600)
     line = [text for text in stdout.splitlines() if text.startswith('{"valley_result"')][-1]
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       "max_new_tokens": max_new_tokens},
             "backend_options": options,
         }, workdir, {}, timeout_s=1800)
-        gen = json.loads(stdout)
+        gen = json.loads([text for text in stdout.splitlines() if text.startswith('{"valley_result"')][-1])[
+            "valley_result"]
         report["generation"] = {"backend": backend, "problems": len(problems), "wall_s": round(gen_wall, 1),
                                 **{k: gen[k] for k in ("output_tokens_per_s", "samples_per_s", "finish_reasons")
                                    if k in gen}}

@@ -14,7 +14,9 @@ def test_production_defaults_are_the_papers():
     cfg = load_study_config(PROFILES_DIR / "production.yaml")
     assert cfg.student_names == ["qwen2.5-7b-instruct", "llama3.1-8b-instruct"]
     assert cfg.rows_per_k == 1000
-    assert all(s.max_length == 32768 for s in cfg.students)
+    from valley_assets.training.recipe import load_recipe
+
+    assert all(load_recipe(s.recipe).max_length == 32768 for s in cfg.students)
     assert cfg.launch.launcher == "kubernetes" and cfg.evaluation.backend == "vllm"
 
 
@@ -68,3 +70,48 @@ def test_every_kubernetes_setting_of_a_profile_reaches_the_launcher(tmp_path):
     with pytest.raises(ValueError, match="node_selecter"):
         load_study_config(PROFILES_DIR / "production.yaml",
                           overrides={"launch": {"kubernetes": {"node_selecter": eks}}})
+
+
+def test_the_kubernetes_section_is_the_launchers_own_fields():
+    """Issue K: `KubernetesConfig` copied `KubernetesJobLauncher` field by field (and lagged behind it: a profile
+    could not set `api_factory`). The section is now validated into the launcher itself."""
+    from valley_assets.launch.kubernetes import KubernetesJobLauncher
+
+    cfg = load_study_config(PROFILES_DIR / "production.yaml", overrides={"launch": {"kubernetes": {
+        "api_factory": "tests.launch.k8s_double:installed_api", "generation": {"cpu": "2"}}}})
+    launcher = cfg.launch.launcher_resource()
+    assert isinstance(launcher, KubernetesJobLauncher)
+    assert launcher.api_factory == "tests.launch.k8s_double:installed_api"
+    assert launcher.generation.cpu == "2" and launcher.generation.memory is None  # unset: the kind's default
+    with pytest.raises(ValueError, match="cpux"):  # a misspelt per-kind key is refused, not silently dropped
+        load_study_config(PROFILES_DIR / "production.yaml",
+                          overrides={"launch": {"kubernetes": {"training": {"cpux": "1"}}}})
+    with pytest.raises(ValueError, match="memory_per_gpu"):  # quantities are checked when the profile loads
+        load_study_config(PROFILES_DIR / "production.yaml",
+                          overrides={"launch": {"kubernetes": {"training": {"memory_per_gpu": "lots"}}}})
+
+
+def test_one_taco_to_lcb_difficulty_map():
+    """Issue K: two copies disagreed on MEDIUM_HARD (`hard` for TACO training problems, `medium` for the demo's)."""
+    from valley_assets.data.schema import TACO_DIFFICULTIES, TACO_TO_LCB_DIFFICULTY
+
+    assert TACO_TO_LCB_DIFFICULTY == {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "medium", "HARD": "hard",
+                                      "VERY_HARD": "hard"}
+    assert set(TACO_TO_LCB_DIFFICULTY) == set(TACO_DIFFICULTIES) - {"UNKNOWN_DIFFICULTY"}
+
+
+def test_each_students_token_budget_lives_in_its_recipe():
+    """max_length has one home, the recipe: the SFT entrypoint drops longer examples by it and the pool filters by the
+    smallest of the students' (the budgets the profiles used to carry: demo 768, rehearsal 1024, production 32768)."""
+    from valley_assets.defs.data import pool_token_budget
+    from valley_assets.training.recipe import load_recipe
+
+    budgets = {}
+    for profile in ("demo", "rehearsal", "production"):
+        cfg = load_study_config(PROFILES_DIR / f"{profile}.yaml")
+        budgets[profile] = pool_token_budget(cfg.students)
+        assert {load_recipe(s.recipe).max_length for s in cfg.students} == {budgets[profile]}
+    assert budgets == {"demo": 768, "rehearsal": 1024, "production": 32768}
+    with pytest.raises(ValueError, match="max_length"):  # a profile may not set it beside the recipe
+        load_study_config(PROFILES_DIR / "demo.yaml", overrides={"students": [
+            {"name": "tiny-qwen2", "model": "demo:tiny-qwen2", "recipe": "demo-tiny", "max_length": 10}]})

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from valley_assets.config import BenchmarkConfig, load_study_config
-from valley_assets.resources import GraderResource
+from valley_assets.resources import GraderResource, StudyLayoutResource
 from valley_assets.storage import StudyStorage
 
 STUDENT = "tiny-qwen2"
@@ -63,7 +63,8 @@ def test_lcb_scores_report_pass_at_1_per_window(tmp_path):
         instance.report_runless_asset_event(dg.AssetMaterialization(
             "lcb_generations", partition=partition, metadata={"release": release}))
         done = dg.materialize([lcb_scores], partition_key=partition, instance=instance,
-                              resources={"grader": GraderResource("process", 6.0, 1, 512)})
+                              resources={"grader": GraderResource(backend="process", timeout_s=6.0, workers=1, memory_mb=512),
+                                         "layout": StudyLayoutResource(root=cfg.resolved_storage_root())})
         assert done.success
         result = done.asset_materializations_for_node("lcb_scores")[0]
 

@@ -10,7 +10,7 @@ EXPECTED_ASSETS = {
     "training_problems", "lcb_problems", "teacher_traces", "extra_teacher_traces", "distill_pool", "distill_subset",
     "ablation_subset",
     "student_base_model", "sft_checkpoint", "ablation_checkpoint", "lcb_generations", "lcb_scores",
-    "ablation_generations", "ablation_scores", "valley_curve", "ablation_report",
+    "ablation_generations", "ablation_scores", "valley_curve", "ablation_report", "valley_report",
 }
 
 
@@ -36,6 +36,23 @@ def test_launcher_and_sources_follow_the_profile(profile_defs):
     name, _, defs = profile_defs
     launcher = defs.resources["launcher"]
     assert type(launcher).__name__ == ("LocalProcessLauncher" if name == "demo" else "KubernetesJobLauncher")
+    expected = {"problem_source": ("DemoProblemSource", "TacoProblemSource"),
+                "benchmark": ("DemoBenchmark", "LCBBenchmark"), "teacher": ("DemoTeacher", "OCR2Teacher")}
+    for key, (demo, production) in expected.items():
+        assert type(defs.resources[key]).__name__ == (demo if name == "demo" else production), key
+
+
+def test_every_resource_is_configurable_and_every_asset_takes_it_typed(profile_defs):
+    """Issue K: resources were `hardcoded_resource` wrappers read as untyped `context.resources.x`."""
+    from valley_assets.resources import ConfigurableResourceFactory
+
+    _, _, defs = profile_defs
+    for key, resource in defs.resources.items():
+        assert isinstance(resource, (dg.ConfigurableResource, ConfigurableResourceFactory)), key
+    for assets_def in defs.assets:
+        # a typed parameter is what Dagster reads as a required resource key of the op's function
+        params = set(assets_def.op.compute_fn.decorated_fn.__code__.co_varnames)
+        assert assets_def.required_resource_keys - {"io_manager"} <= params, assets_def.key
 
 
 def test_jobs_and_release_sensor(profile_defs):

@@ -40,9 +40,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     print(f"valley: every asset partition of the graph is materialized ({expected})")
     print_curve(cfg.resolved_storage_root())
-    report = os.path.join(cfg.resolved_storage_root(), "reports", "valley_report.html")
-    if os.path.exists(report):
-        print(f"valley: report at {report}")
+    from valley_assets.layout import StudyLayout
+
+    report = StudyLayout(cfg.resolved_storage_root()).report_html()
+    if report.exists():
+        print(f"valley: report at {report.uri}")
     print("valley: open the UI on this home with `make ui` (dagster dev -w workspace.yaml), then http://127.0.0.1:3000")
     return 0
 
@@ -55,12 +57,12 @@ def print_curve(storage_root: str) -> bool:
     """Print the curve and the valley fit that the `valley_curve` asset wrote (reports/valley_curve.json) as
     tables; False when that file is not there."""
     from valley_assets.analysis.report import to_markdown_table
-    from valley_assets.storage import StudyStorage
+    from valley_assets.layout import StudyLayout
 
-    storage = StudyStorage(storage_root)
-    if not storage.is_file("reports", "valley_curve.json"):
+    stored = StudyLayout(storage_root).valley_curve_json()
+    if not stored.is_file():
         return False
-    curve = storage.read_json("reports", "valley_curve.json")
+    curve = stored.read_json()
     print(f"valley: the curve on {curve['release']} (pass@1 with its 95% bootstrap interval over problems):")
     print(to_markdown_table(curve["points"], CURVE_COLUMNS), end="")
     if curve.get("fits"):

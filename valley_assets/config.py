@@ -27,8 +27,8 @@ class _Strict(BaseModel):
 class StudentSpec(_Strict):
     name: str = Field(description="partition key of the student, e.g. qwen2.5-7b-instruct")
     model: str = Field(description="hub id or local folder; 'demo:tiny-qwen2' is built by the demo world")
-    recipe: str = Field(description="training recipe name (valley_assets/training/recipes) or a YAML path")
-    max_length: int = Field(gt=0, description="token budget of a training example (prompt + trace)")
+    recipe: str = Field(description="training recipe name (valley_assets/training/recipes) or a YAML path; its "
+                                    "max_length is the student's token budget, for the pool filter and for SFT")
 
     @field_validator("name")
     @classmethod
@@ -122,75 +122,35 @@ class BenchmarkConfig(_Strict):
         return [validate_release_key(r) for r in v]
 
 
-class PodResourcesConfig(_Strict):
-    """`launch.kubernetes.training` / `.generation`: image and sizing of that kind's Jobs (launch.kubernetes.
-    PodResources). Unset fields keep the kind's default; a pod with GPUs requests the per-GPU amounts times its GPUs,
-    a pod without GPUs `cpu` / `memory`."""
-
-    image: str | None = None
-    cpu_per_gpu: str | None = None
-    memory_per_gpu: str | None = None
-    cpu: str | None = None
-    memory: str | None = None
-    shm_size: str | None = None
-
-    @model_validator(mode="after")
-    def _quantities(self) -> PodResourcesConfig:
-        from valley_assets.launch.quantity import check_quantity
-
-        for name in ("cpu_per_gpu", "memory_per_gpu", "cpu", "memory", "shm_size"):
-            value = getattr(self, name)
-            if value is not None:
-                check_quantity(value, name)
-        return self
-
-
-class KubernetesConfig(_Strict):
-    """Settings of `launch.kubernetes.KubernetesJobLauncher`, field for field. What a profile leaves out keeps the
-    launcher's default (an H100 GKE node selector, the nvidia.com/gpu toleration, per-kind sizing, ...). The number of
-    nodes follows from `launch.training_gpus` / `gpus_per_node`."""
-
-    namespace: str = "valley"
-    image: str = "ghcr.io/valley-study/valley-trainer:latest"
-    gpus_per_node: int = Field(default=8, ge=1)
-    node_selector: dict[str, str] | None = None
-    affinity: dict[str, Any] | None = None
-    tolerations: list[dict[str, Any]] | None = None
-    service_account: str | None = "valley-runner"
-    hf_token_secret: str | None = "hf-token"
-    env_from_secrets: list[str] | None = Field(
-        default=None, description="Secrets given to every Job's pods as env (envFrom), e.g. [valley-object-store]")
-    checkpoint_pvc: str | None = None
-    accelerate_config: str | None = None
-    shm_size: str | None = None
-    training: PodResourcesConfig | None = None
-    generation: PodResourcesConfig | None = None
-    env: dict[str, str] | None = None
-    backoff_limit: int | None = Field(default=None, ge=0)
-    max_restarts: int | None = Field(default=None, ge=0)
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
-    poll_interval_s: float | None = Field(default=None, gt=0)
-    timeout_s: float | None = Field(default=None, gt=0)
-    kubeconfig_file: str | None = None
-    in_cluster: bool | None = None
-
-    def launcher_settings(self) -> dict[str, Any]:
-        """The fields this profile set (explicit nulls included: `hf_token_secret: null` means no Secret)."""
-        settings = self.model_dump(exclude_unset=True) | {
-            k: getattr(self, k) for k in ("namespace", "image", "gpus_per_node", "service_account", "hf_token_secret")}
-        for kind in ("training", "generation"):  # a null section means the kind's defaults
-            if settings.get(kind) is None:
-                settings.pop(kind, None)
-        return settings
-
-
 class LaunchConfig(_Strict):
     launcher: Literal["local", "kubernetes"]
     training_gpus: int = Field(default=0, ge=0, description="GPUs per SFT run (0: CPU; > gpus_per_node: multi-node)")
     evaluation_gpus: int | None = Field(
         default=None, ge=0, description="GPUs per generation run of the evaluation assets; default: "
                                         "evaluation.tensor_parallel_size for vllm, 0 (CPU) for transformers")
-    kubernetes: KubernetesConfig = KubernetesConfig()
+    kubernetes: dict[str, Any] = Field(
+        default_factory=dict, description="the fields of launch.kubernetes.KubernetesJobLauncher, validated into it "
+                                          "(one definition: what a profile leaves out keeps the launcher's default)")
+
+    @model_validator(mode="after")
+    def _kubernetes_section_is_a_launcher(self) -> LaunchConfig:
+        if self.kubernetes or self.launcher == "kubernetes":
+            self.launcher_resource("kubernetes")  # a misspelt or bad field fails when the profile loads
+        return self
+
+    def launcher_resource(self, launcher: str | None = None):
+        """The launcher resource of this section: `LocalProcessLauncher`, or `KubernetesJobLauncher` validated from
+        `kubernetes` (a ValueError naming the field when it does not fit)."""
+        if (launcher or self.launcher) == "local":
+            from valley_assets.launch.local import LocalProcessLauncher
+
+            return LocalProcessLauncher()
+        from valley_assets.launch.kubernetes import KubernetesJobLauncher
+
+        try:
+            return KubernetesJobLauncher(**self.kubernetes)
+        except Exception as exc:  # pydantic's and Dagster's config errors both name the field
+            raise ValueError(f"launch.kubernetes: {exc}") from None
 
     def generation_gpus(self, backend: str, tensor_parallel_size: int) -> int:
         """GPUs of one evaluation generation launch; a ValueError naming the fields when they disagree."""
@@ -302,7 +262,7 @@ class ExtraTeacherConfig(_Strict):
         return self
 
     def sampling(self):
-        from valley_assets.generation.backends import SamplingConfig
+        from valley_assets.generation.interface import SamplingConfig
 
         return SamplingConfig(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
                               seed=self.seed)
@@ -360,14 +320,14 @@ class GradingKubernetesConfig(_Strict):
             check_quantity(getattr(self, name), f"grading.kubernetes.{name}")
         return self
 
-    def settings(self, launch: KubernetesConfig) -> dict[str, Any]:
-        """Keyword arguments of `KubernetesGradingSettings`, unset connection fields taken from the launcher's."""
+    def settings(self, launch_kubernetes: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of `KubernetesGradingSettings`, unset connection fields taken from the profile's
+        `launch.kubernetes` section (the launcher's own defaults where it names none: namespace valley, in-cluster)."""
+        defaults = {"namespace": "valley", "kubeconfig_file": None, "in_cluster": True}
         settings = self.model_dump()
-        for name in ("namespace", "kubeconfig_file", "in_cluster"):
+        for name, default in defaults.items():
             if settings[name] is None:
-                settings[name] = getattr(launch, name)
-        if settings["in_cluster"] is None:
-            settings["in_cluster"] = True
+                settings[name] = launch_kubernetes.get(name, default)
         return settings
 
 

@@ -1,78 +1,93 @@
-"""Resources per profile: where problems, benchmarks and traces come from, how programs are launched and graded.
+"""The Dagster resources of a study, each a `dg.ConfigurableResource` validated from its profile section.
 
-The assets never branch on the profile; they call these objects. `build_resources(cfg)` picks the implementation
-from the config: demo generators or hub loaders, a local subprocess or a Kubernetes Job, the grader's backend.
+Assets take them as typed parameters (`layout: dg.ResourceParam[StudyLayout]`, `grader: GraderResource`, ...), never
+as untyped `context.resources.x`; `build_resources(cfg)` picks the implementation per profile, so assets never branch
+on it:
+
+| key | type | from the profile |
+|---|---|---|
+| `layout` | `StudyLayoutResource` -> `layout.StudyLayout` | `storage_root` |
+| `problem_source` | `DemoProblemSource` / `TacoProblemSource` | `data.demo` / `data.hub.taco` |
+| `benchmark` | `DemoBenchmark` / `LCBBenchmark` | `benchmark` (`lcb`, `start_date`, `end_date`) |
+| `teacher` | `DemoTeacher` / `OCR2Teacher` | `data.demo` / `data.hub` |
+| `extra_teachers` | `ExtraTeachers` | `teacher.extra` |
+| `launcher` | `launch.local.LocalProcessLauncher` / `launch.kubernetes.KubernetesJobLauncher` | `launch.kubernetes` |
+| `grader` | `GraderResource` | `grading` |
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any, Protocol
 
 import dagster as dg
 import polars as pl
+from dagster._config.pythonic_config.resource import ConfigurableResourceFactory  # not re-exported by dagster
+from pydantic import Field
 
-from valley_assets.config import StudyConfig
+from valley_assets.config import ExtraTeacherConfig, StudyConfig
+from valley_assets.grading.kubernetes_backend import KubernetesGradingSettings
+from valley_assets.layout import StudyLayout
 from valley_assets.storage import StudyStorage
 
 
-# --- problems the teacher solved -----------------------------------------------------------------------------------
-class DemoProblemSource:
+# --- the storage layout ---------------------------------------------------------------------------------------------
+class StudyLayoutResource(ConfigurableResourceFactory[StudyLayout]):
+    """The study's storage tree on its root (a local folder or an fsspec URL such as s3://bucket/study)."""
+
+    root: str = Field(description="the resolved storage_root")
+
+    def create_resource(self, context) -> StudyLayout:
+        return StudyLayout(self.root)
+
+
+# --- problems the teacher solved ----------------------------------------------------------------------------------
+class ProblemSource(Protocol):
+    def training_problems(self) -> list[dict]: ...
+
+
+class DemoProblemSource(dg.ConfigurableResource):
     """The project's own generated problems (training split)."""
 
-    def __init__(self, seed: int, n_train: int, n_eval: int):
-        self.seed, self.n_train, self.n_eval = seed, n_train, n_eval
+    seed: int
+    n_train_problems: int
+    n_eval_problems: int
 
-    def training_problems(self) -> list[dict]:
+    def _splits(self) -> tuple[list[dict], list[dict]]:
         from valley_assets.demo.problems import make_demo_problems
 
-        return make_demo_problems(self.seed, self.n_train, self.n_eval)[0]
+        return make_demo_problems(self.seed, self.n_train_problems, self.n_eval_problems)
+
+    def training_problems(self) -> list[dict]:
+        return self._splits()[0]
 
     def eval_problems(self) -> list[dict]:
-        from valley_assets.demo.problems import make_demo_problems
-
-        return make_demo_problems(self.seed, self.n_train, self.n_eval)[1]
+        return self._splits()[1]
 
 
-class TacoProblemSource:
+class TacoProblemSource(dg.ConfigurableResource):
     """TACO's training problems with their difficulty labels, in the LCB record shape (production)."""
 
-    def __init__(self, source: str):
-        self.source = source
-
-    # TACO's five labels folded onto LCB's three, so one difficulty column serves both record kinds.
-    LCB_LEVEL = {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "hard", "HARD": "hard", "VERY_HARD": "hard"}
+    source: str = Field(description="hub id or folder of BAAI/TACO (data.hub.taco)")
 
     def training_problems(self) -> list[dict]:
-        """TACO's train split as LCB records, its stdin tests as public tests (what teachers are graded on)."""
-        import json
+        from valley_assets.data.taco import taco_problem_records
 
-        from valley_assets.data.taco import load_taco, taco_stdin_tests
-
-        records = []
-        for row in load_taco(self.source, with_tests=True).iter_rows(named=True):
-            tests = taco_stdin_tests(row["input_output"], where=f"TACO train row {row['index']}")
-            records.append({
-                "question_id": f"taco-train-{row['index']}",
-                "question_title": "",
-                "question_content": row["question"] or "",
-                "platform": row.get("source") or "taco",
-                "contest_date": "",
-                "starter_code": row.get("starter_code") or "",
-                "difficulty": self.LCB_LEVEL.get(row["difficulty"], "unknown"),
-                "taco_difficulty": row["difficulty"],
-                "public_test_cases": json.dumps(tests),
-                "private_test_cases": "[]",
-                "metadata": "{}",
-            })
-        return records
+        return taco_problem_records(self.source)
 
 
 # --- the benchmark -------------------------------------------------------------------------------------------------
-class LCBBenchmark:
+class Benchmark(Protocol):
+    def load_release(self, release: str) -> list[dict]: ...
+
+    def contamination_problems(self, releases: list[str]) -> list[dict]: ...
+
+
+class LCBBenchmark(dg.ConfigurableResource):
     """LiveCodeBench releases from the hub or from a folder of `test*.jsonl` files, through one loader."""
 
-    def __init__(self, source: str, start_date: str | None = None, end_date: str | None = None):
-        self.source, self.start_date, self.end_date = source, start_date, end_date
+    source: str = Field(description="hub id or folder of test*.jsonl (benchmark.lcb)")
+    start_date: str | None = None
+    end_date: str | None = None
 
     def load_release(self, release: str) -> list[dict]:
         from valley_assets.data.lcb import load_lcb
@@ -93,31 +108,33 @@ class LCBBenchmark:
 
 
 class DemoBenchmark(LCBBenchmark):
-    """The demo's held-out problems, written once as an LCB-style `test.jsonl` (= release_v1) into storage, then read
-    through the same LCB loader as production. Dropping a `test2.jsonl` beside it makes a `release_v2`."""
+    """The demo's held-out problems as an LCB-style folder (`source`: `lcb_source` under the storage root, local or
+    object store), read through the same loader as production. Dropping a `test2.jsonl` beside `test.jsonl` makes a
+    `release_v2`.
 
-    def __init__(self, folder: str | Path, problems: DemoProblemSource):
-        super().__init__(str(folder))
-        # a local folder or an object-store URL (`lcb_source` under the storage root, wherever that is)
-        self.folder, self.problems = StudyStorage(str(folder)), problems
+    Writing and reading are separate: `write_release` publishes `test.jsonl` (= release_v1) when it is missing, and
+    runs once when Dagster sets the resource up for a step; the readers are LCBBenchmark's, unchanged."""
 
-    def ensure_written(self) -> None:
-        if not self.folder.exists("test.jsonl"):
-            self.folder.write_jsonl(self.problems.eval_problems(), "test.jsonl")
+    problems: DemoProblemSource
 
-    def load_release(self, release: str) -> list[dict]:
-        self.ensure_written()
-        return super().load_release(release)
+    def write_release(self) -> None:
+        folder = StudyStorage(self.source)
+        if not folder.exists("test.jsonl"):
+            folder.write_jsonl(self.problems.eval_problems(), "test.jsonl")
 
-    def contamination_problems(self, releases: list[str]) -> list[dict]:
-        self.ensure_written()
-        return super().contamination_problems(releases)
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.write_release()
 
 
 # --- the teacher ---------------------------------------------------------------------------------------------------
-class DemoTeacher:
-    def __init__(self, seed: int, wrong_fraction: float, defect_fraction: float):
-        self.seed, self.wrong_fraction, self.defect_fraction = seed, wrong_fraction, defect_fraction
+class Teacher(Protocol):
+    def write_traces(self, problems: list[dict], out_dir: str) -> dict: ...
+
+
+class DemoTeacher(dg.ConfigurableResource):
+    seed: int
+    wrong_fraction: float
+    defect_fraction: float
 
     def write_traces(self, problems: list[dict], out_dir: str) -> dict:
         from valley_assets.data.schema import TRACE_SCHEMA, cast_to_schema
@@ -129,33 +146,43 @@ class DemoTeacher:
         return {"n_rows": frame.height, **trace_summary(traces)}
 
 
-class OCR2Teacher:
+class OCR2Teacher(dg.ConfigurableResource):
     """DeepSeek-R1 traces from OpenCodeReasoning-2, questions recovered from TACO/APPS/CodeContests/Codeforces,
-    TACO difficulty attached; streamed shard by shard into parquet."""
+    TACO difficulty attached; streamed shard by shard into parquet. Fields: the profile's `data.hub` section."""
 
-    def __init__(self, cfg: StudyConfig):
-        self.hub = cfg.data.hub
+    ocr2: str
+    taco: str
+    apps: str
+    code_contests: str
+    codeforces: str
+    max_rows: int | None = None
 
     def write_traces(self, problems: list[dict], out_dir: str) -> dict:
         from valley_assets.data.ocr2 import load_all_source_questions, load_ocr2, write_recovered_traces
 
-        ocr2 = load_ocr2(self.hub.ocr2, max_rows=self.hub.max_rows)
+        ocr2 = load_ocr2(self.ocr2, max_rows=self.max_rows)
         # The columns `needed_splits` reads: which rows carry the "-" placeholder, and where their source row is.
         traces = pl.from_arrow(ocr2.data.table.select(["question", "dataset", "split"])).lazy()
         questions = load_all_source_questions(traces, {
-            "taco": self.hub.taco, "apps": self.hub.apps, "code_contests": self.hub.code_contests,
-            "open-r1/codeforces": self.hub.codeforces})
+            "taco": self.taco, "apps": self.apps, "code_contests": self.code_contests,
+            "open-r1/codeforces": self.codeforces})
         shards = write_recovered_traces(ocr2, questions, out_dir)
         return {"n_rows": len(ocr2), "n_shards": len(shards)}
 
 
-class ExtraTeachers:
-    """The extra teachers of `teacher.extra` (generation/teacher.py): KAT-V1-40B behind an endpoint, R1 on vLLM, ..."""
+class ExtraTeachers(dg.ConfigurableResource):
+    """The extra teachers of `teacher.extra` (generation/teacher.py): KAT-V1-40B behind an endpoint, R1 on vLLM, ...
+    Each entry is validated as `config.ExtraTeacherConfig` (here and when the profile loads)."""
 
-    def __init__(self, specs):
-        self.specs = list(specs)
+    # Unset (null) fields are left out: Dagster's config maps take no null values, and every nullable field of
+    # ExtraTeacherConfig defaults to null, so validating the entry again restores them.
+    teachers: list[dict[str, Any]] = Field(default_factory=list, description="the profile's teacher.extra entries")
 
-    def endpoint_backend(self, spec):
+    @property
+    def specs(self) -> list[ExtraTeacherConfig]:
+        return [ExtraTeacherConfig.model_validate(t) for t in self.teachers]
+
+    def endpoint_backend(self, spec: ExtraTeacherConfig):
         """The OpenAI-compatible backend of an `openai` teacher; the API key is read from its env var here."""
         from valley_assets.generation.backends import load_backend
 
@@ -163,21 +190,24 @@ class ExtraTeachers:
 
 
 # --- grading -------------------------------------------------------------------------------------------------------
-class GraderResource:
-    def __init__(self, backend: str, timeout_s: float, workers: int | None, memory_mb: int,
-                 runtime: str | None = None, kubernetes: dict | None = None):
-        self.backend, self.timeout_s, self.workers, self.memory_mb = backend, timeout_s, workers, memory_mb
-        self.runtime = runtime  # docker backend: the engine's runtime (runsc)
-        self.kubernetes = kubernetes  # kubernetes backend: KubernetesGradingSettings fields
+class GraderResource(dg.ConfigurableResource):
+    """The LiveCodeBench-exact grader (valley_assets/grading); fields: the profile's `grading` section."""
+
+    backend: str = "auto"
+    timeout_s: float = 6.0
+    workers: int | None = None
+    memory_mb: int = 1024
+    runtime: str | None = None  # docker backend: the engine's runtime for the sandboxes (runsc)
+    kubernetes: KubernetesGradingSettings = Field(default_factory=KubernetesGradingSettings)  # kubernetes backend
 
     def grade(self, problems: list[dict], generations: list[dict], *, results_path: str | None = None) -> dict:
         from valley_assets.grading import grade
         from valley_assets.grading.backends import using_runtime
 
         if self.backend == "kubernetes":
-            from valley_assets.grading.kubernetes_backend import KubernetesGradingSettings, grade_on_kubernetes
+            from valley_assets.grading.kubernetes_backend import grade_on_kubernetes
 
-            return grade_on_kubernetes(problems, generations, settings=KubernetesGradingSettings(**self.kubernetes),
+            return grade_on_kubernetes(problems, generations, settings=self.kubernetes,
                                        timeout_s=self.timeout_s, memory_mb=self.memory_mb, results_path=results_path)
         with using_runtime(self.runtime):
             return grade(problems, generations, backend=self.backend, timeout_s=self.timeout_s,
@@ -185,39 +215,32 @@ class GraderResource:
 
 
 # --- assembly ------------------------------------------------------------------------------------------------------
-def build_resources(cfg: StudyConfig) -> dict[str, object]:
-    storage = StudyStorage(cfg.resolved_storage_root())
+def build_resources(cfg: StudyConfig) -> dict[str, dg.ConfigurableResource | ConfigurableResourceFactory]:
+    layout = StudyLayoutResource(root=cfg.resolved_storage_root())
     if cfg.data.source == "demo":
         d = cfg.data.demo
-        problem_source = DemoProblemSource(cfg.data.seed, d.n_train_problems, d.n_eval_problems)
-        teacher = DemoTeacher(cfg.data.seed, d.wrong_fraction, d.defect_fraction)
+        problem_source = DemoProblemSource(seed=cfg.data.seed, n_train_problems=d.n_train_problems,
+                                           n_eval_problems=d.n_eval_problems)
+        teacher = DemoTeacher(seed=cfg.data.seed, wrong_fraction=d.wrong_fraction, defect_fraction=d.defect_fraction)
     else:
-        problem_source = TacoProblemSource(cfg.data.hub.taco)
-        teacher = OCR2Teacher(cfg)
+        problem_source = TacoProblemSource(source=cfg.data.hub.taco)
+        teacher = OCR2Teacher(**cfg.data.hub.model_dump())
     if cfg.benchmark.source == "demo":
         if cfg.data.source != "demo":
             raise ValueError("benchmark.source 'demo' needs data.source 'demo' (its problems come from one generator)")
-        benchmark = DemoBenchmark(storage.uri("lcb_source"), problem_source)
+        benchmark = DemoBenchmark(source=StudyLayout(cfg.resolved_storage_root()).lcb_source().uri,
+                                  problems=problem_source)
     else:
-        benchmark = LCBBenchmark(cfg.benchmark.lcb, cfg.benchmark.start_date, cfg.benchmark.end_date)
-
-    if cfg.launch.launcher == "local":
-        from valley_assets.launch.local import LocalProcessLauncher
-
-        launcher = LocalProcessLauncher()
-    else:
-        from valley_assets.launch.kubernetes import KubernetesJobLauncher
-
-        launcher = KubernetesJobLauncher(**cfg.launch.kubernetes.launcher_settings())
-    g = cfg.grading
+        benchmark = LCBBenchmark(source=cfg.benchmark.lcb, start_date=cfg.benchmark.start_date,
+                                 end_date=cfg.benchmark.end_date)
     return {
-        "problem_source": dg.ResourceDefinition.hardcoded_resource(problem_source, "problems the teacher solved"),
-        "benchmark": dg.ResourceDefinition.hardcoded_resource(benchmark, "LiveCodeBench releases"),
-        "teacher": dg.ResourceDefinition.hardcoded_resource(teacher, "reasoning traces"),
-        "extra_teachers": dg.ResourceDefinition.hardcoded_resource(
-            ExtraTeachers(cfg.teacher.extra), "more teachers (teacher.extra)"),
-        "launcher": launcher,
-        "grader": dg.ResourceDefinition.hardcoded_resource(
-            GraderResource(g.backend, g.timeout_s, g.workers, g.memory_mb, runtime=g.runtime,
-                           kubernetes=g.kubernetes.settings(cfg.launch.kubernetes)), "LiveCodeBench-exact grader"),
+        "layout": layout,
+        "problem_source": problem_source,
+        "benchmark": benchmark,
+        "teacher": teacher,
+        "extra_teachers": ExtraTeachers(teachers=[t.model_dump(exclude_none=True) for t in cfg.teacher.extra]),
+        "launcher": cfg.launch.launcher_resource(),
+        "grader": GraderResource(**cfg.grading.model_dump(exclude={"kubernetes"}),
+                                 kubernetes=KubernetesGradingSettings(
+                                     **cfg.grading.kubernetes.settings(cfg.launch.kubernetes))),
     }

@@ -29,6 +29,7 @@ STAGES: list[list[str]] = [
     ["sft_checkpoint", "lcb_generations", "lcb_scores"],
     ["ablation_checkpoint", "ablation_generations", "ablation_scores"],
     ["valley_curve", "ablation_report"],
+    ["valley_report"],
 ]
 
 

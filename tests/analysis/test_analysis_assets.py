@@ -1,5 +1,6 @@
-"""The analysis assets on scores tables as the scoring assets write them: `valley_curve` and `ablation_report` both
-write the shareable HTML report, with the curve, the ablation table and the checkpoints' provenance, self-contained."""
+"""The analysis assets on scores tables as the scoring assets write them: `valley_report`, downstream of
+`valley_curve` and `ablation_report`, is the one writer of the shareable HTML report, with the curve, the ablation
+table and the checkpoints' provenance, self-contained (both upstream assets used to rewrite it, last one winning)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from valley_assets.analysis import external_references, write_manifest
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.defs import analysis as analysis_defs
 from valley_assets.defs.common import storage_for
+from valley_assets.resources import StudyLayoutResource
 from valley_assets.science.metrics import score_rows
 
 STUDENT = "tiny-qwen2"
@@ -55,7 +57,8 @@ def study(tmp_path):
 
 
 def _materialize(cfg, name: str) -> dict:
-    result = dg.materialize(analysis_defs.build(cfg).assets, selection=[name], instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(analysis_defs.build(cfg).assets, selection=[name], instance=dg.DagsterInstance.ephemeral(),
+                            resources={"layout": StudyLayoutResource(root=cfg.resolved_storage_root())})
     assert result.success
     return result.asset_materializations_for_node(name)[0].metadata
 
@@ -64,10 +67,12 @@ def _sections(page: str) -> list[str]:
     return re.findall(r"<section><h2>(.*?)</h2>", page)
 
 
-@pytest.mark.parametrize("writer", ["valley_curve", "ablation_report"])
-def test_either_asset_writes_the_complete_report(study, writer):
+def test_only_the_report_asset_writes_the_complete_report(study):
     cfg, storage = study
-    meta = _materialize(cfg, writer)
+    for upstream in ("valley_curve", "ablation_report"):
+        assert "report_path" not in _materialize(cfg, upstream)
+        assert not storage.exists("reports", "valley_report.html"), upstream
+    meta = _materialize(cfg, "valley_report")
     path = storage.local_path("reports", "valley_report.html")
     assert meta["report_path"].value == str(path)
     page = path.read_text()
@@ -97,5 +102,15 @@ def test_report_waits_for_curve_scores(tmp_path):
     meta = _materialize(cfg, "ablation_report")  # the ablation alone: its table, no report without a curve
     assert "easy" in meta["table"].value and "report_path" not in meta
     assert not storage.exists("reports", "valley_report.html")
-    with pytest.raises(Exception, match="materialize lcb_scores"):
-        _materialize(cfg, "valley_curve")
+    for name in ("valley_curve", "valley_report"):
+        with pytest.raises(Exception, match="materialize lcb_scores"):
+            _materialize(cfg, name)
+    assert not storage.exists("reports", "valley_report.html")
+
+
+def test_the_report_depends_on_the_curve_and_the_ablation_report(tmp_path):
+    cfg = load_study_config(PROFILES_DIR / "demo.yaml", overrides={"storage_root": str(tmp_path)})
+    graph = dg.Definitions(assets=analysis_defs.build(cfg).assets, resources={
+        "layout": StudyLayoutResource(root=str(tmp_path))}).get_repository_def().asset_graph
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("valley_report")).parent_keys}
+    assert parents == {"valley_curve", "ablation_report"}

@@ -19,6 +19,7 @@ from valley_assets.analysis import MANIFEST_NAME, verify_data_files
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.defs import training
 from valley_assets.defs.common import storage_for
+from valley_assets.resources import StudyLayoutResource
 from valley_assets.training.recipe import load_recipe
 
 STUDENT = "tiny-qwen2"
@@ -66,7 +67,8 @@ def materialized(tmp_path_factory):
                        ("ablation_checkpoint", {"arm": "easy", P.STUDENT: STUDENT})):
         pkey = dg.MultiPartitionKey(key)
         result = dg.materialize(assets, selection=[asset], partition_key=pkey, instance=instance,
-                                resources={"launcher": launcher})
+                                resources={"launcher": launcher,
+                                           "layout": StudyLayoutResource(root=cfg.resolved_storage_root())})
         assert result.success
         events[(asset, next(v for k, v in key.items() if k != P.STUDENT))] = (
             result.asset_materializations_for_node(asset)[0].metadata)
@@ -86,12 +88,12 @@ def test_trained_checkpoint_manifest_is_complete(materialized):
     for entry in manifest["data_files"]:
         assert entry["sha256"] == hashlib.sha256(Path(entry["path"]).read_bytes()).hexdigest()
     assert verify_data_files(manifest) == []
-    # the resolved recipe: the profile's max_length applied, plus what the launch derived
-    recipe = load_recipe(cfg.student(STUDENT).recipe, {"max_length": cfg.student(STUDENT).max_length})
+    # the recipe exactly as shipped to the entrypoint (resolved once, by the asset), plus what the launch derived
+    recipe = load_recipe(cfg.student(STUDENT).recipe)
     assert manifest["hyperparameters"]["recipe"] == recipe.model_dump(mode="json")
+    assert launcher.launches[0]["params"]["recipe"] == manifest["hyperparameters"]["recipe"]
     assert manifest["hyperparameters"]["launch"] == {"gpus": 2, "world_size": 1, "gradient_accumulation_steps": 2,
                                                      "precision": "fp32"}
-    assert launcher.launches[0]["params"]["recipe_overrides"] == {"max_length": cfg.student(STUDENT).max_length}
     assert manifest["seeds"] == {"data": cfg.data.seed, "pool": cfg.pool.seed, "train": recipe.seed}
     assert manifest["gpu_count"] == 2
     assert manifest["gpu_hours"] == pytest.approx(manifest["wall_time_s"] * 2 / 3600)

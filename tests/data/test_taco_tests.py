@@ -41,7 +41,7 @@ def test_taco_problem_source_gives_gradable_records(tmp_path):
     ]
     (tmp_path / "TACO" / "ALL").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "TACO" / "ALL" / "train-00000-of-00001.parquet")
-    problems = TacoProblemSource(str(tmp_path / "TACO")).training_problems()
+    problems = TacoProblemSource(source=str(tmp_path / "TACO")).training_problems()
     assert [p["question_id"] for p in problems] == ["taco-train-0", "taco-train-1"]
     assert [p["taco_difficulty"] for p in problems] == ["EASY", "VERY_HARD"]
     assert len(json.loads(problems[0]["public_test_cases"])) == 2 and problems[1]["public_test_cases"] == "[]"

@@ -60,7 +60,7 @@ def test_distilled_student_beats_base_on_held_out_problems(tmp_path):
         for p, t in zip(train, traces, strict=True):
             messages = [*problem_messages(p, PROMPT_ID), {"role": "assistant", "content": t["r1_generation"]}]
             fh.write(json.dumps({"messages": messages}) + "\n")
-    params = {"recipe": "demo-tiny", "recipe_overrides": {"num_train_epochs": 3, "max_length": 768},
+    params = {"recipe": {"base": "demo-tiny", "num_train_epochs": 3, "max_length": 768},
               "train_file": str(tmp_path / "train.jsonl"), "base_model": str(base),
               "output_dir": str(tmp_path / "sft"), "resume_from_checkpoint": None}
     (tmp_path / "params.json").write_text(json.dumps(params))

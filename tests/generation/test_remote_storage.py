@@ -8,7 +8,7 @@ import pytest
 
 from tests.generation.test_samples import SAMPLING, CountingBackend
 from valley_assets.generation.samples import generate_samples, read_samples
-from valley_assets.models import local_model_dir
+from valley_assets.model_files import local_model_dir
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from valley_assets.generation.run import parse_params, pipes_metadata
+from valley_assets.entrypoint import pipes_metadata
+from valley_assets.generation.run import parse_params
 from valley_assets.generation.samples import read_samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +56,8 @@ def test_standalone_with_params_file(tiny_student_dir, tmp_path, make_problems):
     proc = subprocess.run([sys.executable, "-m", "valley_assets.generation.run", "--params", str(params_file)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    [line] = [text for text in proc.stdout.splitlines() if text.startswith('{"valley_result"')]
+    summary = json.loads(line)["valley_result"]
     assert summary["complete"] and summary["n_generated"] == 6 and summary["prompt_id"] == "lcb-reasoning"
     assert len(read_samples(params["out_path"])) == 6
 
@@ -77,3 +79,13 @@ def test_under_dagster_pipes_reports_metadata(tiny_student_dir, tmp_path, make_p
     assert meta["n_generated"] == 4 and meta["chunks_run"] == 1 and meta["complete"] is False
     assert sum(meta["finish_reasons"].values()) == 4 and meta["output_tokens_per_s"] > 0
     assert len(read_samples(params["out_path"])) == 4
+
+
+def test_unknown_or_mistyped_fields_are_named():
+    from valley_assets.entrypoint import ParamsError
+
+    base = {"model_path": "m", "problems_path": "p", "out_path": "o"}
+    with pytest.raises(ParamsError, match="n_samples: Extra inputs are not permitted"):
+        parse_params({**base, "n_samples": 4})
+    with pytest.raises(ParamsError, match="sampling: Value error, unknown sampling keys"):
+        parse_params({**base, "sampling": {"temp": 1}})

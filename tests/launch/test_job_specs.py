@@ -217,7 +217,7 @@ class RecordingLauncher:
     ("transformers", 1, None, 0), ("transformers", 1, 1, 1), ("vllm", 2, None, 2), ("vllm", 4, 4, 4)])
 def test_generation_gpus_come_from_the_evaluation_settings(tmp_path, backend, tp, evaluation_gpus, expected):
     """Issue K: generate() took min(launch.training_gpus, 1) for transformers."""
-    from valley_assets.defs.common import storage_for
+    from valley_assets.defs.common import layout_for
     from valley_assets.defs.evaluation import generate
 
     launch = {"training_gpus": 8} | ({} if evaluation_gpus is None else {"evaluation_gpus": evaluation_gpus})
@@ -225,8 +225,8 @@ def test_generation_gpus_come_from_the_evaluation_settings(tmp_path, backend, tp
         "storage_root": str(tmp_path), "launch": launch,
         "evaluation": {"backend": backend, "tensor_parallel_size": tp}})
     launcher = RecordingLauncher()
-    ctx = SimpleNamespace(resources=SimpleNamespace(launcher=launcher))
-    generate(ctx, cfg=cfg, storage=storage_for(cfg), model="m", student="s", label="1k", release="r")
+    generate(SimpleNamespace(), evaluation=cfg.evaluation, launch=cfg.launch, launcher=launcher, layout=layout_for(cfg),
+             model="m", student="s", data_size="1k", arm="main", release="r")
     assert launcher.launches == [{"module": GENERATION, "gpus": expected, "kind": "generation"}]
 
 

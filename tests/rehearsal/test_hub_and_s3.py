@@ -20,6 +20,7 @@ from valley_assets.data.lcb import load_lcb
 from valley_assets.data.ocr2 import SOURCE_DATASETS, load_ocr2, load_source
 from valley_assets.data.subsets import select_ablation_arm, select_subset
 from valley_assets.data.taco import load_taco
+from valley_assets.layout import StudyLayout
 from valley_assets.resources import LCBBenchmark, OCR2Teacher
 from valley_assets.science.text import extract_code
 from valley_assets.storage import StudyStorage
@@ -83,7 +84,7 @@ def test_fixture_programs_really_pass_their_tests(hub):
 # --- defect 3: OCR2 teacher_traces --------------------------------------------------------------------------------
 def test_ocr2_teacher_recovers_questions_from_every_source(hub, tmp_path):
     cfg = study_config(hub, str(tmp_path / "study"))
-    stats = OCR2Teacher(cfg).write_traces([], str(tmp_path / "traces"))
+    stats = OCR2Teacher(**cfg.data.hub.model_dump()).write_traces([], str(tmp_path / "traces"))
     traces = pl.read_parquet(tmp_path / "traces" / "*.parquet")
     assert stats["n_rows"] == traces.height == 48
     assert (traces["question"] != "-").all()
@@ -100,7 +101,7 @@ def test_release_v7_is_discovered_and_loaded_from_a_folder(hub):
     from valley_assets.generation.releases import discover_releases
 
     assert discover_releases(hub["lcb"])[-1] == "release_v7"
-    benchmark = LCBBenchmark(hub["lcb"])
+    benchmark = LCBBenchmark(source=hub["lcb"])
     v7 = benchmark.load_release("release_v7")
     assert len(v7) == 14 and len(benchmark.load_release("v7")) == 2
     assert {p["question_id"] for p in benchmark.load_release("release_latest")} == {p["question_id"] for p in v7}
@@ -137,7 +138,8 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     storage = StudyStorage(root)
     assert not storage.is_local
 
-    resources = {k: v for k, v in build_resources(cfg).items() if k in ("problem_source", "teacher", "benchmark")}
+    resources = {k: v for k, v in build_resources(cfg).items()
+                 if k in ("layout", "problem_source", "teacher", "benchmark")}
     data_assets, teacher_assets = data_defs.build(cfg), teacher_defs.build(cfg)
     assets = [*data_assets.assets, *teacher_assets.assets]
     instance = dg.DagsterInstance.ephemeral()
@@ -157,18 +159,19 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     assert len(storage.read_jsonl("problems", "training.jsonl")) == 12  # TACO's train split
     assert len(storage.read_jsonl("lcb", "release_v7", "problems.jsonl")) == 14
 
-    contamination = LCBBenchmark(cfg.benchmark.lcb).contamination_problems(cfg.benchmark.releases)
-    result = data_defs.build_study_pool(cfg, storage, contamination_problems=contamination,
-                                        count_tokens=count_words, max_tokens=min(s.max_length for s in cfg.students))
+    contamination = LCBBenchmark(source=cfg.benchmark.lcb).contamination_problems(cfg.benchmark.releases)
+    layout = StudyLayout(storage)
+    result = data_defs.build_study_pool(cfg.pool, layout, extra_trace_uris=[], contamination_problems=contamination,
+                                        count_tokens=count_words, max_tokens=data_defs.pool_token_budget(cfg.students))
     assert storage.names("pool") == ["pool.parquet", "quarantine.parquet"]
-    pool = data_defs.pool_scan(storage).collect()
+    pool = data_defs.pool_scan(layout).collect()
     assert pool.height == result.stats["n_pool"] == 48 and result.quarantine.height == 0
     assert (pool["question"] != "-").all()
     lcb = storage.read_jsonl("lcb", "release_v7", "problems.jsonl")
     for name, (ok, details) in {
-        "no_contamination": checks.check_no_contamination(data_defs.pool_scan(storage), lcb, ngram=cfg.pool.ngram),
-        "non_empty": checks.check_non_empty(data_defs.pool_scan(storage)),
-        "schema": checks.check_schema(data_defs.pool_scan(storage)),
+        "no_contamination": checks.check_no_contamination(data_defs.pool_scan(layout), lcb, ngram=cfg.pool.ngram),
+        "non_empty": checks.check_non_empty(data_defs.pool_scan(layout)),
+        "schema": checks.check_schema(data_defs.pool_scan(layout)),
     }.items():
         assert ok, (name, details)
 
@@ -181,8 +184,8 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     small, large = storage.read_parquet("subsets", "1k.parquet"), storage.read_parquet("subsets", "2k.parquet")
     assert small.height == 10 and large.height == 20 and set(small["id"]) <= set(large["id"])
     for arm in ("easy", "hard", "correct", "incorrect"):
-        assert select_ablation_arm(data_defs.pool_scan(storage), arm, 3, cfg.pool.seed).height == 3, arm
-    assert select_subset(data_defs.pool_scan(storage), 5)["pool_rank"].to_list() == [0, 1, 2, 3, 4]
+        assert select_ablation_arm(data_defs.pool_scan(layout), arm, 3, cfg.pool.seed).height == 3, arm
+    assert select_subset(data_defs.pool_scan(layout), 5)["pool_rank"].to_list() == [0, 1, 2, 3, 4]
 
 
 # --- defect 8 (part): the grader's resume log survives the pod ------------------------------------------------------
@@ -216,11 +219,12 @@ def score_on_a_pod(storage_root: str, hub_lcb: str, sync_interval_s: float):
     evaluation.GRADING_SYNC_INTERVAL_S = sync_interval_s
     cfg = study_config({"ocr2": "", "taco": "", "apps": "", "code_contests": "", "codeforces": "", "lcb": hub_lcb},
                        storage_root)
-    context = SimpleNamespace(resources=SimpleNamespace(grader=GraderResource("process", 6.0, 1, 512)),
-                              run=SimpleNamespace(run_id="0123456789abcdef"))
+    context = SimpleNamespace(run=SimpleNamespace(run_id="0123456789abcdef"))
     g = GRADE_IDENTITY
-    return evaluation.score(context, cfg=cfg, storage=StudyStorage(storage_root), student=g["student"],
-                            data_size=g["data_size"], arm=g["arm"], label=g["label"], release=g["release"])
+    return evaluation.score(context, evaluation=cfg.evaluation, benchmark=cfg.benchmark,
+                            grader=GraderResource(backend="process", timeout_s=6.0, workers=1, memory_mb=512),
+                            layout=StudyLayout(storage_root), student=g["student"], data_size=g["data_size"],
+                            arm=g["arm"], release=g["release"])
 
 
 def test_grading_resumes_on_a_new_pod_from_the_s3_log(hub, moto_s3_env: MotoS3, tmp_path, monkeypatch):  # noqa: F811
@@ -356,7 +360,8 @@ def test_demo_benchmark_folder_on_an_object_store_root(moto_s3_env: MotoS3):  # 
 
     root = moto_s3_env.uri("demo-study")
     cfg = load_study_config(PROFILES_DIR / "demo.yaml", overrides={"storage_root": root})
-    benchmark = build_resources(cfg)["benchmark"].resource_fn(None)
+    benchmark = build_resources(cfg)["benchmark"]
+    benchmark.write_release()  # what Dagster runs when it sets the resource up for a step
     problems = benchmark.load_release("release_v1")
     assert problems and StudyStorage(root).names("lcb_source") == ["test.jsonl"]
     assert benchmark_source(cfg) == f"{root}/lcb_source" and discover_releases(benchmark_source(cfg)) == ["release_v1"]

@@ -68,8 +68,8 @@ def rehearsal_grader(cluster: KubeStandin):
     cfg = load_study_config(PROFILES_DIR / "rehearsal.yaml", overrides={"grading": {
         "timeout_s": TIMEOUT_S, "memory_mb": MEMORY_MB,
         "kubernetes": {"in_cluster": False, "kubeconfig_file": str(cluster.kubeconfig_host), "poll_interval_s": 0.5}}})
-    grader = build_resources(cfg)["grader"].resource_fn(None)  # a hardcoded resource: returns the object
-    assert grader.backend == "kubernetes" and grader.kubernetes["runtime_class_name"] == "gvisor"
+    grader = build_resources(cfg)["grader"]
+    assert grader.backend == "kubernetes" and grader.kubernetes.runtime_class_name == "gvisor"
     return grader
 
 
@@ -178,8 +178,8 @@ def test_containment_attacks_in_the_pods_shape(cluster, tmp_path):
                                     "'/var/run/secrets/kubernetes.io/serviceaccount/token') else 'no token')\n")
     attacks["write the root filesystem"] = "open('/etc/escaped', 'w').write('x')\nprint('ESCAPED')\n"
     problem = _problem("attack", [("", "ESCAPED")])
-    settings = KubernetesGradingSettings(**{**rehearsal_grader(cluster).kubernetes, "samples_per_shard": 8,
-                                            "max_pods": 2})
+    settings = KubernetesGradingSettings(**{**rehearsal_grader(cluster).kubernetes.model_dump(),
+                                            "samples_per_shard": 8, "max_pods": 2})
     shapes: list[dict] = []
     stop_watch = threading.Event()
 

@@ -9,7 +9,7 @@ import polars as pl
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.data.schema import TRACE_SCHEMA
 from valley_assets.definitions import build_definitions
-from valley_assets.defs.common import storage_for
+from valley_assets.defs.common import layout_for
 from valley_assets.defs.teacher import extra_teacher_trace_uris
 
 SMALL = {"data": {"demo": {"n_train_problems": 6, "n_eval_problems": 2}}, "grading": {"backend": "process"}}
@@ -29,15 +29,15 @@ def test_asset_writes_grader_labelled_shards_the_pool_reads(chat_server, demo_wo
                                              "concurrency": 2, "backoff_s": 0.0}}
     cfg = load_study_config(PROFILES_DIR / "demo.yaml", overrides={
         **SMALL, "storage_root": str(tmp_path / "store"), "teacher": {"extra": [teacher]}})
-    storage = storage_for(cfg)
-    assert extra_teacher_trace_uris(cfg, storage) == []  # nothing yet: the pool reads only teacher_traces
+    layout = layout_for(cfg)
+    assert extra_teacher_trace_uris(cfg.teacher.extra, layout) == []  # nothing yet: the pool reads only teacher_traces
 
     result = _materialize(cfg, {"training_problems", "extra_teacher_traces"})
     meta = result.asset_materializations_for_node("extra_teacher_traces")[0].metadata
     assert meta["n_teachers"].value == 1 and meta["n_traces"].value == 6 and meta["complete"].value is True
     assert chat_server.hits == 6 and all(h["Authorization"] == "Bearer sk-local" for h in chat_server.headers)
 
-    [uri] = extra_teacher_trace_uris(cfg, storage)
+    [uri] = extra_teacher_trace_uris(cfg.teacher.extra, layout)
     assert uri.endswith("traces/extra_teacher_traces/kat-v1-40b")
     frame = pl.read_parquet(f"{uri}/*.parquet")
     assert frame.schema == pl.Schema(TRACE_SCHEMA) and frame.height == 6
@@ -57,7 +57,7 @@ def test_demo_profile_has_no_extra_teacher_and_the_asset_is_a_no_op(tmp_path):
     result = _materialize(cfg, {"extra_teacher_traces"})
     meta = result.asset_materializations_for_node("extra_teacher_traces")[0].metadata
     assert meta["n_teachers"].value == 0
-    assert extra_teacher_trace_uris(cfg, storage_for(cfg)) == []
+    assert extra_teacher_trace_uris(cfg.teacher.extra, layout_for(cfg)) == []
 
 
 def test_distill_pool_depends_on_both_teacher_assets(tmp_path):

@@ -150,8 +150,8 @@ BASE = {"recipe": "demo-tiny", "train_file": "t.jsonl", "base_model": "m", "outp
 def test_report_to_parameter(monkeypatch, tmp_path):
     from valley_assets.training.sft import configure_trackers
 
-    assert parse_params(BASE)["report_to"] == ["none"]  # the demo default: Dagster metadata only
-    assert parse_params({**BASE, "report_to": "tensorboard"})["report_to"] == ["tensorboard"]
+    assert parse_params(BASE).report_to == ["none"]  # the demo default: Dagster metadata only
+    assert parse_params({**BASE, "report_to": "tensorboard"}).report_to == ["tensorboard"]
     with pytest.raises(ParamsError, match="unknown trackers \\['neptun'\\]"):
         parse_params({**BASE, "report_to": ["tensorboard", "neptun"]})
     with pytest.raises(ParamsError, match="'none' cannot be combined"):

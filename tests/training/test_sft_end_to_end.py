@@ -35,7 +35,7 @@ def _materialize(params: dict):
 
 def test_sft_materializes_through_pipes(tiny_student, train_file, tmp_path):
     out = tmp_path / "ckpt"
-    params = {"recipe": "demo-tiny", "recipe_overrides": {**SMALL, "max_steps": 4}, "train_file": str(train_file),
+    params = {"recipe": {"base": "demo-tiny", **SMALL, "max_steps": 4}, "train_file": str(train_file),
               "base_model": str(tiny_student), "output_dir": str(out)}
     result = _materialize(params)
     assert result.success
@@ -82,7 +82,7 @@ def _result(proc: subprocess.Popen) -> dict:
 
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_student, train_file, tmp_path):
     steps = 12
-    base = {"recipe": "demo-tiny", "recipe_overrides": {**SMALL, "max_steps": steps}, "train_file": str(train_file),
+    base = {"recipe": {"base": "demo-tiny", **SMALL, "max_steps": steps}, "train_file": str(train_file),
             "base_model": str(tiny_student)}
     # Reference: the same run uninterrupted.
     reference = _result(_run_standalone({**base, "output_dir": str(tmp_path / "ref")}, tmp_path, "ref"))

@@ -80,9 +80,9 @@ def test_fsdp2_on_two_cpu_processes_publishes_a_loadable_model_and_tensorboard_l
     out = tmp_path / "out"
     params = tmp_path / "params.json"
     params.write_text(json.dumps({
-        "recipe": "rehearsal-qwen2.5", "train_file": str(rehearsal_train_file),
+        # keep every checkpoint, to look at one after the run
+        "recipe": {"base": "rehearsal-qwen2.5", "save_total_limit": 8}, "train_file": str(rehearsal_train_file),
         "base_model": str(students["qwen2.5-7b-instruct"]), "output_dir": str(out), "report_to": ["tensorboard"],
-        "recipe_overrides": {"save_total_limit": 8},  # keep every checkpoint, to look at one after the run
     }))
     proc = _launch(params, machines=1, machine_rank=0, processes=2, port=_free_port(), env={},
                    log_prefix=tmp_path / "run")
@@ -145,7 +145,7 @@ def test_two_machines_on_s3_killed_rank_resumes_from_its_durable_checkpoint(
         out = s3.uri("checkpoints", "llama", "1k")
         params = tmp_path / "params.json"
         params.write_text(json.dumps({
-            "recipe": "rehearsal-llama3.1", "recipe_overrides": {"max_steps": steps, "checkpoints_per_run": 6},
+            "recipe": {"base": "rehearsal-llama3.1", "max_steps": steps, "checkpoints_per_run": 6},
             "train_file": str(rehearsal_train_file), "base_model": str(students["llama3.1-8b-instruct"]),
             "output_dir": out,
         }))

@@ -8,6 +8,7 @@ import pytest
 
 from valley_assets.config import load_study_config
 from valley_assets.defs.training import run_sft
+from valley_assets.layout import StudyLayout
 from valley_assets.storage import StudyStorage
 
 
@@ -29,9 +30,8 @@ def test_profile_trackers_reach_the_entrypoint(tmp_path):
     subset = pl.DataFrame({"id": ["t1"], "question_id": ["q1"], "question": ["Print 1."],
                            "r1_generation": ["<think>x</think>\n```python\nprint(1)\n```"]})
     launcher = ParamsOnlyLauncher()
-    context = SimpleNamespace(resources=SimpleNamespace(launcher=launcher))
-    run_sft(context, cfg=cfg, storage=storage, student=cfg.student_names[0], subset=subset, init_model="m",
-            out_parts=("checkpoints", "s", "1k"), run_name="sft")
+    run_sft(SimpleNamespace(), cfg=cfg, launcher=launcher, layout=StudyLayout(storage), student=cfg.student_names[0],
+            data_size="1k", arm="main", subset=subset, init_model="m", run_name="sft")
     assert launcher.params["report_to"] == ["tensorboard"]
 
 

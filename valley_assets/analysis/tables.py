@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from valley_assets.partitions import PartitionKeyError, data_size_thousands, validate_data_size_key
+from valley_assets.records import ScoreRow, record_fields
 
 PER_PROBLEM_COLUMNS: dict[str, type] = {
     "student": str,
@@ -29,21 +30,7 @@ PER_PROBLEM_COLUMNS: dict[str, type] = {
     "n_think": int,
 }
 
-SCORES_COLUMNS: dict[str, type] = {
-    "student": str,
-    "data_size": str,
-    "arm": str,
-    "release": str,
-    "date_window": str,
-    "prompt_id": str,
-    "difficulty": str,
-    "metric": str,
-    "value": float,
-    "n_problems": int,
-    "n_samples": int,
-    "stderr": float,
-    "scored_at": str,
-}
+SCORES_COLUMNS: dict[str, type] = record_fields(ScoreRow)  # the ScoreRow record (valley_assets.records)
 
 DIFFICULTIES = ("easy", "medium", "hard")
 SCORE_METRICS = ("pass@1", "completion_rate", "think_rate")

@@ -31,6 +31,7 @@ from pathlib import Path
 import datasets
 
 from valley_assets.data.schema import PROBLEM_FIELDS
+from valley_assets.records import Problem, check_record
 
 LCB_HUB_ID = "livecodebench/code_generation_lite"
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -127,7 +128,7 @@ def _parse_date(value: str | date, *, field: str) -> date:
         raise ValueError(f"{field}: {value!r} is not an ISO 8601 date") from error
 
 
-def to_problem_record(raw: dict, *, where: str) -> dict:
+def to_problem_record(raw: dict, *, where: str) -> Problem:
     """An LCB row as a problem record: every field a string, private tests decoded, difficulty checked."""
     missing = [f for f in PROBLEM_FIELDS if raw.get(f) is None]
     if missing:
@@ -144,7 +145,7 @@ def to_problem_record(raw: dict, *, where: str) -> dict:
     _parse_date(record["contest_date"], field=f"{where} (question_id {record['question_id']}) contest_date")
     record["private_test_cases"] = decode_private_tests(record["private_test_cases"],
                                                         question_id=record["question_id"])
-    return record
+    return check_record(record, Problem, where=f"{where} (question_id {record['question_id']})")
 
 
 def load_lcb(source: str = LCB_HUB_ID, *, release: str = "release_v6", start_date: str | date | None = None,
@@ -193,7 +194,7 @@ _FUNC_RE = re.compile(r"def\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(\s*self")
 SHARED_UNKNOWN_FIELDS = ("question_title", "contest_date", "difficulty", "private_test_cases", "platform")
 
 
-def load_shared_lcb(path: str | Path) -> list[dict]:
+def load_shared_lcb(path: str | Path) -> list[Problem]:
     """Problem records from the shared public-tests file (`problem`, `starter_code`, `tests` only).
 
     That file has no ids, titles, dates, difficulty or private tests. Here: `question_id` = "lcbpub_" + the first
@@ -233,17 +234,17 @@ def load_shared_lcb(path: str | Path) -> list[dict]:
         if qid in seen:
             raise ValueError(f"{path} problem #{i}: same problem text as problem #{seen[qid]}")
         seen[qid] = i
-        records.append({
-            "question_id": qid,
-            "question_title": "",
-            "question_content": item["problem"],
-            "platform": "leetcode" if functional else "unknown",
-            "contest_date": "",
-            "starter_code": item["starter_code"] or "",
-            "difficulty": "unknown",
-            "public_test_cases": json.dumps([{"input": t["input"], "output": t["output"],
-                                              "testtype": t["testtype"]} for t in tests]),
-            "private_test_cases": "[]",
-            "metadata": json.dumps(metadata),
-        })
+        records.append(Problem(
+            question_id=qid,
+            question_title="",
+            question_content=item["problem"],
+            platform="leetcode" if functional else "unknown",
+            contest_date="",
+            starter_code=item["starter_code"] or "",
+            difficulty="unknown",
+            public_test_cases=json.dumps([{"input": t["input"], "output": t["output"],
+                                           "testtype": t["testtype"]} for t in tests]),
+            private_test_cases="[]",
+            metadata=json.dumps(metadata),
+        ))
     return records

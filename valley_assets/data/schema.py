@@ -9,6 +9,8 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from valley_assets.records import Problem, record_fields
+
 # OpenCodeReasoning-2 columns. `index` is kept as a string, as OCR2 ships it; joins cast it to an integer.
 TRACE_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),
@@ -62,20 +64,18 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "detail": pl.String(),
 }
 
-PROBLEM_FIELDS: tuple[str, ...] = (
-    "question_id",
-    "question_title",
-    "question_content",
-    "platform",
-    "contest_date",
-    "starter_code",
-    "difficulty",
-    "public_test_cases",
-    "private_test_cases",
-    "metadata",
-)
+PROBLEM_FIELDS: tuple[str, ...] = tuple(record_fields(Problem))  # the Problem record's fields, in its order
 
 TACO_DIFFICULTIES: tuple[str, ...] = ("EASY", "MEDIUM", "MEDIUM_HARD", "HARD", "VERY_HARD", "UNKNOWN_DIFFICULTY")
+
+# TACO's five labels folded onto LiveCodeBench's three (`easy|medium|hard`), so one difficulty column serves problem
+# records of both kinds. The one copy (demo problems and TACO training problems both read it; it used to exist twice,
+# with MEDIUM_HARD `hard` in one and `medium` in the other). MEDIUM_HARD is `medium`: LiveCodeBench's `hard` is the top
+# band of each platform, and the paper's difficulty contrast (data/subsets.py: the `hard` arm is HARD and VERY_HARD,
+# MEDIUM_HARD belongs to neither arm) puts MEDIUM_HARD below "hard"; mapping it to `hard` would make an LCB-`hard`
+# training problem that the hard arm excludes. UNKNOWN_DIFFICULTY has no LCB level (records carry "unknown").
+TACO_TO_LCB_DIFFICULTY: dict[str, str] = {
+    "EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "medium", "HARD": "hard", "VERY_HARD": "hard"}
 
 
 def arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from valley_assets.data.ocr2 import SOURCE_DATASETS, load_source
-from valley_assets.data.schema import TACO_DIFFICULTIES
+from valley_assets.data.schema import TACO_DIFFICULTIES, TACO_TO_LCB_DIFFICULTY
 
 TACO_HUB_ID = SOURCE_DATASETS["taco"].hub_id
 TACO_COLUMNS = ("question", "difficulty", "source", "starter_code")
@@ -87,3 +87,27 @@ def taco_stdin_tests(input_output: str | None, *, where: str) -> list[dict]:
 
     return [{"input": text(i_, "inputs", k), "output": text(o_, "outputs", k), "testtype": "stdin"}
             for k, (i_, o_) in enumerate(zip(inputs, outputs, strict=True))]
+
+
+def taco_problem_records(source: str = TACO_HUB_ID) -> list[dict]:
+    """TACO's train split as LiveCodeBench problem records (docs/architecture.md "Records"), its stdin tests as
+    public tests (what teachers are graded on), the TACO label kept as `taco_difficulty`."""
+    import json
+
+    records = []
+    for row in load_taco(source, with_tests=True).iter_rows(named=True):
+        tests = taco_stdin_tests(row["input_output"], where=f"TACO train row {row['index']}")
+        records.append({
+            "question_id": f"taco-train-{row['index']}",
+            "question_title": "",
+            "question_content": row["question"] or "",
+            "platform": row.get("source") or "taco",
+            "contest_date": "",
+            "starter_code": row.get("starter_code") or "",
+            "difficulty": TACO_TO_LCB_DIFFICULTY.get(row["difficulty"], "unknown"),
+            "taco_difficulty": row["difficulty"],
+            "public_test_cases": json.dumps(tests),
+            "private_test_cases": "[]",
+            "metadata": "{}",
+        })
+    return records

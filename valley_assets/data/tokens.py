@@ -35,7 +35,7 @@ class MaxTokenCounter:
 
     def tokenizers(self) -> list:
         if self._tokenizers is None:
-            from valley_assets.models import load_tokenizer  # transformers is imported only when counting
+            from valley_assets.model_files import load_tokenizer  # transformers is imported only when counting
 
             self._tokenizers = [load_tokenizer(ref) for ref in self.tokenizer_refs]
         return self._tokenizers

@@ -1,11 +1,13 @@
-"""Analysis stage: the valley curve per student and the ablation report, as Dagster metadata and a static HTML file.
+"""Analysis stage: the valley curve per student, the ablation report, and the shareable HTML report.
 
-Both read the scores tables that every scoring run appends to (`scores/runs/*.parquet`, `scores/per_problem/*`),
-keep the newest scoring of each checkpoint, and analyse one release (run config; default: the newest one scored).
+All three read the scores tables that every scoring run appends to (`scores/runs/*.parquet`, `scores/per_problem/*`),
+keep the newest scoring of each checkpoint, and analyse one release (`common.resolve_release` over the releases in
+the tables, in scoring order: run config, default the one scored most recently).
 
-Both also (re)write the shareable report `reports/valley_report.html` from the same tables: curve, fit, points,
-rates, per-difficulty, the ablation table and a provenance summary of every checkpoint scored. Whichever of the two
-runs last leaves the complete report, and materializing either one alone never leaves it stale.
+`valley_report` is its own asset, downstream of `valley_curve` and `ablation_report`, and the only writer of
+`reports/valley_report.html`: curve, fit, points, rates, per-difficulty, the ablation table (when the release has
+ablation scores) and a provenance summary of every checkpoint scored. (Both upstream assets used to rewrite it,
+whichever ran last winning.)
 """
 
 
@@ -17,9 +19,8 @@ import polars as pl
 from valley_assets import analysis
 from valley_assets import partitions as P
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, storage_for
-from valley_assets.models import checkpoint_manifest_parts
-from valley_assets.storage import StudyStorage
+from valley_assets.defs.common import json_meta, resolve_release
+from valley_assets.layout import MAIN_ARM, StudyLayout
 
 IDENTITY = ["student", "data_size", "arm", "release", "prompt_id"]
 
@@ -28,11 +29,11 @@ class AnalysisRunConfig(dg.Config):
     release: str = ""  # empty: the release scored most recently
 
 
-def read_table(storage: StudyStorage, folder: str) -> pl.DataFrame:
-    files = sorted(storage.path("scores", folder).glob("*.parquet")) if storage.exists("scores", folder) else []
+def read_table(layout: StudyLayout, table: str) -> pl.DataFrame:
+    files = layout.scores_table(table).list(pattern="*.parquet")
     if not files:
-        raise FileNotFoundError(f"no scores under {storage.uri('scores', folder)}: materialize lcb_scores first")
-    return pl.concat([pl.read_parquet(f.read_bytes()) for f in files], how="diagonal_relaxed")
+        raise FileNotFoundError(f"no scores under {layout.scores_table(table).uri}: materialize lcb_scores first")
+    return pl.concat([pl.read_parquet(layout.storage.fs.cat_file(f)) for f in files], how="diagonal_relaxed")
 
 
 def latest_per_problem(frame: pl.DataFrame) -> pl.DataFrame:
@@ -42,35 +43,29 @@ def latest_per_problem(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def pick_release(frame: pl.DataFrame, requested: str, producer: str) -> str:
-    """The requested release, or the one scored most recently; `producer` names the asset that scores these rows."""
-    if frame.height == 0:
-        raise ValueError(f"no scores to analyse yet: materialize {producer} first")
-    if requested:
-        if requested not in set(frame["release"].to_list()):
-            raise ValueError(f"release {requested!r} has no scores; scored releases: {sorted(set(frame['release']))}")
-        return requested
-    return frame.sort("scored_at")["release"][-1]
+    """The release to analyse (`common.resolve_release`): the releases of these rows in scoring order, so the default
+    is the one scored most recently; `producer` names the asset that scores these rows."""
+    by_last_scoring = frame.group_by("release").agg(pl.col("scored_at").max()).sort(["scored_at", "release"])
+    return resolve_release(requested, by_last_scoring["release"].to_list(),
+                           what=f"scores to analyse (materialize {producer} first)")
 
 
 def png_metadata(png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-REPORT_PARTS = ("reports", "valley_report.html")
-
-
-def checkpoint_provenance_summary(storage: StudyStorage, per_problem: pl.DataFrame) -> dict:
+def checkpoint_provenance_summary(layout: StudyLayout, per_problem: pl.DataFrame) -> dict:
     """Per scored checkpoint, the essentials of its provenance.json (code revision, compute, recipe, data hashes);
     checkpoints without a manifest (trained before manifests existed) are listed as such."""
     summary = {}
     for student, data_size, arm in per_problem.select("student", "data_size", "arm").unique().sort(
             ["arm", "student", "data_size"]).iter_rows():
-        parts = checkpoint_manifest_parts(student, data_size, arm)[:-1]
-        label = f"{student}/{data_size}" if arm == "main" else f"{student}/{arm} (from {data_size})"
-        if not storage.exists(*parts, analysis.MANIFEST_NAME):
+        manifest = layout.checkpoint_provenance(student, data_size, arm)
+        label = f"{student}/{data_size}" if arm == MAIN_ARM else f"{student}/{arm} (from {data_size})"
+        if not manifest.exists():
             summary[label] = "no provenance.json"
             continue
-        record = storage.read_json(*parts, analysis.MANIFEST_NAME)
+        record = manifest.read_json()
         summary[label] = {
             "git": record["git"], "wall_time_s": record["wall_time_s"], "gpu_hours": record["gpu_hours"],
             "recipe": (record["hyperparameters"].get("recipe") or {}).get("name", "untrained"),
@@ -81,86 +76,86 @@ def checkpoint_provenance_summary(storage: StudyStorage, per_problem: pl.DataFra
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
-    storage = storage_for(cfg)
     prompt_id = cfg.evaluation.prompt_id
+    analysis_cfg, rows_per_k, profile = cfg.analysis, cfg.rows_per_k, cfg.profile
 
     def main_curves(per_problem: pl.DataFrame, release: str) -> dict:
-        main = per_problem.filter((pl.col("arm") == "main") & (pl.col("release") == release)
+        main = per_problem.filter((pl.col("arm") == MAIN_ARM) & (pl.col("release") == release)
                                   & (pl.col("prompt_id") == prompt_id))
         if main.height == 0:
             return {}
         sizes = set(main["data_size"].to_list())
         return analysis.valley_curves(
-            main, rows_by_data_size={k: P.data_size_rows(k, cfg.rows_per_k) for k in sizes}, release=release,
-            prompt_id=prompt_id, n_boot=cfg.analysis.bootstrap_samples, seed=cfg.analysis.seed)
+            main, rows_by_data_size={k: P.data_size_rows(k, rows_per_k) for k in sizes}, release=release,
+            prompt_id=prompt_id, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
 
     def arm_report(per_problem: pl.DataFrame, release: str):
         arms = per_problem.filter(pl.col("arm").is_in(list(P.ABLATION_ARMS)) & (pl.col("release") == release)
                                   & (pl.col("prompt_id") == prompt_id))
         if arms.height == 0:
             return None
-        return analysis.ablation_report(arms, n_boot=cfg.analysis.bootstrap_samples, seed=cfg.analysis.seed)
-
-    def write_report(context, per_problem: pl.DataFrame, release: str, *, curves=None, ablation=None) -> str | None:
-        """The shareable HTML report of one release: curves and ablation from the same tables, so it is complete
-        whichever asset writes it. Returns its URI, or None when the release has no scaling-curve scores yet."""
-        curves = main_curves(per_problem, release) if curves is None else curves
-        if not curves:
-            context.log.warning(f"no scaling-curve scores on {release}: {storage.uri(*REPORT_PARTS)} not rewritten")
-            return None
-        ablation = arm_report(per_problem, release) if ablation is None else ablation
-        scored = per_problem.filter(pl.col("release") == release)
-        html = analysis.render_html_report(
-            curves=curves, ablation=ablation, scores=analysis.latest_scores(read_table(storage, "runs")),
-            provenance=checkpoint_provenance_summary(storage, scored),
-            notes=[f"profile {cfg.profile}; rows per 1k = {cfg.rows_per_k}"])
-        storage.write_bytes(html.encode(), *REPORT_PARTS)
-        return storage.uri(*REPORT_PARTS)
+        return analysis.ablation_report(arms, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
 
     @dg.asset(group_name="analysis", deps=["lcb_scores"], kinds={"matplotlib"})
-    def valley_curve(context: dg.AssetExecutionContext, config: AnalysisRunConfig) -> dg.MaterializeResult:
+    def valley_curve(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
+                     layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """pass@1, completion rate and think-tag rate against data size per student, base model included; valley
         location/depth, post-valley slope, bootstrap intervals over problems, the paper's points beside ours."""
-        per_problem = latest_per_problem(read_table(storage, "per_problem"))
-        release = pick_release(per_problem.filter(pl.col("arm") == "main"), config.release, "lcb_scores")
+        per_problem = latest_per_problem(read_table(layout, "per_problem"))
+        release = pick_release(per_problem.filter(pl.col("arm") == MAIN_ARM), config.release, "lcb_scores")
         curves = main_curves(per_problem, release)
         if not curves:
             raise ValueError(f"no scores for prompt {prompt_id!r} on {release}: materialize lcb_scores with it first")
         png = analysis.plot_valley(curves)
         points = analysis.curve_table_rows(curves)
         fits = analysis.fit_table_rows(curves)
-        storage.write_bytes(png, "reports", "valley_curve.png")
-        storage.write_json({"release": release, "points": points, "fits": fits}, "reports", "valley_curve.json")
-        report_path = write_report(context, per_problem, release, curves=curves)
+        layout.valley_curve_png().write_bytes(png)
+        layout.valley_curve_json().write_json({"release": release, "points": points, "fits": fits})
         return dg.MaterializeResult(metadata={
             "release": release,
             "plot": png_metadata(png),
             "rates_plot": png_metadata(analysis.plot_rates(curves)),
             "table": dg.MetadataValue.md(analysis.to_markdown_table(points)),
             "fit": dg.MetadataValue.md(analysis.to_markdown_table(fits) if fits else "_no fit: need base + trained_"),
-            "report_path": report_path,
             "points": json_meta(points),
         })
 
     @dg.asset(group_name="analysis", deps=["ablation_scores", "lcb_scores"], kinds={"matplotlib"})
-    def ablation_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig) -> dg.MaterializeResult:
+    def ablation_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
+                        layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """Easy vs hard and correct vs incorrect: paired deltas with bootstrap intervals over problems."""
-        per_problem = latest_per_problem(read_table(storage, "per_problem"))
+        per_problem = latest_per_problem(read_table(layout, "per_problem"))
         release = pick_release(per_problem.filter(pl.col("arm").is_in(list(P.ABLATION_ARMS))), config.release,
                                "ablation_scores")
         report = arm_report(per_problem, release)
         if report is None:
             raise ValueError(f"no ablation scores for prompt {prompt_id!r} on {release}: materialize ablation_scores")
         rows = report.table_rows()
-        storage.write_json({"release": release, "deltas": rows, "missing": report.missing},
-                           "reports", "ablation_report.json")
-        report_path = write_report(context, per_problem, release, ablation=report)
+        layout.ablation_report_json().write_json({"release": release, "deltas": rows, "missing": report.missing})
         return dg.MaterializeResult(metadata={
             "release": release,
-            **({"report_path": report_path} if report_path else {}),
             "table": dg.MetadataValue.md(analysis.to_markdown_table(rows) if rows else "_no deltas_"),
             "missing": json_meta(report.missing),
             "deltas": json_meta(rows),
         })
 
-    return dg.Definitions(assets=[valley_curve, ablation_report])
+    @dg.asset(group_name="analysis", deps=[valley_curve, ablation_report], kinds={"html"})
+    def valley_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
+                      layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
+        """The shareable HTML report of one release (the curve's): curves, fit, rates, per-difficulty, the ablation
+        table when that release has ablation scores, the scores table and every scored checkpoint's provenance."""
+        per_problem = latest_per_problem(read_table(layout, "per_problem"))
+        release = pick_release(per_problem.filter(pl.col("arm") == MAIN_ARM), config.release, "lcb_scores")
+        curves = main_curves(per_problem, release)
+        if not curves:
+            raise ValueError(f"no scores for prompt {prompt_id!r} on {release}: materialize lcb_scores with it first")
+        ablation = arm_report(per_problem, release)
+        html = analysis.render_html_report(
+            curves=curves, ablation=ablation, scores=analysis.latest_scores(read_table(layout, "runs")),
+            provenance=checkpoint_provenance_summary(layout, per_problem.filter(pl.col("release") == release)),
+            notes=[f"profile {profile}; rows per 1k = {rows_per_k}"])
+        path = layout.report_html().write_bytes(html.encode())
+        return dg.MaterializeResult(metadata={"release": release, "report_path": path,
+                                              "has_ablation": ablation is not None})
+
+    return dg.Definitions(assets=[valley_curve, ablation_report, valley_report])

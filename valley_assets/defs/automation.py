@@ -7,14 +7,14 @@ import dagster as dg
 
 from valley_assets import partitions as P
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import storage_for
+from valley_assets.defs.common import layout_for
 from valley_assets.generation.sensor import build_release_sensor, release_run_config
 
 
 def benchmark_source(cfg: StudyConfig) -> str:
     """Where new releases appear: the hub dataset, or the demo's own LCB-style folder."""
     if cfg.benchmark.source == "demo":
-        return storage_for(cfg).uri("lcb_source")
+        return layout_for(cfg).lcb_source().uri
     return cfg.benchmark.lcb
 
 

@@ -13,11 +13,14 @@ import polars as pl
 
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
-from valley_assets.config import StudyConfig
-from valley_assets.defs.common import GPU_POOL, json_meta, storage_for
-from valley_assets.models import checkpoint_model_ref
+from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
+from valley_assets.defs.common import GPU_POOL, json_meta, resolve_release
+from valley_assets.defs.model_refs import checkpoint_model_ref
+from valley_assets.generation.params import GenerationParams
+from valley_assets.launch.base import Launcher
+from valley_assets.layout import MAIN_ARM, StudyLayout
+from valley_assets.resources import GraderResource
 from valley_assets.science import metrics
-from valley_assets.storage import StudyStorage
 
 GENERATION_MODULE = "valley_assets.generation.run"
 
@@ -40,79 +43,83 @@ def generated_release(context, generations_asset: str) -> str:
     return str(getattr(release, "value", release))
 
 
-def resolve_release(context, storage: StudyStorage, requested: str) -> str:
-    if requested:
-        release = P.validate_release_key(requested)
-        if not storage.exists("lcb", release, "problems.jsonl"):
-            raise FileNotFoundError(f"release {release!r}: materialize lcb_problems[{release}] first")
-        return release
-    known = context.instance.get_dynamic_partitions(P.lcb_release_partitions.name)
-    ready = [r for r in known if storage.exists("lcb", r, "problems.jsonl")]
-    if not ready:
-        raise FileNotFoundError(f"no lcb_problems partition is materialized yet (registered releases: {known})")
-    return ready[-1]  # registration order: the sensor adds releases as they appear
+def generation_release(context, layout: StudyLayout, requested: str) -> str:
+    """The release a generations step samples (`common.resolve_release`): of the registered releases, those whose
+    problems are in storage, newest last."""
+    registered = context.instance.get_dynamic_partitions(P.lcb_release_partitions.name)
+    ready = [r for r in registered if layout.lcb_problems(r).exists()]
+    return resolve_release(requested, ready, what="lcb_problems materialized (materialize lcb_problems[<release>])")
 
 
-def eval_parts(kind: str, student: str, label: str, release: str, prompt_id: str) -> tuple[str, ...]:
-    return (kind, student, label, release, prompt_id)
+def scoring_release(context, layout: StudyLayout, requested: str, *, generations_asset: str, student: str,
+                    data_size: str, arm: str, prompt_id: str) -> str:
+    """The release a scores step grades (`common.resolve_release`): the requested one when its samples of this
+    checkpoint are in storage, else the one this partition's latest generations ran on."""
+    if not requested:
+        return resolve_release("", [generated_release(context, generations_asset)], what="generations")
+    requested = P.validate_release_key(requested)
+    registered = context.instance.get_dynamic_partitions(P.lcb_release_partitions.name)
+    ready = [r for r in dict.fromkeys([*registered, requested])
+             if layout.generations(student, data_size, arm, r, prompt_id).exists()]
+    return resolve_release(requested, ready, what=f"{generations_asset} samples of {student}/{data_size}/{arm}")
 
 
-def generate(context, *, cfg: StudyConfig, storage: StudyStorage, model: str, student: str, label: str,
-             release: str) -> dict:
-    ev = cfg.evaluation
-    out_parts = (*eval_parts("generations", student, label, release, ev.prompt_id), "samples.jsonl")
-    params = {
-        "model_path": model,
-        "problems_path": storage.uri("lcb", release, "problems.jsonl"),
-        "out_path": storage.uri(*out_parts),
-        "backend": ev.backend,
-        "prompt_id": ev.prompt_id,
-        "n": ev.n_samples,
-        "chunk_size": ev.chunk_size,
-        "sampling": {"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
-                     "seed": ev.seed},
-        "backend_options": ({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
+def generate(context, *, evaluation: EvaluationConfig, launch: LaunchConfig, launcher: Launcher,
+             layout: StudyLayout, model: str, student: str, data_size: str, arm: str, release: str) -> dict:
+    ev = evaluation
+    samples = layout.generations(student, data_size, arm, release, ev.prompt_id)
+    params = GenerationParams(
+        model_path=model,
+        problems_path=layout.lcb_problems(release).uri,
+        out_path=samples.uri,
+        backend=ev.backend,
+        prompt_id=ev.prompt_id,
+        n=ev.n_samples,
+        chunk_size=ev.chunk_size,
+        sampling={"temperature": ev.temperature, "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens,
+                  "seed": ev.seed},
+        backend_options=({"tensor_parallel_size": ev.tensor_parallel_size} if ev.backend == "vllm" else {})
         | ev.backend_options,
-    }
-    storage.path(*out_parts[:-1]).mkdir(parents=True, exist_ok=True)
+    ).model_dump(mode="json")
+    if layout.is_local:  # the entrypoint appends to the file; object stores have no folders to create
+        samples.local_path().parent.mkdir(parents=True, exist_ok=True)
     # The evaluation's own GPU count (vLLM: its tensor-parallel GPUs), never the training's; one process drives them.
-    gpus = cfg.launch.generation_gpus(ev.backend, ev.tensor_parallel_size)
-    report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
-                                            name=f"gen-{student}-{label}", gpus=gpus, kind="generation")
-    return {"release": release, "prompt_id": ev.prompt_id, "samples_path": storage.uri(*out_parts), **report}
+    gpus = launch.generation_gpus(ev.backend, ev.tensor_parallel_size)
+    report = launcher.run(context, module=GENERATION_MODULE, params=params,
+                          name=f"gen-{student}-{layout.eval_label(data_size, arm)}", gpus=gpus, kind="generation")
+    return {"release": release, "prompt_id": ev.prompt_id, "samples_path": samples.uri, **report}
 
 
 # How often the grading log is uploaded while a remote-root grading runs: a killed pod loses at most this much work.
 GRADING_SYNC_INTERVAL_S = 30.0
 
 
-def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, data_size: str, arm: str,
-          label: str, release: str) -> dg.MaterializeResult:
+def score(context, *, evaluation: EvaluationConfig, benchmark: BenchmarkConfig, grader: GraderResource,
+          layout: StudyLayout, student: str, data_size: str, arm: str, release: str) -> dg.MaterializeResult:
     """Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten)."""
-    prompt_id = cfg.evaluation.prompt_id
-    parts = eval_parts("generations", student, label, release, prompt_id)
-    samples = storage.read_jsonl(*parts, "samples.jsonl")
-    problems = storage.read_jsonl("lcb", release, "problems.jsonl")
+    prompt_id = evaluation.prompt_id
+    where = (student, data_size, arm, release, prompt_id)
+    samples = layout.generations(*where).read_jsonl()
+    problems = layout.lcb_problems(release).read_jsonl()
     started = time.time()
     # The grader's resume log (results.samples.jsonl, appended per sample) lives under the storage root, mirrored
     # to a local folder while grading and uploaded as it grows: a re-run on another pod (a fresh /tmp) grades only
     # what the log lacks. (It lived in the pod's local scratch before, so a new pod started from zero.)
-    grade_parts = (*eval_parts("grades", student, label, release, prompt_id), "work")
-    with storage.synced_work_dir(*grade_parts, interval_s=GRADING_SYNC_INTERVAL_S) as grade_dir:
-        grades = context.resources.grader.grade(problems, metrics.samples_to_generations(samples),
-                                                results_path=str(grade_dir / "results.json"))
-    storage.write_json(grades, *eval_parts("grades", student, label, release, prompt_id), "results.json")
+    with layout.grading_work(*where).synced_work_dir(interval_s=GRADING_SYNC_INTERVAL_S) as grade_dir:
+        grades = grader.grade(problems, metrics.samples_to_generations(samples),
+                              results_path=str(grade_dir / "results.json"))
+    layout.grades(*where).write_json(grades)
 
     identity = {"student": student, "data_size": data_size, "arm": arm, "release": release, "prompt_id": prompt_id}
     scored_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     per_problem = [{**identity, **row, "scored_at": scored_at}
                    for row in metrics.per_problem_table(samples, grades, problems)]
     rows = [{**identity, **row, "scored_at": scored_at}
-            for row in metrics.score_rows(per_problem, date_windows=cfg.benchmark.scoring_windows())]
-    run_tag = f"{student}__{label}__{release}__{prompt_id}__{context.run.run_id[:8]}"
+            for row in metrics.score_rows(per_problem, date_windows=benchmark.scoring_windows())]
+    run_tag = f"{student}__{layout.eval_label(data_size, arm)}__{release}__{prompt_id}__{context.run.run_id[:8]}"
     # One file per scoring run: concurrent runs append without racing on a shared file.
-    storage.write_parquet(pl.DataFrame(per_problem), "scores", "per_problem", f"{run_tag}.parquet")
-    storage.write_parquet(pl.DataFrame(rows), "scores", "runs", f"{run_tag}.parquet")
+    layout.scores_file("per_problem", run_tag).write_parquet(pl.DataFrame(per_problem))
+    layout.scores_file("runs", run_tag).write_parquet(pl.DataFrame(rows))
 
     overall = {r["metric"]: r for r in rows if r["difficulty"] == "all" and r["date_window"] == "all"}
     return dg.MaterializeResult(metadata={
@@ -136,49 +143,57 @@ def score(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, dat
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
-    storage = storage_for(cfg)
     checkpoints = P.checkpoint_partitions(cfg.student_names)
     ablations = P.ablation_partitions(cfg.student_names)
+    evaluation, benchmark, launch = cfg.evaluation, cfg.benchmark, cfg.launch
+    stage = cfg.ablation.base_data_size
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
-              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
-    def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+    def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
+                        layout: dg.ResourceParam[StudyLayout],
+                        launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """n samples per LCB problem from one checkpoint, LCB prompt through the student's chat template."""
         data_size, student = P.checkpoint_key(context)
-        release = resolve_release(context, storage, config.release)
-        report = generate(context, cfg=cfg, storage=storage, model=checkpoint_model_ref(storage, student, data_size),
-                          student=student, label=data_size, release=release)
+        release = generation_release(context, layout, config.release)
+        report = generate(context, evaluation=evaluation, launch=launch, launcher=launcher, layout=layout,
+                          model=checkpoint_model_ref(layout, student, data_size), student=student,
+                          data_size=data_size, arm=MAIN_ARM, release=release)
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
-    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"],
-              required_resource_keys={"grader"}, kinds={"docker"})
-    def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"], kinds={"docker"})
+    def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig, layout: dg.ResourceParam[StudyLayout],
+                   grader: GraderResource) -> dg.MaterializeResult:
         """pass@1 (unbiased over n), completion rate and think-tag rate, overall and per difficulty."""
         data_size, student = P.checkpoint_key(context)
-        release = resolve_release(context, storage, config.release or generated_release(context, "lcb_generations"))
-        return score(context, cfg=cfg, storage=storage, student=student, data_size=data_size, arm="main",
-                     label=data_size, release=release)
+        release = scoring_release(context, layout, config.release, generations_asset="lcb_generations",
+                                  student=student, data_size=data_size, arm=MAIN_ARM,
+                                  prompt_id=evaluation.prompt_id)
+        return score(context, evaluation=evaluation, benchmark=benchmark, grader=grader, layout=layout,
+                     student=student, data_size=data_size, arm=MAIN_ARM, release=release)
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
-              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
-    def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+    def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
+                             layout: dg.ResourceParam[StudyLayout],
+                             launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
         arm, student = keys["arm"], keys[P.STUDENT]
-        release = resolve_release(context, storage, config.release)
-        model = checkpoint_model_ref(storage, student, cfg.ablation.base_data_size, arm)
-        report = generate(context, cfg=cfg, storage=storage, model=model, student=student,
-                          label=f"ablation-{arm}", release=release)
+        release = generation_release(context, layout, config.release)
+        report = generate(context, evaluation=evaluation, launch=launch, launcher=launcher, layout=layout,
+                          model=checkpoint_model_ref(layout, student, stage, arm), student=student,
+                          data_size=stage, arm=arm, release=release)
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
-    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"],
-              required_resource_keys={"grader"}, kinds={"docker"})
-    def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig) -> dg.MaterializeResult:
+    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"], kinds={"docker"})
+    def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig,
+                        layout: dg.ResourceParam[StudyLayout], grader: GraderResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
         arm, student = keys["arm"], keys[P.STUDENT]
-        release = resolve_release(context, storage,
-                                  config.release or generated_release(context, "ablation_generations"))
-        return score(context, cfg=cfg, storage=storage, student=student, data_size=cfg.ablation.base_data_size,
-                     arm=arm, label=f"ablation-{arm}", release=release)
+        release = scoring_release(context, layout, config.release, generations_asset="ablation_generations",
+                                  student=student, data_size=stage, arm=arm, prompt_id=evaluation.prompt_id)
+        return score(context, evaluation=evaluation, benchmark=benchmark, grader=grader, layout=layout,
+                     student=student, data_size=stage, arm=arm, release=release)
 
     return dg.Definitions(assets=[lcb_generations, lcb_scores, ablation_generations, ablation_scores])
 

@@ -11,98 +11,91 @@ re-runs the OCR2 recovery; `distill_pool` reads the configured teachers' folders
 """
 
 
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from valley_assets.analysis import to_markdown_table as md_table
-from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, storage_for
-from valley_assets.storage import StudyStorage
+from valley_assets.config import ExtraTeacherConfig, StudyConfig
+from valley_assets.defs.common import json_meta
+from valley_assets.launch.base import Launcher
+from valley_assets.layout import StudyLayout
+from valley_assets.resources import ExtraTeachers, GraderResource, Teacher
 
-EXTRA_TRACES = ("traces", "extra_teacher_traces")
 
-
-def extra_teacher_trace_uris(cfg: StudyConfig, storage: StudyStorage) -> list[str]:
+def extra_teacher_trace_uris(specs: Sequence[ExtraTeacherConfig], layout: StudyLayout) -> list[str]:
     """The trace folders of the configured extra teachers that hold shards, in config order (the pool's order)."""
-    return [storage.uri(*EXTRA_TRACES, spec.name) for spec in cfg.teacher.extra
-            if storage.list(*EXTRA_TRACES, spec.name, pattern="*.parquet")]
+    return [layout.extra_teacher_traces(spec.name).uri for spec in specs
+            if layout.extra_teacher_traces(spec.name).list(pattern="*.parquet")]
+
+
+def generate_on_vllm(todo: list[dict], samples_path: Path, *, context, launcher: Launcher, layout: StudyLayout,
+                     spec: ExtraTeacherConfig) -> dict:
+    """The generation step of a vLLM teacher: a GPU Job (the generation entrypoint) reads the problems still to do
+    from `teacher_work/<teacher>/` and publishes the samples there; the labelling reads `samples_path`, a local
+    copy. On a local root both are the same file (the work folder is inside the root), so nothing is copied."""
+    from valley_assets.defs.evaluation import GENERATION_MODULE
+    from valley_assets.generation.teacher import vllm_generation_params
+
+    problems, samples = layout.teacher_work_problems(spec.name), layout.teacher_work_samples(spec.name)
+    problems.write_jsonl(todo)
+    params = vllm_generation_params(spec, problems.uri, samples.uri)
+    report = launcher.run(context, module=GENERATION_MODULE, params=params, name=f"teacher-{spec.name}",
+                          gpus=spec.tensor_parallel_size, kind="generation")
+    if samples.uri != str(samples_path):
+        Path(samples_path).write_bytes(samples.read_bytes())
+    return report
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
-    storage = storage_for(cfg)
-
-    @dg.asset(group_name="teacher", deps=["training_problems"], required_resource_keys={"teacher"},
-              kinds={"python"})
-    def teacher_traces(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    @dg.asset(group_name="teacher", deps=["training_problems"], kinds={"python"})
+    def teacher_traces(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
+                       teacher: dg.ResourceParam[Teacher]) -> dg.MaterializeResult:
         """Chain-of-thought traces (`<think>…</think>` then a fenced python answer), OCR2 columns, as parquet shards."""
-        problems = storage.read_jsonl("problems", "training.jsonl")
-        out_uri = storage.uri("traces", "teacher_traces")
+        problems = layout.training_problems().read_jsonl()
+        out = layout.teacher_traces()
         # a re-run must not mix shards of two generations of traces
-        storage.remove_matching("traces", "teacher_traces", pattern="*.parquet")
-        stats = context.resources.teacher.write_traces(problems, out_uri)
-        shards = storage.list("traces", "teacher_traces", pattern="*.parquet")
+        out.remove_matching(pattern="*.parquet")
+        stats = teacher.write_traces(problems, out.uri)
+        shards = out.list(pattern="*.parquet")
         head = pl.scan_parquet(shards[0]).select("id", "question_id", "difficulty", "judgement", "pass_rate").head(5)
         return dg.MaterializeResult(metadata={
             **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
             "stats": json_meta(stats),
-            "path": out_uri,
+            "path": out.uri,
             "preview": dg.MetadataValue.md(md_table(head.collect().to_dicts())),
         })
 
-    @dg.asset(group_name="teacher", deps=["training_problems"], kinds={"python"},
-              required_resource_keys={"extra_teachers", "grader", "launcher"})
-    def extra_teacher_traces(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    @dg.asset(group_name="teacher", deps=["training_problems"], kinds={"python"})
+    def extra_teacher_traces(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
+                             extra_teachers: ExtraTeachers, grader: GraderResource,
+                             launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """Traces of the teachers in `teacher.extra`, generated resumably, labelled by the grader on the problems'
         tests, OCR2 columns, one shard folder per teacher; the pool reads them beside `teacher_traces`."""
-        from valley_assets.defs.evaluation import GENERATION_MODULE
         from valley_assets.generation.samples import read_problems
-        from valley_assets.generation.teacher import (
-            endpoint_generate,
-            run_teacher,
-            vllm_generation_params,
-        )
+        from valley_assets.generation.teacher import endpoint_generate, run_teacher
 
-        teachers = context.resources.extra_teachers
-        if not teachers.specs:
+        specs = extra_teachers.specs
+        if not specs:
             return dg.MaterializeResult(metadata={"n_teachers": 0, "note": "no extra teachers configured "
                                                                             "(teacher.extra in the profile)"})
         per_teacher = {}
-        for spec in teachers.specs:
-            problems = (storage.read_jsonl("problems", "training.jsonl") if spec.problems == "training"
+        for spec in specs:
+            problems = (layout.training_problems().read_jsonl() if spec.problems == "training"
                         else read_problems(spec.problems))
-            work_dir = storage.local_work_dir("teacher_work", spec.name)
             if spec.backend == "openai":
-                def progress(r, name=spec.name):
-                    context.log.info(f"[{name}] chunk {r.chunks_run}: {r.n_existing + r.n_generated}/{r.n_expected} "
-                                     f"samples, finish reasons {r.finish_reasons}")
-
                 generate = endpoint_generate(
-                    spec, teachers.endpoint_backend(spec), on_chunk=progress,
-                    published_samples=None if storage.is_local else storage.uri("teacher_work", spec.name,
-                                                                                 "samples.jsonl"))
+                    spec, extra_teachers.endpoint_backend(spec), on_chunk=partial(_log_chunk, context, spec.name),
+                    published_samples=None if layout.is_local else layout.teacher_work_samples(spec.name).uri)
             else:
-                def generate(todo, samples_path, spec=spec, work_dir=work_dir):
-                    if storage.is_local:  # the job reads and appends where the labelling reads
-                        StudyStorage(str(work_dir)).write_jsonl(todo, "problems.jsonl")
-                        problems_uri, samples_uri = str(work_dir / "problems.jsonl"), str(samples_path)
-                    else:  # a GPU pod elsewhere: it publishes the samples object, the labelling reads a copy
-                        storage.write_jsonl(todo, "teacher_work", spec.name, "problems.jsonl")
-                        problems_uri = storage.uri("teacher_work", spec.name, "problems.jsonl")
-                        samples_uri = storage.uri("teacher_work", spec.name, "samples.jsonl")
-                    params = vllm_generation_params(spec, problems_uri, samples_uri)
-                    report = context.resources.launcher.run(context, module=GENERATION_MODULE, params=params,
-                                                            name=f"teacher-{spec.name}",
-                                                            gpus=spec.tensor_parallel_size, kind="generation")
-                    if not storage.is_local:
-                        Path(samples_path).write_bytes(storage.read_bytes("teacher_work", spec.name, "samples.jsonl"))
-                    return report
-
+                generate = partial(generate_on_vllm, context=context, launcher=launcher, layout=layout, spec=spec)
             per_teacher[spec.name] = run_teacher(
-                spec, problems, work_dir=work_dir, out_dir=storage.uri(*EXTRA_TRACES, spec.name), generate=generate,
-                grade=lambda probs, gens, path: context.resources.grader.grade(probs, gens, results_path=path),
-                log=context.log.info)
+                spec, problems, work_dir=layout.teacher_work(spec.name).local_work_dir(),
+                out_dir=layout.extra_teacher_traces(spec.name).uri, generate=generate,
+                grade=partial(_grade, grader), log=context.log.info)
         rows = [{k: s[k] for k in ("teacher", "model", "n_samples", "n_traces", "n_right", "n_wrong", "n_unlabelled",
                                    "complete")} for s in per_teacher.values()]
         return dg.MaterializeResult(metadata={
@@ -111,7 +104,16 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             "complete": all(s["complete"] for s in per_teacher.values()),
             "teachers": dg.MetadataValue.md(md_table(rows)),
             "stats": json_meta(per_teacher),
-            "path": storage.uri(*EXTRA_TRACES),
+            "path": layout.extra_teacher_traces().uri,
         })
 
     return dg.Definitions(assets=[teacher_traces, extra_teacher_traces])
+
+
+def _log_chunk(context, name: str, r) -> None:
+    context.log.info(f"[{name}] chunk {r.chunks_run}: {r.n_existing + r.n_generated}/{r.n_expected} samples, "
+                     f"finish reasons {r.finish_reasons}")
+
+
+def _grade(grader: GraderResource, problems: list[dict], generations: list[dict], results_path: str) -> dict:
+    return grader.grade(problems, generations, results_path=results_path)

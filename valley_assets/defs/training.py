@@ -12,16 +12,13 @@ import polars as pl
 
 from valley_assets import partitions as P
 from valley_assets.analysis.provenance import provenance_manifest, write_manifest
-from valley_assets.config import StudentSpec, StudyConfig
-from valley_assets.defs.common import GPU_POOL, json_meta, storage_for
+from valley_assets.config import StudyConfig
+from valley_assets.defs.common import GPU_POOL, json_meta
+from valley_assets.defs.model_refs import base_model_ref, checkpoint_model_ref, is_demo_model
 from valley_assets.generation.prompts import build_messages
-from valley_assets.models import (
-    DEMO_PREFIX,
-    base_model_ref,
-    checkpoint_manifest_parts,
-    checkpoint_model_ref,
-)
-from valley_assets.storage import StudyStorage
+from valley_assets.launch.base import Launcher
+from valley_assets.layout import MAIN_ARM, StudyLayout
+from valley_assets.training.params import SFTParams
 from valley_assets.training.recipe import load_recipe
 
 SFT_MODULE = "valley_assets.training.sft"
@@ -38,59 +35,54 @@ def sft_messages(subset: pl.DataFrame, problems_by_id: dict[str, dict], prompt_i
     return rows
 
 
-def recipe_overrides(spec: StudentSpec) -> dict:
-    """What the profile changes in the student's recipe; the launch and the provenance manifest use the same."""
-    return {"max_length": spec.max_length}
-
-
-def run_sft(context, *, cfg: StudyConfig, storage: StudyStorage, student: str, subset: pl.DataFrame,
-            init_model: str, out_parts: tuple[str, ...], run_name: str) -> dict:
-    """Write the training file, launch the SFT entrypoint, return the metadata it reported."""
+def run_sft(context, *, cfg: StudyConfig, launcher: Launcher, layout: StudyLayout, student: str, data_size: str,
+            arm: str, subset: pl.DataFrame, init_model: str, run_name: str) -> dict:
+    """Write the training file, launch the SFT entrypoint, return the metadata it reported plus the exact recipe it
+    was given (`trained_recipe`, what the provenance manifest records): the recipe is resolved here, once."""
     spec = cfg.student(student)
-    problems = {p["question_id"]: p for p in storage.read_jsonl("problems", "training.jsonl")}
-    train_parts = (*out_parts, "train.jsonl")
-    storage.write_jsonl(sft_messages(subset, problems, cfg.evaluation.prompt_id), *train_parts)
-    params = {
-        "recipe": spec.recipe,
-        "recipe_overrides": recipe_overrides(spec),
-        "train_file": storage.uri(*train_parts),
-        "base_model": init_model,
-        "output_dir": storage.uri(*out_parts, "run"),
-        "resume_from_checkpoint": "auto",
-        "report_to": list(cfg.tracking.report_to),
-    }
-    report = context.resources.launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
-                                            gpus=cfg.launch.training_gpus, kind="training")
+    problems = {p["question_id"]: p for p in layout.training_problems().read_jsonl()}
+    train_file = layout.sft_train_file(student, data_size, arm)
+    train_file.write_jsonl(sft_messages(subset, problems, cfg.evaluation.prompt_id))
+    params = SFTParams(
+        recipe=load_recipe(spec.recipe),
+        train_file=train_file.uri,
+        base_model=init_model,
+        output_dir=layout.sft_output_dir(student, data_size, arm).uri,
+        resume_from_checkpoint="auto",
+        report_to=list(cfg.tracking.report_to),
+    ).model_dump(mode="json")
+    report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
+                          gpus=cfg.launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
-    return {**report, "final_model_dir": params["output_dir"]}
+    return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"]}
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
-    storage = storage_for(cfg)
     students = P.student_partitions(cfg.student_names)
     checkpoints = P.checkpoint_partitions(cfg.student_names)
     ablations = P.ablation_partitions(cfg.student_names)
 
     @dg.asset(partitions_def=students, group_name="training", deps=["training_problems", "teacher_traces"],
               kinds={"pytorch"})
-    def student_base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def student_base_model(context: dg.AssetExecutionContext,
+                           layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """The untouched student. The demo builds a tiny Qwen2 with its own tokenizer, pre-trained on generic text;
         production students are hub models, checked to load (tokenizer and config) through the same code path."""
         spec = cfg.student(context.partition_key)
-        ref = base_model_ref(cfg, storage, spec.name)
-        if spec.model.startswith(DEMO_PREFIX):
+        ref = base_model_ref(spec, layout)
+        if is_demo_model(spec):
             from valley_assets.demo.tiny_model import build_tiny_student, generic_corpus
 
-            problems = storage.read_jsonl("problems", "training.jsonl")
-            traces = pl.read_parquet(storage.uri("traces", "teacher_traces") + "/*.parquet", columns=["r1_generation"])
+            problems = layout.training_problems().read_jsonl()
+            traces = pl.read_parquet(layout.teacher_traces().uri + "/*.parquet", columns=["r1_generation"])
             corpus = ([p["question_content"] for p in problems] + traces["r1_generation"].to_list()
                       + generic_corpus(cfg.data.seed, 2000))
-            info = build_tiny_student(storage.local_path("models", spec.name, "base"), corpus,
+            info = build_tiny_student(layout.base_model(spec.name).local_path(), corpus,
                                       seed=cfg.data.seed, pretrain_steps=cfg.data.demo.pretrain_steps)
         else:
             from transformers import AutoConfig, AutoTokenizer
 
-            from valley_assets.models import local_model_dir
+            from valley_assets.model_files import local_model_dir
 
             tok = AutoTokenizer.from_pretrained(local_model_dir(ref))  # hub id, folder, or a mirror on object storage
             conf = AutoConfig.from_pretrained(local_model_dir(ref))
@@ -100,51 +92,53 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                                               **{k: v for k, v in info.items() if isinstance(v, (int, float))}})
 
     @dg.asset(partitions_def=checkpoints, group_name="training",
-              deps=["distill_subset", "student_base_model"], required_resource_keys={"launcher"},
+              deps=["distill_subset", "student_base_model"],
               kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
-    def sft_checkpoint(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def sft_checkpoint(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
+                       launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """SFT of a student on one nested subset. `0` is the base model as is (the valley's starting point)."""
         data_size, student = P.checkpoint_key(context)
-        base = base_model_ref(cfg, storage, student)
-        parts = checkpoint_manifest_parts(student, data_size)[:-1]
+        base = base_model_ref(cfg.student(student), layout)
         started = time.time()
         data_files = []
         if data_size == "0":
             report = {}
             model = base
         else:
-            data_files = [storage.uri("subsets", f"{data_size}.parquet"), storage.uri(*parts, "train.jsonl")]
-            subset = storage.read_parquet("subsets", f"{data_size}.parquet")
+            data_files = [layout.subset(data_size).uri, layout.sft_train_file(student, data_size).uri]
+            subset = layout.subset(data_size).read_parquet()
             if subset.height == 0:
                 raise ValueError(f"subset {data_size} is empty: the pool has no rows (see distill_pool)")
-            report = run_sft(context, cfg=cfg, storage=storage, student=student, subset=subset, init_model=base,
-                             out_parts=parts, run_name=f"sft-{student}-{data_size}")
+            report = run_sft(context, cfg=cfg, launcher=launcher, layout=layout, student=student,
+                             data_size=data_size, arm=MAIN_ARM, subset=subset, init_model=base,
+                             run_name=f"sft-{student}-{data_size}")
             model = report["final_model_dir"]
         manifest = {"model": model, "student": student, "data_size": data_size, "base_model": base,
                     "wall_time_s": round(time.time() - started, 2), "report": report}
-        provenance = write_checkpoint_provenance(cfg, storage, parts=parts, manifest=manifest, data_files=data_files)
-        storage.write_json(manifest, *parts, "checkpoint.json")
+        provenance = write_checkpoint_provenance(cfg, layout, arm=MAIN_ARM, manifest=manifest,
+                                                 data_files=data_files)
+        layout.checkpoint_manifest(student, data_size).write_json(manifest)
         return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
 
     @dg.asset(partitions_def=ablations, group_name="training",
               deps=["ablation_subset", dg.AssetDep("sft_checkpoint", partition_mapping=_stage_mapping(cfg))],
-              required_resource_keys={"launcher"}, kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
-    def ablation_checkpoint(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+    def ablation_checkpoint(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
+                            launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """Continue SFT from the stage checkpoint (`ablation.base_data_size`) on one ablation arm."""
         keys = context.partition_key.keys_by_dimension
         arm, student = keys["arm"], keys[P.STUDENT]
         stage = cfg.ablation.base_data_size
-        init = checkpoint_model_ref(storage, student, stage)
-        parts = checkpoint_manifest_parts(student, stage, arm)[:-1]
-        subset = storage.read_parquet("ablation", arm, "subset.parquet")
-        data_files = [storage.uri("ablation", arm, "subset.parquet"), storage.uri(*parts, "train.jsonl")]
+        init = checkpoint_model_ref(layout, student, stage)
+        subset = layout.ablation_subset(arm).read_parquet()
+        data_files = [layout.ablation_subset(arm).uri, layout.sft_train_file(student, stage, arm).uri]
         started = time.time()
-        report = run_sft(context, cfg=cfg, storage=storage, student=student, subset=subset, init_model=init,
-                         out_parts=parts, run_name=f"ablation-{student}-{arm}")
+        report = run_sft(context, cfg=cfg, launcher=launcher, layout=layout, student=student, data_size=stage,
+                         arm=arm, subset=subset, init_model=init, run_name=f"ablation-{student}-{arm}")
         manifest = {"model": report["final_model_dir"], "student": student, "arm": arm, "stage": stage,
                     "init_model": init, "wall_time_s": round(time.time() - started, 2), "report": report}
-        provenance = write_checkpoint_provenance(cfg, storage, parts=parts, manifest=manifest, data_files=data_files)
-        storage.write_json(manifest, *parts, "checkpoint.json")
+        provenance = write_checkpoint_provenance(cfg, layout, arm=arm, manifest=manifest, data_files=data_files)
+        layout.checkpoint_manifest(student, stage, arm).write_json(manifest)
         return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
 
     return dg.Definitions(assets=[student_base_model, sft_checkpoint, ablation_checkpoint])
@@ -168,24 +162,24 @@ _SUMMARY_KEYS = ("steps", "epochs", "examples", "examples_dropped_too_long", "to
 _LAUNCH_KEYS = ("world_size", "gradient_accumulation_steps", "precision")
 
 
-def write_checkpoint_provenance(cfg: StudyConfig, storage: StudyStorage, *, parts: tuple[str, ...], manifest: dict,
+def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: str, manifest: dict,
                                 data_files: list[str]) -> dict:
     """Write `provenance.json` beside the checkpoint and return its materialization metadata.
 
     The manifest (valley_assets.analysis.provenance) holds the git revision, package versions, the seeds, the sha256
-    of the subset and of the SFT training file, the resolved recipe (the profile's overrides applied, plus what the
-    launch derived: world size, gradient accumulation, precision), the asset's wall time and the GPU-hours it held.
+    of the subset and of the SFT training file, the recipe exactly as shipped to the entrypoint (`trained_recipe`,
+    resolved once by `run_sft`), what the launch derived (world size, gradient accumulation, precision), the asset's
+    wall time and the GPU-hours it held.
     A checkpoint with no data files is the base model as is: nothing trained, no recipe, no GPU time.
     """
-    spec = cfg.student(manifest["student"])
     report = manifest.get("report") or {}
     trained = bool(data_files)
     seeds: dict[str, int] = {"data": cfg.data.seed}
     hyperparameters: dict = {}
     if trained:
-        recipe = load_recipe(spec.recipe, recipe_overrides(spec))
-        seeds |= {"pool": cfg.pool.seed, "train": recipe.seed}
-        hyperparameters = {"recipe": recipe.model_dump(mode="json"),
+        recipe = report["trained_recipe"]
+        seeds |= {"pool": cfg.pool.seed, "train": recipe["seed"]}
+        hyperparameters = {"recipe": recipe,
                            "launch": {"gpus": cfg.launch.training_gpus,
                                       **{k: report[k] for k in _LAUNCH_KEYS if k in report}}}
     checkpoint = {k: v for k, v in manifest.items() if k not in ("report", "wall_time_s")}
@@ -194,7 +188,8 @@ def write_checkpoint_provenance(cfg: StudyConfig, storage: StudyStorage, *, part
         gpu_count=cfg.launch.training_gpus if trained else 0,
         extra={"profile": cfg.profile, "checkpoint": checkpoint,
                "training_summary": {k: report[k] for k in _SUMMARY_KEYS if k in report}})
-    path = write_manifest(storage.uri(*parts), record)
+    data_size = manifest.get("data_size") or manifest["stage"]
+    path = write_manifest(layout.checkpoint_dir(manifest["student"], data_size, arm).uri, record)
     return {"provenance": json_meta(record), "provenance_path": path, "git_revision": record["git"]["revision"],
             "gpu_hours": record["gpu_hours"]}
 

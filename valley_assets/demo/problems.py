@@ -26,8 +26,9 @@ from bisect import bisect_left, bisect_right
 from datetime import date, timedelta
 from functools import cache, lru_cache
 
+from valley_assets.data.schema import TACO_TO_LCB_DIFFICULTY
+
 PLATFORM = "valley-demo"
-TACO_TO_LCB = {"EASY": "easy", "MEDIUM": "medium", "MEDIUM_HARD": "medium", "HARD": "hard", "VERY_HARD": "hard"}
 SIDES = ("train", "eval")
 EVAL_SHARE = 4  # one parameter tuple in EVAL_SHARE belongs to the eval side
 N_PUBLIC_TESTS = 2
@@ -1308,7 +1309,7 @@ def _family_instances(seed: int, side: str, family_name: str, count: int) -> tup
             "platform": PLATFORM,
             "contest_date": (first_day + timedelta(days=rng.randrange(span))).isoformat() + "T00:00:00",
             "starter_code": _starter_code(family),
-            "difficulty": TACO_TO_LCB[family.taco(params)],
+            "difficulty": TACO_TO_LCB_DIFFICULTY[family.taco(params)],
             "public_test_cases": json.dumps(public),
             "private_test_cases": json.dumps(private),
             "metadata": json.dumps({"func_name": family.func_name} if family.functional else {}),

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPException
 from typing import Any
 
-from valley_assets.generation.backends import (
+from valley_assets.generation.interface import (
     FINISH_REASONS,
     Completion,
     GenerationRequest,

@@ -22,29 +22,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from valley_assets.generation.backends import GenerationBackend, GenerationRequest, SamplingConfig
+from valley_assets.generation.interface import GenerationBackend, GenerationRequest, SamplingConfig
 from valley_assets.generation.prompts import get_prompt, problem_messages
+from valley_assets.records import Problem, Sample, check_record, check_rows, record_fields
 
-SAMPLE_FIELDS = ("question_id", "sample_idx", "prompt_id", "text", "finish_reason", "prompt_tokens",
-                 "completion_tokens")
+SAMPLE_FIELDS = tuple(record_fields(Sample))
+# What generation reads of a Problem: the prompt is built from these (starter_code is optional: "" for stdin).
+PROBLEM_FIELDS_READ = ("question_id", "question_content")
 
 
-def validate_sample(row: object, where: str) -> dict:
-    """Check one Generation-sample row; `where` names it (file:line) in the error."""
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: a sample must be a JSON object, got {type(row).__name__}")
-    missing = [f for f in SAMPLE_FIELDS if f not in row]
-    if missing:
-        raise ValueError(f"{where}: sample is missing fields {missing}")
-    if not isinstance(row["question_id"], str) or not row["question_id"]:
+def validate_sample(row: object, where: str) -> Sample:
+    """Check one Generation-sample row (the `Sample` record, counts >= 0); `where` names it (file:line)."""
+    check_record(row, Sample, where=where)
+    if not row["question_id"]:
         raise ValueError(f"{where}: question_id must be a non-empty string")
     for name in ("sample_idx", "prompt_tokens", "completion_tokens"):
-        if not isinstance(row[name], int) or isinstance(row[name], bool) or row[name] < 0:
+        if row[name] < 0:
             raise ValueError(f"{where}: {name} must be an int >= 0, got {row[name]!r}")
-    if row["finish_reason"] not in ("stop", "length"):
-        raise ValueError(f"{where}: finish_reason must be 'stop' or 'length', got {row['finish_reason']!r}")
-    if not isinstance(row["text"], str) or not isinstance(row["prompt_id"], str):
-        raise ValueError(f"{where}: text and prompt_id must be strings")
     return row
 
 
@@ -82,8 +76,9 @@ def read_samples(path: str | os.PathLike, *, repair_torn_tail: bool = False) -> 
     return rows
 
 
-def read_problems(path: str | os.PathLike) -> list[dict]:
-    """Problem records from a JSONL file (local path or fsspec URL)."""
+def read_problems(path: str | os.PathLike) -> list[Problem]:
+    """Problem records from a JSONL file (local path or fsspec URL); the fields generation uses are checked
+    (`<path> row <i>: <field> ...`)."""
     import fsspec
 
     problems = []
@@ -95,7 +90,7 @@ def read_problems(path: str | os.PathLike) -> list[dict]:
                 problems.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-    return problems
+    return check_rows(problems, Problem, source=str(path), required=PROBLEM_FIELDS_READ)
 
 
 @dataclass
@@ -236,7 +231,7 @@ def generate_samples(
     return report
 
 
-def _rows_for_chunk(requests: Sequence[GenerationRequest], results, prompt_id: str) -> list[dict]:
+def _rows_for_chunk(requests: Sequence[GenerationRequest], results, prompt_id: str) -> list[Sample]:
     if len(results) != len(requests):
         raise RuntimeError(f"backend returned {len(results)} results for {len(requests)} requests")
     rows = []
@@ -247,11 +242,10 @@ def _rows_for_chunk(requests: Sequence[GenerationRequest], results, prompt_id: s
                 f"asked for {len(req.sample_indices)}"
             )
         for idx, c in zip(req.sample_indices, completions, strict=True):
-            rows.append({
-                "question_id": req.question_id, "sample_idx": idx, "prompt_id": prompt_id, "text": c.text,
-                "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
-                "completion_tokens": c.completion_tokens,
-            })
+            rows.append(Sample(
+                question_id=req.question_id, sample_idx=idx, prompt_id=prompt_id, text=c.text,
+                finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+            ))
     return rows
 
 

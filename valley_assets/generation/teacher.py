@@ -33,6 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from valley_assets.data.schema import TACO_DIFFICULTIES, TRACE_SCHEMA, cast_to_schema
+from valley_assets.generation.params import GenerationParams
 from valley_assets.generation.samples import read_samples
 from valley_assets.science.text import THINK_CLOSE, THINK_OPEN, extract_code, has_closed_think
 
@@ -270,15 +271,15 @@ def endpoint_generate(spec, backend, *, on_chunk: Callable | None = None,
 
 def vllm_generation_params(spec, problems_path: str, samples_path: str) -> dict:
     """Parameters of `python -m valley_assets.generation.run` (the GPU job the launcher starts) for a vLLM teacher."""
-    return {
-        "model_path": spec.model,
-        "problems_path": problems_path,
-        "out_path": samples_path,
-        "backend": "vllm",
-        "prompt_id": spec.prompt_id,
-        "n": spec.n_samples,
-        "chunk_size": spec.chunk_size,
-        "sampling": spec.sampling().to_dict(),
-        "backend_options": {"tensor_parallel_size": spec.tensor_parallel_size, **spec.backend_options},
-        **({"max_chunks": spec.max_chunks} if spec.max_chunks is not None else {}),
-    }
+    return GenerationParams(
+        model_path=spec.model,
+        problems_path=problems_path,
+        out_path=samples_path,
+        backend="vllm",
+        prompt_id=spec.prompt_id,
+        n=spec.n_samples,
+        chunk_size=spec.chunk_size,
+        sampling=spec.sampling().to_dict(),
+        backend_options={"tensor_parallel_size": spec.tensor_parallel_size, **spec.backend_options},
+        max_chunks=spec.max_chunks,
+    ).model_dump(mode="json")

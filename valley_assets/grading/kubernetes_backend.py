@@ -42,11 +42,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 from kubernetes import client as k8s
+from pydantic import Field
 
 from valley_assets.grading import shard_driver
 from valley_assets.grading.backends import Isolation, SandboxError, runner_source
@@ -71,9 +72,8 @@ ATTACH_CHUNK = 1 << 20
 _log = logging.getLogger(__name__)
 
 
-@dataclass
-class KubernetesGradingSettings:
-    """How grading Jobs are shaped (config: `grading.kubernetes`)."""
+class KubernetesGradingSettings(dg.Config):
+    """How grading Jobs are shaped (the profile's `grading.kubernetes`, through config.GradingKubernetesConfig)."""
 
     namespace: str = "valley"
     image: str = "valley-sandbox:latest"
@@ -87,8 +87,8 @@ class KubernetesGradingSettings:
     shm_size: str = "64Mi"
     pod_retries: int = 3
     rounds: int = 2
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
     image_pull_policy: str = "IfNotPresent"
     timeout_s: float | None = None  # the whole grading; None waits as long as the Job runs
     poll_interval_s: float = 5.0

@@ -69,7 +69,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
 from kubernetes import client as k8s
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from valley_assets.launch.base import (
     GENERATION,
@@ -356,6 +356,16 @@ class PodResources(dg.Config):
     memory: str | None = Field(default=None, description="memory request (and limit) of a pod with no GPU")
     shm_size: str | None = Field(default=None, description="size of /dev/shm (memory-backed)")
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key must not silently keep the default
+
+    @model_validator(mode="after")
+    def _quantities(self) -> PodResources:
+        for name in ("cpu_per_gpu", "memory_per_gpu", "cpu", "memory", "shm_size"):
+            value = getattr(self, name)
+            if value is not None:
+                check_quantity(value, name)
+        return self
+
 
 # An H100 node (a3-highgpu-8g: 208 vCPU / 1872 GiB; p5.48xlarge: 192 vCPU / 2048 GiB) split per GPU, with headroom
 # for the system. Training (FSDP, dataloader workers, CPU-RAM-efficient loading of the full model on rank 0) takes
@@ -587,7 +597,8 @@ class KubernetesJobLauncher(dg.ConfigurableResource):
     """
 
     namespace: str = "valley"
-    image: str = Field(description="trainer image (docker/trainer/Dockerfile), with the project installed")
+    image: str = Field(default="ghcr.io/valley-study/valley-trainer:latest",
+                       description="trainer image (docker/trainer/Dockerfile), with the project installed")
     gpus_per_node: int = Field(default=8, ge=1, description="GPUs of one node; gpus > this spreads over nodes")
     node_selector: dict[str, str] = Field(default_factory=lambda: dict(GKE_H100_NODE_SELECTOR))
     affinity: dict[str, Any] | None = Field(default=None, description="raw pod affinity (camelCase or snake_case)")

@@ -21,10 +21,14 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
+from valley_assets.records import Sample, ScoreValues, check_rows
 from valley_assets.science.passk import pass_at_k, standard_error
 from valley_assets.science.text import extract_code, has_closed_think
 
 DIFFICULTIES = ("easy", "medium", "hard")
+# What the metrics read of each Sample record (read from the generations' samples.jsonl).
+SAMPLE_FIELDS_READ = ("question_id", "sample_idx", "text", "finish_reason")
+
 METRICS = ("pass@1", "completion_rate", "think_rate")
 ALL = "all"
 
@@ -36,10 +40,7 @@ def is_complete(sample: Mapping) -> bool:
 def _samples_by_question(samples: Sequence[Mapping]) -> dict[str, list[Mapping]]:
     """Samples grouped per question, ordered by sample_idx; duplicates and bad rows are errors."""
     grouped: dict[str, dict[int, Mapping]] = defaultdict(dict)
-    for i, s in enumerate(samples):
-        for key in ("question_id", "sample_idx", "text", "finish_reason"):
-            if key not in s:
-                raise ValueError(f"sample #{i} has no {key!r} field")
+    for s in check_rows(samples, Sample, source="samples", required=SAMPLE_FIELDS_READ):
         qid, idx = s["question_id"], s["sample_idx"]
         if idx in grouped[qid]:
             raise ValueError(f"duplicate sample (question_id={qid!r}, sample_idx={idx})")
@@ -164,9 +165,10 @@ def _metric_values(rows: Sequence[Mapping], metric: str) -> list[float]:
 
 def score_rows(
     per_problem: Sequence[Mapping], *, date_windows: Sequence[tuple[str | None, str | None]] | None = None
-) -> list[dict]:
-    """Scores-table rows (without student/data_size/arm/release/scored_at): for each prompt id × date window ×
-    difficulty (all/easy/medium/hard) × metric: value, n_problems, n_samples, stderr, date_window label."""
+) -> list[ScoreValues]:
+    """Scores-table rows without who and when (`ScoreValues`; the scoring asset adds student, data_size, arm,
+    release and scored_at to make each a `ScoreRow`): for each prompt id × date window × difficulty
+    (all/easy/medium/hard) × metric: value, n_problems, n_samples, stderr, date_window label."""
     windows = list(date_windows) if date_windows else [(None, None)]
     by_prompt: dict[str, list[Mapping]] = defaultdict(list)
     for r in per_problem:
@@ -182,14 +184,14 @@ def score_rows(
                     continue
                 for metric in METRICS:
                     values = _metric_values(group, metric)
-                    out.append({
-                        "date_window": label,
-                        "prompt_id": prompt_id,
-                        "difficulty": difficulty,
-                        "metric": metric,
-                        "value": sum(values) / len(values),
-                        "n_problems": len(group),
-                        "n_samples": sum(r["n"] for r in group),
-                        "stderr": standard_error(values),
-                    })
+                    out.append(ScoreValues(
+                        date_window=label,
+                        prompt_id=prompt_id,
+                        difficulty=difficulty,
+                        metric=metric,
+                        value=sum(values) / len(values),
+                        n_problems=len(group),
+                        n_samples=sum(r["n"] for r in group),
+                        stderr=standard_error(values),
+                    ))
     return out

@@ -1,12 +1,14 @@
 """SFT of a student on teacher traces: `python -m valley_assets.training.sft`.
 
 One script for every place it runs: a local subprocess (demo), a container, a Kubernetes pod (under accelerate /
-torchrun for multi-GPU). Launched by Dagster it reads its parameters from the dagster-pipes context (`extras`) and
-reports back through pipes; by hand it reads `--params params.json` (see `session.py`).
+torchrun for multi-GPU). Parameters, logs and the
+report follow the contract of every launched module (`valley_assets.entrypoint`): launched by Dagster, the
+parameters are the dagster-pipes extras and the summary comes back as the materialization; by hand,
+`--params params.json` and one `{"valley_result": ...}` line on stdout.
 
-Parameters (`extras`):
-    recipe                  recipe name, YAML path, or a full recipe dict (valley_assets/training/recipes)
-    recipe_overrides        optional dict of recipe fields to override (e.g. {"max_length": 640})
+Parameters (`valley_assets.training.params.SFTParams`):
+    recipe                  the resolved recipe, every field (the assets resolve it once and ship it; by hand, a
+                            bundled recipe name or a YAML path)
     train_file              JSONL of {"messages": [system?, user, assistant]}; local path or fsspec URL
     base_model              local folder or hub id, loaded with `from_pretrained` either way
     output_dir              local folder or fsspec URL; layout in `checkpoints.py`
@@ -45,7 +47,6 @@ loss, resumed-from step, examples used/dropped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -57,6 +58,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+from valley_assets.entrypoint import EntrypointSession, ParamsError, global_rank, run_entrypoint
+from valley_assets.entrypoint import parse_params as parse_entrypoint_params
+from valley_assets.model_files import local_model_dir
 from valley_assets.training import checkpoints as ckpt
 from valley_assets.training import distributed
 from valley_assets.training.chat_template import (
@@ -65,54 +69,18 @@ from valley_assets.training.chat_template import (
     training_chat_template,
     validate_messages,
 )
-from valley_assets.training.recipe import Recipe, load_recipe
-from valley_assets.training.session import EntrypointSession, global_rank, open_session
+from valley_assets.training.params import TRACKERS, SFTParams
+from valley_assets.training.recipe import Recipe
+
+__all__ = ["TRACKERS", "EntrypointSession", "ParamsError", "SFTParams", "main", "parse_params", "train"]
 
 
-class ParamsError(ValueError):
-    """Entrypoint parameters that are missing or malformed; the message names the key."""
-
-
-# --- parameters ---------------------------------------------------------------------------------------------------
-def parse_params(extras: dict[str, Any]) -> dict[str, Any]:
-    """Validate the entrypoint parameters; return them with defaults filled in."""
-    for key in ("recipe", "train_file", "base_model", "output_dir"):
-        if not extras.get(key):
-            raise ParamsError(f"missing parameter {key!r} (got keys {sorted(extras)})")
-    if not isinstance(extras["recipe"], (str, dict)):
-        raise ParamsError(f"parameter 'recipe' must be a recipe name, a YAML path or a dict, got {extras['recipe']!r}")
-    overrides = extras.get("recipe_overrides") or {}
-    if not isinstance(overrides, dict):
-        raise ParamsError(f"parameter 'recipe_overrides' must be a dict, got {overrides!r}")
-    resume = extras.get("resume_from_checkpoint", "auto")
-    if resume not in ("auto", None, False):
-        raise ParamsError(f"parameter 'resume_from_checkpoint' must be 'auto' or null, got {resume!r}")
-    report_to = extras.get("report_to", "none")
-    if isinstance(report_to, str):
-        report_to = [report_to]
-    if not isinstance(report_to, list) or not all(isinstance(t, str) and t for t in report_to):
-        raise ParamsError(f"parameter 'report_to' must be a tracker name or a list of them, got {report_to!r}")
-    unknown = sorted(set(report_to) - set(TRACKERS))
-    if unknown:
-        raise ParamsError(f"parameter 'report_to' names unknown trackers {unknown}; known: {sorted(TRACKERS)}")
-    if "none" in report_to and len(report_to) > 1:
-        raise ParamsError(f"parameter 'report_to': 'none' cannot be combined with trackers, got {report_to!r}")
-    return {
-        "report_to": report_to,
-        "recipe": load_recipe(extras["recipe"], overrides),
-        "train_file": str(extras["train_file"]),
-        "base_model": str(extras["base_model"]),
-        "output_dir": str(extras["output_dir"]).rstrip("/"),
-        "resume": resume == "auto",
-    }
+def parse_params(extras: dict[str, Any] | SFTParams) -> SFTParams:
+    """The entrypoint's parameters validated (`ParamsError` naming the field)."""
+    return parse_entrypoint_params(SFTParams, extras)
 
 
 # --- experiment trackers --------------------------------------------------------------------------------------------
-# Trackers the entrypoint knows how to place; credentials and endpoints come only from the environment (the pod's
-# Secret), never from parameters, which end up in Dagster's event log.
-TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
-
-
 def configure_trackers(report_to: list[str], logs_dir: str) -> list[str]:
     """Point the trackers' local files under `logs_dir` (uploaded with the run) and check their credentials."""
     if report_to == ["none"]:
@@ -460,10 +428,10 @@ def loss_curve(log_history: list[dict]) -> list[dict]:
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
-def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
+def train(params: SFTParams, session: EntrypointSession) -> dict[str, Any]:
     started = time.monotonic()
-    recipe: Recipe = params["recipe"]
-    output_dir: str = params["output_dir"]
+    recipe: Recipe = params.recipe
+    output_dir: str = params.output_dir
     remote = ckpt.is_remote(output_dir)
     use_bf16 = recipe.bf16_enabled(bf16_supported())
     # The process group exists from here on, so the barriers below really synchronise the ranks (rank 0 claims the
@@ -474,7 +442,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
 
     # 1. Is this exact run already done? Otherwise make output_dir ours (state from other inputs is deleted).
     fingerprint = ckpt.run_fingerprint(
-        recipe.model_dump(), params["base_model"], ckpt.file_sha256(params["train_file"])
+        recipe.model_dump(), params.base_model, ckpt.file_sha256(params.train_file)
     )
     if ckpt.is_complete_checkpoint(output_dir) and ckpt.read_run_fingerprint(output_dir) == fingerprint:
         summary = ckpt.read_summary(output_dir)
@@ -505,7 +473,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
         )
     session.log(f"checkpoint staging: {'one disk shared by every machine' if staging.shared else 'one disk per machine'}")
     resume_step = None
-    if params["resume"]:
+    if params.resume:
         resume_step = broadcast_from_rank0(
             find_resume_step(local_steps, remote_steps, staging) if global_rank() == 0 else None
         )
@@ -519,9 +487,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     session.log(f"resuming from {resume_from} (step {resumed_step})" if resume_from else "no checkpoint to resume")
 
     # 3. Student and data.
-    from valley_assets.models import local_model_dir
-
-    base_model = local_model_dir(params["base_model"])  # an ablation starts from a checkpoint that may be on s3://
+    base_model = local_model_dir(params.base_model)  # an ablation starts from a checkpoint that may be on s3://
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     template = training_chat_template(tokenizer, recipe.chat_template)
     tokenizer.chat_template = template  # renders as the original; saved with the model, so inference matches
@@ -529,7 +495,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(
         base_model, dtype=dtype, attn_implementation=resolve_attn_implementation(recipe)
     )
-    rows = load_training_rows(params["train_file"])
+    rows = load_training_rows(params.train_file)
     dataset, dropped = tokenize_rows(rows, tokenizer, template, recipe.max_length, recipe.dataset_num_proc)
     tokens_per_epoch = int(sum(dataset["n_tokens"]))
     trained_tokens_per_epoch = int(sum(dataset["n_trained"]))
@@ -542,7 +508,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
     # 4. Train (TRL picks up packing / padding-free / assistant masks from the config).
     from trl import SFTTrainer
 
-    trackers = configure_trackers(params["report_to"], logs_dir)
+    trackers = configure_trackers(params.report_to, logs_dir)
     config = recipe.to_sft_config(
         local_steps, world_size(), use_bf16=use_bf16, report_to=trackers, disable_tqdm=True,
         use_cpu=not distributed.has_accelerator(),
@@ -588,7 +554,7 @@ def train(params: dict[str, Any], session: EntrypointSession) -> dict[str, Any]:
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "precision": "bf16" if config.bf16 else "fp32",
         "recipe": recipe.name,
-        "base_model": params["base_model"],
+        "base_model": params.base_model,
         "fingerprint": fingerprint,
         "save_steps": interval.save_steps,
         "durable_checkpoints": list(uploader.durable_steps) if uploader is not None else [],
@@ -619,14 +585,12 @@ def metadata_for_dagster(summary: dict[str, Any], output_dir: str) -> dict[str, 
     return metadata
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m valley_assets.training.sft", description=__doc__.split("\n")[0])
-    parser.add_argument("--params", help="JSON file with the parameters, when not launched by Dagster")
-    args, _ = parser.parse_known_args(argv)  # pipes may add its own CLI flags
-    with open_session(args.params) as session:
-        params = parse_params(session.extras)
-        summary = train(params, session)
-        session.report(metadata_for_dagster(summary, params["output_dir"]))
+def run(params: SFTParams, session: EntrypointSession) -> dict[str, Any]:
+    return metadata_for_dagster(train(params, session), params.output_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_entrypoint("valley_assets.training.sft", __doc__.split("\n")[0], SFTParams, run, argv)
 
 
 if __name__ == "__main__":
