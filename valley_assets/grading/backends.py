@@ -2,7 +2,8 @@
 
 - docker: one container per worker from the sandbox image (no network, read-only root, tmpfs scratch, all caps
   dropped, no-new-privileges, non-root, pids/memory/CPU limits), labelled so leftovers of a killed grader are
-  removed by the next start.
+  removed by the next start; under the engine's default runtime (runc), or another registered one when configured
+  (`grading.runtime`, e.g. gVisor's `runsc`: `sandbox_runtime`).
 - process: the runner as a local process, inside bubblewrap when `bwrap` works (new user/pid/net/ipc namespaces,
   read-only binds of the interpreter only, tmpfs scratch), else with rlimits only (loudly reported).
 Each sandbox runs `runner.py`, which forks a fresh child per sample; the frames' shapes are runner.py's TypedDicts
@@ -11,7 +12,10 @@ Each sandbox runs `runner.py`, which forks a fresh child per sample; the frames'
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import json
 import logging
 import os
 import shutil
@@ -46,15 +50,46 @@ def sandbox_image() -> str:
     return os.environ.get("VALLEY_SANDBOX_IMAGE", DEFAULT_IMAGE)
 
 
+_runtime: contextvars.ContextVar[str | None] = contextvars.ContextVar("valley_sandbox_runtime", default=None)
+
+
+def sandbox_runtime() -> str | None:
+    """The Docker runtime of the sandboxes: set by `using_runtime` (the grader resource's `grading.runtime`), else
+    $VALLEY_SANDBOX_RUNTIME, else None (the engine's default, runc)."""
+    return _runtime.get() or os.environ.get("VALLEY_SANDBOX_RUNTIME") or None
+
+
+@contextlib.contextmanager
+def using_runtime(runtime: str | None):
+    """Grade with Docker runtime `runtime` (e.g. runsc) inside this block; read once, by choose_isolation."""
+    token = _runtime.set(runtime)
+    try:
+        yield
+    finally:
+        _runtime.reset(token)
+
+
+def docker_runtimes() -> set[str]:
+    """Runtimes the Docker engine has registered (runc, and e.g. runsc from /etc/docker/daemon.json)."""
+    done = _docker("info", "--format", "{{json .Runtimes}}", timeout=15)
+    if done.returncode != 0:
+        return set()
+    try:
+        return set(json.loads(done.stdout or "{}"))
+    except ValueError:
+        return set()
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself failed (could not start, died, broke the protocol) - never a verdict."""
 
 
 @dataclass
 class Isolation:
-    backend: str  # docker | process
-    isolation: str  # docker | bwrap | rlimits
+    backend: str  # docker | process | kubernetes
+    isolation: str  # docker | docker/<runtime> | bwrap | rlimits | pod
     warning: str | None = None
+    runtime: str | None = None  # docker: the engine's runtime for the sandboxes (None: its default)
 
 
 class Worker:
@@ -197,7 +232,7 @@ def runner_source() -> str:
     return RUNNER_PATH.read_text()
 
 
-def start_docker_worker(index: int, memory_mb: int, image: str | None = None) -> Worker:
+def start_docker_worker(index: int, memory_mb: int, image: str | None = None, runtime: str | None = None) -> Worker:
     image = image or sandbox_image()
     name = f"valley-grader-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}"
     uid = CHILD_UID_BASE + index
@@ -222,6 +257,7 @@ def start_docker_worker(index: int, memory_mb: int, image: str | None = None) ->
         "--ulimit", "nofile=256:256",
         "--log-driver", "none",
         "--workdir", "/scratch",
+        *(["--runtime", runtime] if runtime else []),
         # The runner travels in the command, not as a bind mount of this file: a mount names a path on the engine's
         # machine, which is not this one when the grader itself runs in a container (a Dagster run pod using the
         # node's engine) or talks to a remote DOCKER_HOST. ~50 KB, under Linux's 128 KiB limit per argument.
@@ -346,10 +382,16 @@ def choose_isolation(backend: str) -> Isolation:
     """Resolve "auto" and check that the requested backend can run here."""
     if backend not in ("auto", "docker", "process"):
         raise ValueError(f"backend must be auto, docker or process, got {backend!r}")
+    runtime = sandbox_runtime()
     if backend in ("auto", "docker"):
         ok, why = docker_available()
+        if ok and runtime and runtime not in docker_runtimes():
+            ok, why = False, (f"the Docker runtime {runtime!r} (grading.runtime) is not registered with the engine "
+                              "(/etc/docker/daemon.json \"runtimes\", then reload dockerd; k8s/README.md)")
+            if backend == "auto":
+                raise SandboxError(f"docker backend unavailable: {why}")
         if ok:
-            return Isolation("docker", "docker")
+            return Isolation("docker", f"docker/{runtime}" if runtime else "docker", runtime=runtime)
         if backend == "docker":
             raise SandboxError(f"docker backend unavailable: {why}")
         log.info("grader: docker backend unavailable (%s); using the process backend", why)
@@ -361,5 +403,5 @@ def choose_isolation(backend: str) -> Isolation:
 
 def start_worker(isolation: Isolation, index: int, memory_mb: int) -> Worker:
     if isolation.backend == "docker":
-        return start_docker_worker(index, memory_mb)
+        return start_docker_worker(index, memory_mb, runtime=isolation.runtime)
     return start_process_worker(index, use_bwrap=isolation.isolation == "bwrap")
