@@ -1,6 +1,7 @@
 """The runner on its own, through its typed protocol (runner.py's TypedDicts): what it answers, and what it leaves."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -76,3 +77,59 @@ def test_pgroup_runner_kills_a_process_that_left_the_session(tmp_path):
         runner.wait(timeout=10)
         if pid_file.exists() and _alive(int(pid_file.read_text())):  # what a failed run left
             os.kill(int(pid_file.read_text()), 9)
+
+
+# pidfd_open as gVisor (runsc 20221219) and Linux < 5.3 answer it: the runner must referee its children without it.
+_NO_PIDFD = """import errno, os, runpy, sys
+def pidfd_open(pid, flags=0):
+    raise OSError(errno.ENOSYS, "Function not implemented")
+os.pidfd_open = pidfd_open
+sys.argv = sys.argv[1:]  # -c leaves "-c" in argv[0]: the runner's path and arguments follow
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+_EXIT_CASES = {
+    "ac": "print(2 * int(input()))",
+    "wa": "print(int(input()))",
+    "exits without a report": "import os\nos._exit(3)",
+    "segfault": "import ctypes\nctypes.string_at(0)",
+    "cpu loop": "while True:\n    pass",
+    "sleeper": "import time\ntime.sleep(30)",
+    "raises": "raise ValueError('no')",
+}
+
+
+def _grade_with_runner(argv: list[str], scratch) -> dict[str, dict]:
+    runner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    answers = {}
+    try:
+        assert read_frame(runner.stdout.fileno())["ready"] is True
+        for name, code in _EXIT_CASES.items():
+            write_frame(runner.stdin.fileno(), {
+                "id": name, "code": code, "fn_name": None, "inputs": ["1\n", "2\n"], "outputs": ["2\n", "4\n"],
+                "timeout_s": 0.5, "wall_s": 5.0, "memory_mb": 512, "output_cap": 10000, "scratch": str(scratch)})
+            answers[name] = read_frame(runner.stdout.fileno())
+    finally:
+        runner.stdin.close()
+        runner.wait(timeout=10)
+    return answers
+
+
+def test_without_pidfd_open_the_runner_gives_the_same_answers(tmp_path):
+    """gVisor's ENOSYS for pidfd_open: the runner falls back to polling waitid(WNOWAIT), with the same verdicts and
+    diagnostics as with a pidfd (before the fallback every sample was a RunnerFailed 'runner failed: OSError(38)')."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with_pidfd = _grade_with_runner([sys.executable, "-I", "-u", str(RUNNER_PATH), "--cleanup", "pgroup"], scratch)
+    without = _grade_with_runner([sys.executable, "-I", "-u", "-c", _NO_PIDFD, str(RUNNER_PATH), "--cleanup",
+                                  "pgroup"], scratch)
+    verdicts = {name: answer.get("verdict", answer.get("error")) for name, answer in without.items()}
+    assert verdicts == {"ac": "AC", "wa": "WA", "exits without a report": "RE", "segfault": "RE",
+                        "cpu loop": "TLE", "sleeper": "TLE", "raises": "RE"}
+    def comparable(answer: dict) -> dict:  # CPU time and the measured seconds in a TLE's message vary run to run
+        failure = answer["failure"] and dict(answer["failure"], error_message=re.sub(
+            r"\d+\.\d+s", "N s", answer["failure"]["error_message"]))
+        return {k: v for k, v in dict(answer, failure=failure).items() if k != "time_s"}
+
+    for name in _EXIT_CASES:
+        assert comparable(without[name]) == comparable(with_pidfd[name]), name
+    assert without["exits without a report"]["failure"]["error_message"] == "exited with status 3 before reporting"
