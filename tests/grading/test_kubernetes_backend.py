@@ -13,18 +13,20 @@ import pytest
 from valley_assets.grading import shard_driver
 from valley_assets.grading.backends import SandboxError
 from valley_assets.grading.kubernetes_backend import (
+    SCRATCH,
     KubernetesGradingSettings,
     KubernetesShardPool,
     plan_shards,
     shard_frames,
 )
+from valley_assets.grading.runner import SampleRequest
 
 
 def job(qid: str, idx: int, inputs=("1\n",), outputs=("2\n",)) -> dict:
     return {"question_id": qid, "sample_idx": idx, "key": f"k-{qid}-{idx}", "request": {
         "id": f"{qid}#{idx}", "code": f"print({idx})", "fn_name": None, "tests_key": f"tests-{qid}",
         "inputs": list(inputs), "outputs": list(outputs), "timeout_s": 1.0, "wall_s": 10.0, "memory_mb": 256,
-        "output_cap": 1000}}
+        "output_cap": 1000, "scratch": ""}}
 
 
 def jobs_of(sizes: dict[str, int]) -> list[dict]:
@@ -54,11 +56,17 @@ def test_shards_keep_questions_whole_and_follow_the_settings():
 def test_the_driver_reads_back_what_the_orchestrator_streams():
     jobs = jobs_of({"a": 2, "b": 1})
     header, tests, samples = shard_driver.read_shard(io.BytesIO(shard_frames(7, jobs)))
-    assert header["shard"] == 7 and header["runner_args"] == ["--cleanup", "pgroup"]
+    # The runner empties the pod's scratch and its other memory volumes after every sample, and removes the System V
+    # objects of the pod's IPC namespace.
+    assert header["shard"] == 7 and header["runner_args"] == [
+        "--cleanup", "pgroup", "--private-ipc", "--private-dir", "/tmp", "--private-dir", "/dev/shm"]
     assert "def main" in header["runner_source"]
     assert tests == {"tests-a": (["1\n"], ["2\n"]), "tests-b": (["1\n"], ["2\n"])}  # once per problem
     assert [s["id"] for s in samples] == ["a#0", "a#1", "b#0"]
     assert all("outputs" not in s and "inputs" not in s for s in samples)
+    # Every request is a complete runner.SampleRequest but for its tests: the pod's scratch dir, no nproc.
+    required = SampleRequest.__required_keys__ - {"inputs", "outputs"}
+    assert all(required <= set(s) and s["scratch"] == SCRATCH and s["nproc"] is None for s in samples)
     data = shard_frames(0, jobs)
     with pytest.raises(shard_driver.CutOff):  # an attach lost mid-stream: retryable
         shard_driver.read_shard(io.BytesIO(data[:-10]))
@@ -86,7 +94,7 @@ def test_log_lines_become_verdicts_once_and_losses_stop_at_the_second():
     by_id = {j["request"]["id"]: j for j in jobs}
     pool, seen = _Pool(), []
     line = shard_driver.GRADE_PREFIX + json.dumps({"id": "a#0", "passed": True, "verdict": "AC", "tests_run": 1,
-                                                   "time_s": 0.01, "detail": ""})
+                                                   "time_s": 0.01, "failure": None})
     for _ in range(2):  # a reconnected log stream repeats lines
         pool._line("pod-0", line, by_id, lambda j, r: seen.append((j["request"]["id"], r["verdict"])))
     pool._line("pod-0", "runner: VALLEY-GRADE {\"id\": \"a#1\"}", by_id, lambda j, r: seen.append(j))

@@ -306,6 +306,8 @@ def test_grading_job_is_hardened_and_validates_strictly():
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [3]
+    # A pod whose sample left state its runner could not remove exits 76 to be replaced, without counting as a retry.
+    assert rules[2]["action"] == "Ignore" and rules[2]["onExitCodes"]["values"] == [76]
     pod = spec["template"]["spec"]
     assert spec["template"]["metadata"]["labels"][GRADER_ROLE_LABEL] == GRADER_ROLE
     assert pod["runtimeClassName"] == "gvisor"

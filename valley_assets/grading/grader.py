@@ -5,6 +5,10 @@ per-test time limit (default 6 s, as in the harness): CPU time, or wall time not
 wall-clock backstop. With `results_path`, each sample's
 result is appended to `<results stem>.samples.jsonl` as soon as it is known, and a rerun grades only what that log
 lacks (entries whose code, tests or limits changed are graded again); the final results file is written atomically.
+
+Where the samples run is a SampleExecutor: by default a warm pool of local sandboxes (Docker or process backend,
+`_Pool`); the kubernetes backend passes its own (kubernetes_backend.KubernetesShardPool: an Indexed Job of grading
+pods). The bookkeeping around it (validation, resume from the samples log, summary, results file) is this module's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypedDict
 
 from valley_assets.grading.backends import (
     Isolation,
@@ -51,6 +56,26 @@ VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
 # A sample's result in results.json and the samples log: runner.SampleResult without its id; "failure" is the
 # per-sample diagnostics (runner.Failure: first failing test, error type and message, expected vs produced).
 RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s", "failure")
+
+
+class GradingJob(TypedDict):
+    """One sample still to grade, as grade() hands it to its SampleExecutor."""
+
+    question_id: str
+    sample_idx: int
+    key: str  # _sample_key: what the samples log entry must match for the verdict to be reused
+    request: SampleRequest  # "scratch" (and "nproc") are the executor's to fill in: they name its sandbox's dirs
+
+
+class SampleExecutor(Protocol):
+    """Where grade() has its samples run."""
+
+    isolation: Isolation  # reported in the results (backend, isolation, warning)
+
+    def run(self, jobs: list[GradingJob], on_result: Callable[[GradingJob, SampleResult], None]) -> None:
+        """Grade every job, calling on_result (thread-safe) once per job as its verdict arrives; a sandbox or
+        infrastructure failure raises (SandboxError), never a verdict."""
+        ...
 
 
 def samples_log_path(results_path: str | Path) -> Path:
@@ -149,7 +174,7 @@ class _Pool:
     per sample; a second failure stops the whole grading with that error."""
 
     def __init__(self, isolation: Isolation, n_workers: int, memory_mb: int):
-        self.isolation = isolation
+        self.isolation = isolation  # a SampleExecutor
         self.n_workers = n_workers
         self.memory_mb = memory_mb
         self.workers: dict[int, Worker] = {}
@@ -157,7 +182,7 @@ class _Pool:
         self.error: BaseException | None = None
         self.stopping = threading.Event()
 
-    def run(self, jobs: list[dict], on_result: Callable[[dict, dict], None]) -> None:
+    def run(self, jobs: list[GradingJob], on_result: Callable[[GradingJob, SampleResult], None]) -> None:
         todo: queue.Queue = queue.Queue()
         for job in jobs:
             todo.put(job)
@@ -244,8 +269,12 @@ def grade(
     results_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     output_cap: int = DEFAULT_OUTPUT_CAP,
+    executor: SampleExecutor | None = None,
 ) -> dict:
     """Grade `generations` ([{question_id, code_list}]) against LCB `problems` records; see the module docstring.
+
+    `executor`: where the samples run (e.g. a kubernetes_backend.KubernetesShardPool); None: a pool of `workers`
+    local sandboxes of `backend` (which is then ignored otherwise).
 
     Returns {"results": {qid: [{passed, verdict, tests_run, time_s, failure}, ...]}, "summary": {...}, "backend": ...,
     "isolation": ..., "warning": ...}; problems without generations are not scored and are listed in
@@ -271,7 +300,7 @@ def grade(
     log_path = samples_log_path(results_path) if results_path is not None else None
     previous = _read_samples_log(log_path) if log_path is not None else {}
     results: dict[str, list[dict | None]] = {qid: [None] * len(codes) for qid, codes in codes_by_id.items()}
-    jobs = []
+    jobs: list[GradingJob] = []
     for qid, codes in codes_by_id.items():
         problem = by_id[qid]
         digest = _problem_digest(problem)
@@ -285,11 +314,11 @@ def grade(
                 "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "tests_key": digest,
                 "inputs": list(problem.inputs), "outputs": list(problem.outputs), "timeout_s": timeout_s,
                 "wall_s": timeout_s * WALL_FACTOR, "memory_mb": memory_mb, "output_cap": output_cap,
-                "scratch": "",  # the worker's, filled in by _Pool
+                "scratch": "",  # the sandbox's, filled in by the executor
             }
             jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": request})
 
-    isolation = choose_isolation(backend)
+    isolation = executor.isolation if executor is not None else choose_isolation(backend)
     total = sum(len(c) for c in codes_by_id.values())
     total_done = [total - len(jobs)]
     log_lock = threading.Lock()
@@ -298,7 +327,7 @@ def grade(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "a", encoding="utf-8")
 
-    def on_result(job: dict, response: SampleResult) -> None:
+    def on_result(job: GradingJob, response: SampleResult) -> None:
         result = {f: response[f] for f in RESULT_FIELDS}
         with log_lock:
             results[job["question_id"]][job["sample_idx"]] = result
@@ -314,10 +343,11 @@ def grade(
     started = time.monotonic()
     try:
         if jobs:
-            if isolation.backend == "docker":
-                remove_leftover_containers()
-            n_workers = min(workers or default_workers(memory_mb), len(jobs))
-            _Pool(isolation, n_workers, memory_mb).run(jobs, on_result)
+            if executor is None:
+                if isolation.backend == "docker":
+                    remove_leftover_containers()
+                executor = _Pool(isolation, min(workers or default_workers(memory_mb), len(jobs)), memory_mb)
+            executor.run(jobs, on_result)
     finally:
         if log_file is not None:
             log_file.close()

@@ -2,7 +2,7 @@
 
 Where it runs: in the process that grades (the Dagster run pod of `lcb_scores`), which has the problems and samples
 from object storage and writes the results file and its per-sample log exactly as the local grader does
-(`grade_on_kubernetes` = `grader.grade` with this pool in place of the local one).
+(`grade_on_kubernetes` = `grader.grade` with this pool as its SampleExecutor in place of the local one).
 
 The Job (one place builds Job specs: `launch.kubernetes.JobSpec` -> `build_job`):
 - the samples still to grade are sharded by question (`plan_shards`: every sample of a question in one shard, so its
@@ -22,7 +22,9 @@ So no object-store credentials, presigned URLs or egress rule reach a pod that r
 expected outputs never sit in a file a program could read (shard_driver.py says how the pod keeps them from it).
 
 Failures:
-- a program's failure is a verdict on its log line, never a pod failure;
+- a program's failure is a verdict on its log line, never a pod failure; a sample that leaves state its runner cannot
+  remove (the runner's `retire`) ends its pod after its verdict with exit 76, which podFailurePolicy ignores
+  (not counted): the replacement pod has fresh memory volumes, as the Docker backend starts a fresh container;
 - a pod that is preempted or evicted (DisruptionTarget) is replaced without counting; a lost runner or a cut-off
   input exits 75 and counts toward `backoffLimit` = pod_retries x shards; a malformed input exits 3 and fails the
   Job at once (podFailurePolicy). Every replacement pod is sent only the samples whose verdicts have not arrived;
@@ -37,7 +39,6 @@ import functools
 import json
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -51,6 +52,8 @@ from pydantic import Field
 
 from valley_assets.grading import shard_driver
 from valley_assets.grading.backends import Isolation, SandboxError, runner_source
+from valley_assets.grading.grader import GradingJob
+from valley_assets.grading.runner import SampleRequest, SampleResult
 from valley_assets.launch.kubernetes import (
     CONTAINER_NAME,
     INDEX_ANNOTATION,
@@ -65,6 +68,11 @@ from valley_assets.launch.kubernetes import (
 GRADER_ROLE_LABEL = f"{LABEL_PREFIX}/role"
 GRADER_ROLE = "grader"  # what k8s/grader-networkpolicy.yaml selects
 SCRATCH = "/scratch"
+# The pod's other writable mounts (memory emptyDirs): the runner empties them after every sample, like SCRATCH.
+PRIVATE_DIRS = ("/tmp", "/dev/shm")
+# The runner in a pod: pgroup cleanup (it is not its pid namespace's init; the driver is, and sweeps), and the pod's
+# own IPC namespace, whose System V objects (all of the pod's one uid) it removes after every sample.
+RUNNER_ARGS = ("--cleanup", "pgroup", "--private-ipc", *(arg for d in PRIVATE_DIRS for arg in ("--private-dir", d)))
 DRIVER_PATH = Path(shard_driver.__file__)
 # Runner uid in the pod: the Docker backend's first worker uid (not the image's nobody, which may own host files).
 GRADER_UID = 61000
@@ -109,17 +117,17 @@ def driver_source() -> str:
 
 
 # --- sharding -------------------------------------------------------------------------------------------------------
-def plan_shards(jobs: list[dict], samples_per_shard: int, max_pods: int) -> list[list[dict]]:
+def plan_shards(jobs: list[GradingJob], samples_per_shard: int, max_pods: int) -> list[list[GradingJob]]:
     """Jobs (grader.grade's: question_id, sample_idx, request) grouped by question into shards; see module doc."""
     if samples_per_shard < 1 or max_pods < 1:
         raise ValueError(f"samples_per_shard and max_pods must be >= 1, got {samples_per_shard}, {max_pods}")
-    by_question: dict[str, list[dict]] = {}
+    by_question: dict[str, list[GradingJob]] = {}
     for job in jobs:
         by_question.setdefault(job["question_id"], []).append(job)
     if not by_question:
         return []
     n_shards = min(max_pods, len(by_question), max(1, math.ceil(len(jobs) / samples_per_shard)))
-    shards: list[list[dict]] = [[] for _ in range(n_shards)]
+    shards: list[list[GradingJob]] = [[] for _ in range(n_shards)]
     # Largest question first onto the lightest shard (ties: lowest index), so shards finish close together.
     for qid in sorted(by_question, key=lambda q: (-len(by_question[q]), q)):
         lightest = min(range(n_shards), key=lambda i: (len(shards[i]), i))
@@ -129,7 +137,17 @@ def plan_shards(jobs: list[dict], samples_per_shard: int, max_pods: int) -> list
     return shards
 
 
-def iter_shard_frames(index: int, jobs: list[dict]):
+def shard_request(job: GradingJob) -> SampleRequest:
+    """The runner request of a job as it goes into a shard: without its tests (sent once per problem), with the
+    pod's scratch dir and no RLIMIT_NPROC (the samples share the pod's one uid with the driver and runner; the pod's
+    pids limit bounds them)."""
+    request: SampleRequest = {k: v for k, v in job["request"].items() if k not in ("inputs", "outputs")}  # type: ignore[assignment]
+    request["scratch"] = SCRATCH
+    request["nproc"] = None
+    return request
+
+
+def iter_shard_frames(index: int, jobs: list[GradingJob]):
     """The frames the driver of shard `index` reads from stdin (shard_driver.py's protocol), one at a time, so a
     shard's tests are never all encoded at once in the grading process (64 shards of LiveCodeBench tests would be
     gigabytes)."""
@@ -139,7 +157,7 @@ def iter_shard_frames(index: int, jobs: list[dict]):
         return len(data).to_bytes(4, "big") + data
 
     yield frame({"kind": "header", "protocol": shard_driver.PROTOCOL, "shard": index,
-                 "runner_source": runner_source(), "runner_args": ["--cleanup", "pgroup"], "scratch": SCRATCH})
+                 "runner_source": runner_source(), "runner_args": list(RUNNER_ARGS)})
     sent = set()
     for job in jobs:
         request = job["request"]
@@ -148,12 +166,11 @@ def iter_shard_frames(index: int, jobs: list[dict]):
             sent.add(key)
             yield frame({"kind": "tests", "key": key, "inputs": request["inputs"], "outputs": request["outputs"]})
     for job in jobs:
-        yield frame({"kind": "sample", "request": {k: v for k, v in job["request"].items()
-                                                   if k not in ("inputs", "outputs")}})
+        yield frame({"kind": "sample", "request": shard_request(job)})
     yield frame({"kind": "end", "tests": len(sent), "samples": len(jobs)})
 
 
-def shard_frames(index: int, jobs: list[dict]) -> bytes:
+def shard_frames(index: int, jobs: list[GradingJob]) -> bytes:
     return b"".join(iter_shard_frames(index, jobs))
 
 
@@ -164,6 +181,8 @@ def grading_job_spec(settings: KubernetesGradingSettings, name: str, n_shards: i
             k8s.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")]),
         k8s.V1PodFailurePolicyRule(action="FailJob", on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
             container_name=CONTAINER_NAME, operator="In", values=[shard_driver.EXIT_BAD_INPUT])),
+        k8s.V1PodFailurePolicyRule(action="Ignore", on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
+            container_name=CONTAINER_NAME, operator="In", values=[shard_driver.EXIT_REPLACE_POD])),
     ]
     return JobSpec(
         name=name,
@@ -224,7 +243,7 @@ class KubernetesShardPool:
         self._threads: list[threading.Thread] = []
 
     # --- the public face ------------------------------------------------------------------------------------------
-    def run(self, jobs: list[dict], on_result: Callable[[dict, dict], None]) -> None:
+    def run(self, jobs: list[GradingJob], on_result: Callable[[GradingJob, SampleResult], None]) -> None:
         started = time.monotonic()
         by_id = {job["request"]["id"]: job for job in jobs}
         for round_no in range(1, self.settings.rounds + 1):
@@ -404,7 +423,10 @@ class KubernetesShardPool:
             on_result(job, response)
         elif line.startswith(shard_driver.SHARD_PREFIX):
             message = json.loads(line[len(shard_driver.SHARD_PREFIX):])
-            if "lost" in message:
+            if "retired" in message:
+                self.log(f"pod {pod_name} ends after sample {message['retired']}, which left state its runner "
+                         f"could not remove ({message.get('reason', '')}); a fresh pod grades the rest")
+            elif "lost" in message:
                 sample_id = message["lost"]
                 with self.lock:
                     self.losses[sample_id] = self.losses.get(sample_id, 0) + 1
@@ -424,93 +446,6 @@ def grade_on_kubernetes(problems: list[dict], generations: list[dict], *, settin
     (so a rerun, local or not, grades only what the log lacks), backend "kubernetes", isolation "pod"."""
     from valley_assets.grading import grader
 
-    pool = KubernetesShardPool(settings, log=log)
-    return grader_with_pool(grader, pool, problems, generations, timeout_s=timeout_s, memory_mb=memory_mb,
-                            results_path=results_path, progress=progress,
-                            output_cap=grader.DEFAULT_OUTPUT_CAP if output_cap is None else output_cap)
-
-
-def grader_with_pool(grader, pool, problems, generations, *, timeout_s, memory_mb, results_path, progress,
-                     output_cap) -> dict:
-    """grader.grade's bookkeeping around another pool (validation, resume from the samples log, the results file).
-
-    Kept in step with grader.grade by tests/grading/test_kubernetes_backend.py, which grades the same samples both
-    ways and compares the files; once grade() takes a pool argument this function goes away."""
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    if memory_mb < 64:
-        raise ValueError(f"memory_mb must be at least 64, got {memory_mb}")
-    by_id = {}
-    for i, record in enumerate(problems):
-        try:
-            problem = grader.problem_from_record(record)
-        except grader.ProblemFormatError as exc:
-            raise grader.ProblemFormatError(f"problems[{i}]: {exc}") from exc
-        if problem.question_id in by_id:
-            raise grader.ProblemFormatError(f"problems[{i}]: question_id {problem.question_id!r} appears twice")
-        by_id[problem.question_id] = problem
-    codes_by_id = grader.validate_generations(generations, set(by_id))
-    log_path = grader.samples_log_path(results_path) if results_path is not None else None
-    previous = grader._read_samples_log(log_path) if log_path is not None else {}
-    results: dict[str, list[dict | None]] = {qid: [None] * len(codes) for qid, codes in codes_by_id.items()}
-    jobs = []
-    for qid, codes in codes_by_id.items():
-        problem = by_id[qid]
-        digest = grader._problem_digest(problem)
-        for idx, code in enumerate(codes):
-            key = grader._sample_key(digest, code, timeout_s, memory_mb, output_cap)
-            earlier = previous.get((qid, idx))
-            if earlier is not None and earlier.get("key") == key:
-                results[qid][idx] = {f: earlier[f] for f in grader.RESULT_FIELDS}
-                continue
-            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": {
-                "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "tests_key": digest,
-                "inputs": list(problem.inputs), "outputs": list(problem.outputs), "timeout_s": timeout_s,
-                "wall_s": timeout_s * grader.WALL_FACTOR, "memory_mb": memory_mb, "output_cap": output_cap,
-            }})
-    total = sum(len(c) for c in codes_by_id.values())
-    done = [total - len(jobs)]
-    lock = threading.Lock()
-    log_file = None
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "a", encoding="utf-8")
-
-    def on_result(job: dict, response: dict) -> None:
-        result = {f: response[f] for f in grader.RESULT_FIELDS}
-        with lock:
-            results[job["question_id"]][job["sample_idx"]] = result
-            if log_file is not None:
-                entry = {"question_id": job["question_id"], "sample_idx": job["sample_idx"], "key": job["key"],
-                         **result, "detail": response.get("detail", "")}
-                log_file.write(json.dumps(entry) + "\n")
-                log_file.flush()
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], total)
-
-    started = time.monotonic()
-    try:
-        if jobs:
-            pool.run(jobs, on_result)
-    finally:
-        if log_file is not None:
-            log_file.close()
-    summary = grader.summarize(results, {qid: p.difficulty for qid, p in by_id.items()})
-    summary["problems_without_generations"] = sorted(set(by_id) - set(codes_by_id))
-    output = {
-        "results": results,
-        "summary": summary,
-        "backend": pool.isolation.backend,
-        "isolation": pool.isolation.isolation,
-        "warning": pool.isolation.warning,
-        "settings": {"timeout_s": timeout_s, "memory_mb": memory_mb, "output_cap": output_cap,
-                     "wall_factor": grader.WALL_FACTOR, "graded_now": len(jobs), "reused": total - len(jobs),
-                     "elapsed_s": round(time.monotonic() - started, 3)},
-    }
-    if results_path is not None:
-        results_path = Path(results_path)
-        tmp = results_path.with_name(results_path.name + ".tmp")
-        tmp.write_text(json.dumps(output, indent=1), encoding="utf-8")
-        os.replace(tmp, results_path)
-    return output
+    return grader.grade(problems, generations, timeout_s=timeout_s, memory_mb=memory_mb, results_path=results_path,
+                        progress=progress, output_cap=grader.DEFAULT_OUTPUT_CAP if output_cap is None else output_cap,
+                        executor=KubernetesShardPool(settings, log=log))

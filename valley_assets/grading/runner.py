@@ -1116,11 +1116,14 @@ def _read_small_all(path: str) -> bytes | None:
 
 
 class Runner:
-    def __init__(self, cleanup: str, child_uid, private_dirs=()):
+    def __init__(self, cleanup: str, child_uid, private_dirs=(), private_ipc: bool = False):
         if cleanup not in ("namespace", "uid", "pgroup"):
             raise ValueError(f"unknown cleanup mode {cleanup!r}")
         self.cleanup = cleanup
         self.child_uid = child_uid
+        # pgroup mode in a sandbox with an IPC namespace of its own (a grading pod, where the samples share this
+        # runner's uid): the System V objects of that uid are the samples', removed as in namespace mode.
+        self.private_ipc = private_ipc
         # Directories only this sandbox's samples can write besides the scratch dir (/tmp, /dev/shm of a
         # container), emptied after every sample; with their modes, restored if a program changed them.
         self.private_dirs = {path: _checked_private_dir(path) for path in private_dirs}
@@ -1190,7 +1193,9 @@ class Runner:
             if rest:
                 left.append(f"{path}: {sorted(rest)[:5]}")
         owner = {"namespace": os.geteuid(), "uid": self.child_uid}.get(self.cleanup)
-        if owner is not None:  # pgroup: the host's IPC namespace, whose objects are not ours to remove
+        if owner is None and self.private_ipc:
+            owner = os.geteuid()
+        if owner is not None:  # pgroup: the host's IPC namespace (unless --private-ipc), whose objects are not ours
             rest = remove_sysv_ipc(owner)
             if rest:
                 left.append(f"System V IPC objects {rest[:5]}")
@@ -1520,6 +1525,9 @@ def main(argv=None) -> int:
     parser.add_argument("--private-dir", action="append", default=[],
                         help="a directory only this sandbox's samples can write (its /tmp, /dev/shm), emptied after "
                              "every sample like the scratch dir; repeatable")
+    parser.add_argument("--private-ipc", action="store_true",
+                        help="pgroup mode: this sandbox has an IPC namespace of its own (a pod): remove the System V "
+                             "IPC objects of this uid after every sample")
     args = parser.parse_args(argv)
 
     if args.cleanup == "namespace" and os.getpid() > 2:
@@ -1540,7 +1548,7 @@ def main(argv=None) -> int:
     os.dup2(devnull, 1)
     if hasattr(sys, "set_int_max_str_digits"):  # expected outputs are decoded here, as in the harness's process
         sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
-    runner = Runner(args.cleanup, args.child_uid, args.private_dir)
+    runner = Runner(args.cleanup, args.child_uid, args.private_dir, private_ipc=args.private_ipc)
     ready: RunnerReady = {"ready": True, "python": sys.version.split()[0], "pid": os.getpid(),
                           "missing_modules": missing_modules}
     write_frame(response_fd, ready)

@@ -4,15 +4,15 @@ Self-contained (standard library only) like runner.py: it runs as `python3 -I -u
 image, which has no valley package. The orchestrator (kubernetes_backend.py) attaches to the pod's stdin once
 (`stdin: true, stdinOnce: true`) and sends frames (4-byte big-endian length, UTF-8 JSON):
 
-    {"kind": "header", "protocol": 1, "shard": i, "runner_source": "...", "runner_args": [...], "scratch": "/scratch"}
+    {"kind": "header", "protocol": 2, "shard": i, "runner_source": "...", "runner_args": [...]}
     {"kind": "tests", "key": K, "inputs": [...], "outputs": [...]}      once per problem of the shard
-    {"kind": "sample", "request": {...}}                                  a runner request with "tests_key": K
+    {"kind": "sample", "request": {...}}     a runner.SampleRequest with "tests_key": K and "scratch" (the pod's)
     {"kind": "end", "tests": n, "samples": m}                             counts, so a cut-off input is detected
 
 and reads this pod's log, where the only lines that count are this process's (see "Who can write the log"):
 
-    VALLEY-GRADE {"id": ..., "passed", "verdict", "tests_run", "time_s", "detail", ...}   one per graded sample
-    VALLEY-SHARD {"received": m} | {"done": m} | {"lost": ID}                               progress, the end, a loss
+    VALLEY-GRADE {"id": ..., "passed", "verdict", "tests_run", "time_s", "failure"[, "retire"]}   a runner.SampleResult
+    VALLEY-SHARD {"received": m} | {"done": m} | {"lost": ID} | {"retired": ID}     progress, the end, a loss, a retire
 
 Order of events, and why:
 1. The whole input is read into this process's memory and stdin is closed before any program exists. The input
@@ -28,11 +28,17 @@ Order of events, and why:
 Who can write the log: the container's stdout/stderr are held by this process alone; the runner's stderr is relayed
 line by line behind a "runner: " prefix, so nothing a program prints can start a VALLEY- line.
 
-Exit status: 0 the shard is graded; 3 the input is malformed (retrying cannot help: the Job fails at once);
+A result with "retire" (the sample left state the runner could not remove: files in the pod's memory volumes, IPC
+objects) ends the pod once its verdict is out, with exit 76: a new runner would share those volumes, so the sandbox
+to replace is the pod (the Job's podFailurePolicy ignores exit 76, and the orchestrator sends the replacement only
+what still lacks a verdict). A runner stopped by a signal (SIGSTOP, SIGTSTP: the program shares its uid) is killed
+by a watchdog, which makes it a runner killed by its sample (below), instead of a pod waiting forever.
+
+Exit status: 0 the shard is graded; 76 a sample asked for a fresh sandbox (above); 3 the input is malformed (retrying cannot help: the Job fails at once);
 75 the input was cut off or the runner was lost (an infrastructure failure: the Job controller starts a new pod,
 and the orchestrator sends it only what is still missing). A runner killed by a signal during a sample was killed
 by that sample (the one way a program can fail here that the Docker backend rules out, where the runner is the
-container's init): the sample is RE, a fresh runner grades the rest. No signal handler is installed: as the namespace's init,
+container's init): the sample is RE, and the pod exits 76 to be replaced (the dead runner emptied nothing). No signal handler is installed: as the namespace's init,
 this process then ignores every signal a program in the pod could send it.
 """
 
@@ -47,9 +53,11 @@ import sys
 import threading
 import time
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: requests carry "scratch", results "failure" and "retire" (runner.py's SampleRequest/SampleResult)
 EXIT_BAD_INPUT = 3
 EXIT_RETRY = 75
+EXIT_REPLACE_POD = 76
+RE_ERROR_CODE = -4  # LiveCodeBench's runtime-error code (runner.ERROR_CODES)
 GRADE_PREFIX = "VALLEY-GRADE "
 SHARD_PREFIX = "VALLEY-SHARD "
 PR_SET_DUMPABLE = 4
@@ -183,6 +191,8 @@ class Runner:
             [sys.executable, "-I", "-u", "-c", source, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, close_fds=True)
         threading.Thread(target=self._relay_stderr, daemon=True).start()
+        self.stopped = False
+        threading.Thread(target=self._kill_if_stopped, daemon=True).start()
         self.sent_key = None
         hello = self._read()
         if not (isinstance(hello, dict) and hello.get("ready")):
@@ -192,6 +202,25 @@ class Runner:
         for raw in self.process.stderr:
             sys.stderr.write("runner: " + raw.decode("utf-8", "replace").rstrip("\n") + "\n")
             sys.stderr.flush()
+
+    def _kill_if_stopped(self) -> None:
+        """A runner in a stop state (a program sent it SIGSTOP/SIGTSTP) would never answer: kill it, so the sample
+        counts as having killed its runner."""
+        pid = self.process.pid
+        while self.process.returncode is None:
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return
+            if state in ("T", "t"):
+                self.stopped = True
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                return
+            time.sleep(0.5)
 
     def _read(self):
         try:
@@ -265,10 +294,9 @@ def main() -> int:
     except CutOff as exc:
         emit(SHARD_PREFIX, {"error": str(exc)})
         return EXIT_RETRY
-    scratch = header.get("scratch", "/scratch")
     for request in samples:
         try:
-            response = runner.grade(dict(request, scratch=scratch, nproc=None), tests[request["tests_key"]])
+            response = runner.grade(request, tests[request["tests_key"]])
         except CutOff as exc:
             signal_number = runner.killed_by()
             if signal_number is None:
@@ -276,22 +304,27 @@ def main() -> int:
                 return EXIT_RETRY
             # Killed by a signal while this sample ran: the sample did it (the runner shares the pod's one uid with
             # it; nothing else in the pod signals it, and leftovers of earlier samples were swept). LiveCodeBench's
-            # harness fails a program that kills the harness's process; here it is RE, and a fresh runner goes on.
+            # harness fails a program that kills the harness's process; here it is RE. The dead runner did not empty
+            # the pod's dirs or IPC objects after it: the pod is replaced like one whose runner retired.
+            how = "stopped its runner, which was then killed" if runner.stopped else "killed its runner"
             response = {"id": request["id"], "passed": False, "verdict": "RE", "tests_run": 0, "time_s": 0.0,
-                        "detail": f"the program killed its runner (signal {signal_number})"}
+                        "failure": {"test": None, "error_code": RE_ERROR_CODE, "error_type": None,
+                                    "error_message": f"the program {how} (signal {signal_number})",
+                                    "inputs": None, "expected": None, "output": None},
+                        "retire": "the runner was killed by the sample: nothing emptied the pod's dirs after it"}
             sweep({os.getpid()})
-            try:
-                runner = Runner(header["runner_source"], list(header.get("runner_args") or []))
-            except CutOff as restart:
-                emit(SHARD_PREFIX, {"lost": request["id"], "error": str(restart)})
-                return EXIT_RETRY
             emit(GRADE_PREFIX, response)
-            continue
+            emit(SHARD_PREFIX, {"retired": request["id"], "reason": response["retire"]})
+            return EXIT_REPLACE_POD
         if "error" in response or "verdict" not in response:
             emit(SHARD_PREFIX, {"lost": request["id"], "error": str(response.get("error", response))[:2000]})
             return EXIT_RETRY
         sweep({os.getpid(), runner.process.pid})
         emit(GRADE_PREFIX, response)
+        if response.get("retire"):
+            emit(SHARD_PREFIX, {"retired": request["id"], "reason": str(response["retire"])[:1000]})
+            runner.close()
+            return EXIT_REPLACE_POD
     runner.close()
     emit(SHARD_PREFIX, {"done": len(samples)})
     return 0
