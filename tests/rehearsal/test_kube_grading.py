@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -126,7 +127,12 @@ def test_a_three_shard_grading_job_survives_a_killed_pod_with_the_local_verdicts
     def verdicts(results):
         return {qid: [(r["verdict"], r["passed"], r["tests_run"]) for r in rows] for qid, rows in results.items()}
 
-    assert verdicts(out["results"]) == verdicts(local["results"])
+    def fields(results):  # every field but the CPU seconds, and the measured seconds in a TLE's message
+        return {qid: [{k: (dict(v, error_message=re.sub(r"\d+\.\d+s", "N s", v["error_message"]))
+                           if k == "failure" and v else v) for k, v in r.items() if k != "time_s"} for r in rows]
+                for qid, rows in results.items()}
+
+    assert fields(out["results"]) == fields(local["results"])  # field for field: failure diagnostics included
     assert [v for v, _, _ in verdicts(out["results"])["q0"]] == ["AC", "AC", "WA", "RE", "TLE", "AC", "WA", "AC"]
     assert out["summary"] == local["summary"]
     assert (out["backend"], out["isolation"]) == ("kubernetes", "pod")
@@ -221,5 +227,50 @@ def test_containment_attacks_in_the_pods_shape(cluster, tmp_path):
         assert host["NetworkMode"] == "none"  # k8s/grader-networkpolicy.yaml
         assert host["Memory"] == 1 << 30 and host["NanoCpus"] == 500_000_000  # rehearsal.yaml: 1Gi, 500m
         assert host["Runtime"] == REHEARSAL_RUNTIME_CLASSES["gvisor"] and host["PidsLimit"] == 256
-        assert {m["Target"] for m in host.get("Mounts") or []} >= {"/scratch", "/tmp"}
+        # memory emptyDirs: tmpfs owned by the pod's uid (the stand-in's rendering of the kubelet's 0777 dirs)
+        assert {m["Target"] for m in host.get("Mounts") or []} | set(host.get("Tmpfs") or {}) >= {
+            "/scratch", "/tmp", "/dev/shm"}
         assert not any("serviceaccount" in m["Target"] for m in host.get("Mounts") or [])
+
+
+def _isolation_cases() -> dict:
+    spec = importlib.util.spec_from_file_location("isolation_cases", REPO / "tests" / "grading" /
+                                                  "test_isolation.py")
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "grading"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "tests" / "grading"))
+    return module
+
+
+def test_isolation_between_samples_in_a_grading_pod(cluster, caplog):
+    """tests/grading/test_isolation.py's routes in one pod (one shard, samples in order): after each hostile sample
+    the honest probes get the verdicts they get alone. A sample that leaves what its runner cannot remove (retire),
+    or kills its runner, ends the pod after its verdict (exit 76, not counted) and a fresh pod grades the rest."""
+    iso = _isolation_cases()
+    codes, probe_slots = [iso.HONEST_AC], []
+    for hostile, probes in iso.CASES.values():
+        codes.append(hostile)
+        probe_slots.append((len(codes), probes))
+        codes += probes
+    settings = KubernetesGradingSettings(**{**rehearsal_grader(cluster).kubernetes.model_dump(),
+                                            "samples_per_shard": len(codes), "max_pods": 1})
+    caplog.set_level(logging.INFO, logger="valley_assets.grading.kubernetes_backend")
+    out = grade_on_kubernetes([iso.PROBLEM], [{"question_id": "iso", "code_list": codes}], settings=settings,
+                              timeout_s=2.0, memory_mb=512)
+    got = [r["verdict"] for r in out["results"]["iso"]]
+    assert got[0] == "AC"
+    for (case, (_, probes)), (at, _) in zip(iso.CASES.items(), probe_slots, strict=True):
+        assert got[at - 1] != "AC", (case, got)
+        alone = ["WA" if probe is iso.HONEST_WA else "AC" for probe in probes]
+        assert got[at:at + len(probes)] == alone, (case, got)
+    retired = [r.getMessage() for r in caplog.records if "could not remove" in r.getMessage()]
+    # the deep tree (retire) and the signalled runner (killed by its sample) each ended their pod
+    assert len(retired) >= 2, retired
+    killed = out["results"]["iso"][probe_slots[list(iso.CASES).index("signals to the runner")][0] - 1]
+    assert killed["verdict"] == "RE" and "killed its runner" in killed["failure"]["error_message"]
+    assert killed["failure"]["error_code"] == -4
