@@ -126,3 +126,49 @@ def test_the_shard_streams_in_bounded_writes_and_ends_with_stdin_closed():
     assert b"".join(ws.writes) == shard_frames(0, big)
     assert max(len(w) for w in ws.writes) <= ATTACH_CHUNK and len(ws.writes) > 1
     assert ws.closed == [0]
+
+
+def _run_driver_in_a_container(jobs: list[dict], timeout: float = 120) -> tuple[int, list[str]]:
+    """The shard driver as pid 1 of a sandbox-image container with the grading pod's shape (uid, read-only root,
+    memory volumes writable by the uid, no network, no capabilities), fed a shard on stdin."""
+    from valley_assets.grading.backends import sandbox_image
+    from valley_assets.grading.kubernetes_backend import GRADER_UID, driver_source
+
+    name = f"valley-test-driver-{os.getpid()}"
+    volumes = [arg for d in ("/scratch", "/tmp", "/dev/shm")
+               for arg in ("--tmpfs", f"{d}:rw,nosuid,nodev,size=64m,uid={GRADER_UID},gid={GRADER_UID}")]
+    argv = ["docker", "run", "-i", "--rm", "--name", name, "--network", "none", "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--user", f"{GRADER_UID}:{GRADER_UID}", "--pids-limit", "256",
+            "--memory", "1g", *volumes, sandbox_image(), "python3", "-I", "-u", "-c", driver_source()]
+    try:
+        done = subprocess.run(argv, input=shard_frames(0, jobs), capture_output=True, timeout=timeout)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    return done.returncode, done.stdout.decode().splitlines()
+
+
+@pytest.mark.docker
+def test_a_program_that_stops_or_kills_its_runner_is_re_and_ends_the_pod():
+    """A runner a program SIGSTOPs never answers (before the watchdog the pod hung until the Job's deadline); one it
+    kills left the pod's volumes unemptied (before, a fresh runner graded on in the same pod). Both are the
+    sample's RE, with a Failure, and the pod exits 76 to be replaced."""
+    from docker_gate import require_docker
+
+    require_docker()
+    stop = "import ctypes, os, time\nctypes.CDLL(None).kill(os.getppid(), 19)\ntime.sleep(5)\nprint(2)\n"
+    kill = "import ctypes, os, time\nctypes.CDLL(None).kill(os.getppid(), 9)\ntime.sleep(5)\nprint(2)\n"
+    for code, how in ((stop, "stopped its runner"), (kill, "killed its runner")):
+        first, honest = job("q", 0), job("q", 1)
+        first["request"]["code"] = code
+        rc, lines = _run_driver_in_a_container([first, honest])
+        grades = [json.loads(line[len(shard_driver.GRADE_PREFIX):]) for line in lines
+                  if line.startswith(shard_driver.GRADE_PREFIX)]
+        assert rc == shard_driver.EXIT_REPLACE_POD, (rc, lines)
+        assert [g["id"] for g in grades] == ["q#0"], lines  # the honest sample goes to the replacement pod
+        assert grades[0]["verdict"] == "RE" and how in grades[0]["failure"]["error_message"]
+        assert grades[0]["failure"]["error_code"] == -4 and grades[0]["failure"]["test"] is None
+        shard_lines = [json.loads(line[len(shard_driver.SHARD_PREFIX):]) for line in lines
+                       if line.startswith(shard_driver.SHARD_PREFIX)]
+        assert any(message.get("retired") == "q#0" for message in shard_lines), lines
+    rc, lines = _run_driver_in_a_container([job("q", 0)])
+    assert rc == 0 and any('"verdict":"WA"' in line for line in lines), lines  # print(0) for input 1 -> WA
