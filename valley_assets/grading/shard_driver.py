@@ -20,7 +20,8 @@ Order of events, and why:
    (it could read a file: it runs as this pod's one uid).
 2. This process makes itself non-dumpable (prctl), so a program of the same uid cannot open /proc/1/mem or
    /proc/1/fd/* (ptrace access checks), i.e. can neither read the expected outputs nor write to the log.
-3. Then the runner starts: `python3 -I -u -c <runner source> --cleanup pgroup`, with pipes of its own as stdin,
+3. Then the runner starts: `python3 -I -u -c <runner source> <header's runner_args>` (kubernetes_backend.RUNNER_ARGS:
+   `--cleanup pgroup --private-ipc --private-dir /tmp --private-dir /dev/shm`), with pipes of its own as stdin,
    stdout and stderr (close_fds). It cannot use its `namespace` cleanup (which needs it to be pid 1 or 2: the
    container runtime's own setup forks use up the first pids of a pod's namespace), so after each verdict this
    process, the namespace's init, kills every process of the pod but itself and the runner (`sweep`) before the
@@ -34,12 +35,14 @@ to replace is the pod (the Job's podFailurePolicy ignores exit 76, and the orche
 what still lacks a verdict). A runner stopped by a signal (SIGSTOP, SIGTSTP: the program shares its uid) is killed
 by a watchdog, which makes it a runner killed by its sample (below), instead of a pod waiting forever.
 
-Exit status: 0 the shard is graded; 76 a sample asked for a fresh sandbox (above); 3 the input is malformed (retrying cannot help: the Job fails at once);
+Exit status: 0 the shard is graded; 76 a sample asked for a fresh sandbox (above); 3 the input is malformed
+(retrying cannot help: the Job fails at once);
 75 the input was cut off or the runner was lost (an infrastructure failure: the Job controller starts a new pod,
 and the orchestrator sends it only what is still missing). A runner killed by a signal during a sample was killed
 by that sample (the one way a program can fail here that the Docker backend rules out, where the runner is the
-container's init): the sample is RE, and the pod exits 76 to be replaced (the dead runner emptied nothing). No signal handler is installed: as the namespace's init,
-this process then ignores every signal a program in the pod could send it.
+container's init): the sample is RE, and the pod exits 76 to be replaced (the dead runner emptied nothing). No
+signal handler is installed: as the namespace's init, this process then ignores every signal a program in the pod
+could send it (Linux; gVisor 20221219 delivers SIGKILL to it, see k8s/README.md "Grading Jobs").
 """
 
 from __future__ import annotations
