@@ -1,7 +1,6 @@
 """The runner on its own, through its typed protocol (runner.py's TypedDicts): what it answers, and what it leaves."""
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -125,9 +124,12 @@ def test_without_pidfd_open_the_runner_gives_the_same_answers(tmp_path):
     verdicts = {name: answer.get("verdict", answer.get("error")) for name, answer in without.items()}
     assert verdicts == {"ac": "AC", "wa": "WA", "exits without a report": "RE", "segfault": "RE",
                         "cpu loop": "TLE", "sleeper": "TLE", "raises": "RE"}
-    def comparable(answer: dict) -> dict:  # CPU time and the measured seconds in a TLE's message vary run to run
-        failure = answer["failure"] and dict(answer["failure"], error_message=re.sub(
-            r"\d+\.\d+s", "N s", answer["failure"]["error_message"]))
+    def comparable(answer: dict) -> dict:
+        # CPU seconds vary run to run, and so does a TLE's message: whether the CPU timer or the wall rule (both at
+        # the limit, runner.py "Wall-clock rule") catches a CPU-bound loop first is a race on a loaded machine.
+        failure = answer["failure"]
+        if failure and answer["verdict"] == "TLE":
+            failure = dict(failure, error_message="(timed out)")
         return {k: v for k, v in dict(answer, failure=failure).items() if k != "time_s"}
 
     for name in _EXIT_CASES:

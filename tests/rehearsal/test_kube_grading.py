@@ -16,7 +16,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -127,9 +126,11 @@ def test_a_three_shard_grading_job_survives_a_killed_pod_with_the_local_verdicts
     def verdicts(results):
         return {qid: [(r["verdict"], r["passed"], r["tests_run"]) for r in rows] for qid, rows in results.items()}
 
-    def fields(results):  # every field but the CPU seconds, and the measured seconds in a TLE's message
-        return {qid: [{k: (dict(v, error_message=re.sub(r"\d+\.\d+s", "N s", v["error_message"]))
-                           if k == "failure" and v else v) for k, v in r.items() if k != "time_s"} for r in rows]
+    def fields(results):
+        # Every field but the CPU seconds and a TLE's message: whether the CPU timer or the wall rule catches a
+        # CPU-bound loop first is a race on a loaded machine (runner.py "Wall-clock rule"), in either grader.
+        return {qid: [{k: (dict(v, error_message="(timed out)") if k == "failure" and r["verdict"] == "TLE" else v)
+                       for k, v in r.items() if k != "time_s"} for r in rows]
                 for qid, rows in results.items()}
 
     assert fields(out["results"]) == fields(local["results"])  # field for field: failure diagnostics included
