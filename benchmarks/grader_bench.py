@@ -40,6 +40,7 @@ from grader_workload import REALISTIC_MIX, STUDENT_7B_MIX, realistic_generations
 from grading_lcb_data import codeforces_records, functional_oracle, lcb_records, stdin_oracle, tests_of  # noqa: E402
 
 from valley_assets.grading import grade, problem_from_record  # noqa: E402
+from valley_assets.grading.grader import default_workers  # noqa: E402
 
 HARNESS_CLASS = {-1: "TLE", -2: "WA", -3: "TLE", -4: "RE"}
 OUR_CLASS = {"AC": "AC", "WA": "WA", "TLE": "TLE", "RE": "RE", "MLE": "RE", "OLE": "RE"}
@@ -155,7 +156,10 @@ def main() -> int:
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--samples", type=int, default=4, help="generations per problem (realistic, no-tle)")
     parser.add_argument("--tle-heavy-problems", type=int, default=120)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="the harness's num_process_evaluate (default: one process per core)")
+    parser.add_argument("--our-workers", type=int, default=None,
+                        help="our sandboxes (default: grade()'s default, grader.default_workers)")
     parser.add_argument("--backend", default="process")
     parser.add_argument("--timeout", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
@@ -179,14 +183,16 @@ def main() -> int:
             ours_first = run % 2 == 0
             for side in ("ours", "harness") if ours_first else ("harness", "ours"):
                 if side == "ours":
-                    ours, ours_s, isolation = run_ours(records, generations, args.workers, args.backend, args.timeout)
+                    ours, ours_s, isolation = run_ours(records, generations, args.our_workers, args.backend,
+                                                       args.timeout)
                 else:
                     theirs, theirs_s = run_harness(args.harness, records, generations, args.workers, args.timeout)
             load_after = os.getloadavg()[0]
             loads += [load_before, load_after]
             pass_fail, verdict_class = compare(records, ours, theirs)
             counts = {c: sum(row.count(c) for row in ours) for c in ("AC", "WA", "TLE", "RE")}
-            print(f"[run {run + 1} {name}] {len(records)} problems, {n_samples} samples, workers={args.workers}: "
+            print(f"[run {run + 1} {name}] {len(records)} problems, {n_samples} samples, harness workers "
+                  f"{args.workers}, ours {args.our_workers or default_workers(1024)}: "
                   f"valley ({isolation}) {ours_s:.1f}s, LCB harness {theirs_s:.1f}s, speed-up "
                   f"{theirs_s / ours_s:.2f}x ({'ours' if ours_first else 'harness'} first); load average "
                   f"before/after {load_before:.1f}/{load_after:.1f}; verdicts {counts}; pass/fail disagreements "

@@ -23,13 +23,16 @@ PACKAGE = REPO / "valley_assets"
 WORKER_PACKAGES = ("training", "generation", "grading", "data", "demo", "science")
 WORKER_MODULES = ("valley_assets.model_files", "valley_assets.entrypoint", "valley_assets.records",
                   "valley_assets.storage")
-# Modules inside a worker package that are Dagster definitions (run in the code server, never in a pod).
-ASSET_SIDE_IN_WORKER_PACKAGES = {"valley_assets.generation.sensor"}
+# Modules inside a worker package that run on the Dagster side, never in a worker pod: Dagster definitions (run in
+# the code server), and the kubernetes grading backend, which runs in the Dagster run pod of the scoring assets and
+# starts its grading Jobs through launch.kubernetes (dagster-pipes), as the training launcher does. The grading
+# pods themselves run runner.py and shard_driver.py (standard library only, checked below as entry modules).
+ASSET_SIDE_IN_WORKER_PACKAGES = {"valley_assets.generation.sensor", "valley_assets.grading.kubernetes_backend"}
 FORBIDDEN = ("dagster", "valley_assets.config", "valley_assets.partitions")
 # What the launchers start (`python -m <module>`) and what pool worker processes import.
 ENTRY_MODULES = ("valley_assets.training.sft", "valley_assets.generation.run", "valley_assets.grading.cli",
-                 "valley_assets.grading.runner", "valley_assets.data.pool", "valley_assets.data.pool_pass1",
-                 "valley_assets.demo.tiny_model", "valley_assets.model_files")
+                 "valley_assets.grading.runner", "valley_assets.grading.shard_driver", "valley_assets.data.pool",
+                 "valley_assets.data.pool_pass1", "valley_assets.demo.tiny_model", "valley_assets.model_files")
 
 
 def _modules() -> dict[str, Path]:

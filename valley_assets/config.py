@@ -281,11 +281,71 @@ class TeacherConfig(_Strict):
         return v
 
 
+class GradingKubernetesConfig(_Strict):
+    """The `kubernetes` grading backend's Job (valley_assets/grading/kubernetes_backend.py, k8s/README.md section
+    "Grading Jobs"): fields of `KubernetesGradingSettings`. namespace, kubeconfig_file and in_cluster default to
+    `launch.kubernetes`'s, so grading Jobs go where the launcher's Jobs go."""
+
+    namespace: str | None = None
+    image: str = Field(default="valley-sandbox:latest", description="the sandbox image (sandbox/Dockerfile), pushed "
+                                                                     "where the cluster pulls from")
+    runtime_class_name: str | None = Field(
+        default="gvisor", description="RuntimeClass of the grading pods: gvisor (GKE Sandbox), kata, or null for the "
+                                      "node's default runtime")
+    samples_per_shard: int = Field(default=1000, ge=1)
+    max_pods: int = Field(default=64, ge=1, description="shards (= pods at once) at most")
+    cpu: str = Field(default="1", description="request and limit per pod: one runner grades one sample at a time")
+    memory: str = Field(default="4Gi", description="request and limit per pod: the shard's tests, the runner and "
+                                                   "the program's grading.memory_mb")
+    scratch_size: str = Field(default="64Mi", description="the programs' working directory (memory-backed)")
+    tmp_size: str = "16Mi"
+    shm_size: str = "64Mi"
+    pod_retries: int = Field(default=3, ge=0, description="failed pods (not disruptions) per shard the Job allows")
+    rounds: int = Field(default=2, ge=1, description="grading Jobs at most (another picks up verdicts lost in logs)")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    timeout_s: float | None = Field(default=None, gt=0)
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    kubeconfig_file: str | None = None
+    in_cluster: bool | None = None
+    api_factory: str | None = None
+
+    @model_validator(mode="after")
+    def _quantities(self) -> GradingKubernetesConfig:
+        from valley_assets.launch.quantity import check_quantity
+
+        for name in ("cpu", "memory", "scratch_size", "tmp_size", "shm_size"):
+            check_quantity(getattr(self, name), f"grading.kubernetes.{name}")
+        return self
+
+    def settings(self, launch_kubernetes: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of `KubernetesGradingSettings`, unset connection fields taken from the profile's
+        `launch.kubernetes` section (the launcher's own defaults where it names none: namespace valley, in-cluster)."""
+        defaults = {"namespace": "valley", "kubeconfig_file": None, "in_cluster": True}
+        settings = self.model_dump()
+        for name, default in defaults.items():
+            if settings[name] is None:
+                settings[name] = launch_kubernetes.get(name, default)
+        return settings
+
+
 class GradingConfig(_Strict):
-    backend: Literal["auto", "docker", "process"] = "auto"
+    backend: Literal["auto", "docker", "process", "kubernetes"] = "auto"
     timeout_s: float = 6.0
     workers: int | None = None
     memory_mb: int = 1024
+    runtime: str | None = Field(
+        default=None, description="docker backend: the engine's runtime for the sandboxes, e.g. runsc (gVisor, "
+                                  "registered in /etc/docker/daemon.json); null: the engine's default (runc)")
+    kubernetes: GradingKubernetesConfig = GradingKubernetesConfig()
+
+    @model_validator(mode="after")
+    def _runtime_is_docker_only(self) -> GradingConfig:
+        if self.runtime is not None and self.backend not in ("docker", "auto"):
+            raise ValueError(f"grading.runtime ({self.runtime!r}) is a Docker runtime; backend is {self.backend!r}")
+        return self
 
 
 class AblationConfig(_Strict):

@@ -25,6 +25,7 @@ from dagster._config.pythonic_config.resource import ConfigurableResourceFactory
 from pydantic import Field
 
 from valley_assets.config import ExtraTeacherConfig, StudyConfig
+from valley_assets.grading.kubernetes_backend import KubernetesGradingSettings
 from valley_assets.layout import StudyLayout
 from valley_assets.storage import StudyStorage
 
@@ -196,12 +197,21 @@ class GraderResource(dg.ConfigurableResource):
     timeout_s: float = 6.0
     workers: int | None = None
     memory_mb: int = 1024
+    runtime: str | None = None  # docker backend: the engine's runtime for the sandboxes (runsc)
+    kubernetes: KubernetesGradingSettings = Field(default_factory=KubernetesGradingSettings)  # kubernetes backend
 
     def grade(self, problems: list[dict], generations: list[dict], *, results_path: str | None = None) -> dict:
         from valley_assets.grading import grade
+        from valley_assets.grading.backends import using_runtime
 
-        return grade(problems, generations, backend=self.backend, timeout_s=self.timeout_s, workers=self.workers,
-                     memory_mb=self.memory_mb, results_path=results_path)
+        if self.backend == "kubernetes":
+            from valley_assets.grading.kubernetes_backend import grade_on_kubernetes
+
+            return grade_on_kubernetes(problems, generations, settings=self.kubernetes,
+                                       timeout_s=self.timeout_s, memory_mb=self.memory_mb, results_path=results_path)
+        with using_runtime(self.runtime):
+            return grade(problems, generations, backend=self.backend, timeout_s=self.timeout_s,
+                         workers=self.workers, memory_mb=self.memory_mb, results_path=results_path)
 
 
 # --- assembly ------------------------------------------------------------------------------------------------------
@@ -230,5 +240,7 @@ def build_resources(cfg: StudyConfig) -> dict[str, dg.ConfigurableResource | Con
         "teacher": teacher,
         "extra_teachers": ExtraTeachers(teachers=[t.model_dump(exclude_none=True) for t in cfg.teacher.extra]),
         "launcher": cfg.launch.launcher_resource(),
-        "grader": GraderResource(**cfg.grading.model_dump()),
+        "grader": GraderResource(**cfg.grading.model_dump(exclude={"kubernetes"}),
+                                 kubernetes=KubernetesGradingSettings(
+                                     **cfg.grading.kubernetes.settings(cfg.launch.kubernetes))),
     }

@@ -10,7 +10,7 @@ import time
 import pytest
 from grading_helpers import make_problem
 
-from valley_assets.grading import samples_log_path
+from valley_assets.grading import grade, samples_log_path
 from valley_assets.grading.backends import CONTAINER_LABEL
 from valley_assets.grading.cli import main
 
@@ -38,7 +38,7 @@ def test_cli_grades_and_writes_results(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [s["verdict"] for s in results["results"]["p1"]] == ["WA", "AC", "WA", "AC"]
     assert results["results"]["p2"][0] == {"passed": True, "verdict": "AC", "tests_run": 1,
-                                           "time_s": results["results"]["p2"][0]["time_s"]}
+                                           "time_s": results["results"]["p2"][0]["time_s"], "failure": None}
     assert results["summary"]["pass@1"] == pytest.approx((0.5 + 1.0) / 2)
     assert results["summary"]["per_difficulty"] == {"easy": 0.5, "hard": 1.0}
     assert results["backend"] == "process"
@@ -113,3 +113,47 @@ def test_a_runner_without_the_tests_gets_them_resent():
         assert worker.grade(dict(request, id="q#1", code="print(0)"))["verdict"] == "WA"  # slim, from the cache
     finally:
         worker.close()
+
+
+class _RecordingExecutor:
+    """A SampleExecutor that grades on a real local pool (process backend) and records the jobs grade() gave it."""
+
+    def __init__(self):
+        from valley_assets.grading.backends import choose_isolation
+
+        self.isolation = choose_isolation("process")
+        self.received: list[str] = []
+
+    def run(self, jobs, on_result):
+        from valley_assets.grading.grader import _Pool
+
+        self.received += [job["request"]["id"] for job in jobs]
+        _Pool(self.isolation, 2, 256).run(jobs, on_result)
+
+
+def test_an_executor_gets_only_the_missing_samples_and_grade_keeps_the_books(tmp_path):
+    """grade(executor=...) (the kubernetes backend's way in): the same results file and samples log as the local
+    pool, and a rerun hands the executor only what the log lacks."""
+
+    problem = make_problem("ex", [("1\n", "2\n"), ("2\n", "4\n")])
+    codes = ["print(2 * int(input()))", "print(int(input()))", "raise ValueError('no')"]
+    generations = [{"question_id": "ex", "code_list": codes}]
+    local = grade([problem], generations, backend="process", workers=2, timeout_s=2.0, memory_mb=256,
+                  results_path=tmp_path / "local" / "results.json")
+    executor = _RecordingExecutor()
+    other = grade([problem], generations, timeout_s=2.0, memory_mb=256, executor=executor,
+                  results_path=tmp_path / "ex" / "results.json")
+    assert sorted(executor.received) == ["ex#0", "ex#1", "ex#2"]
+
+    def fields(results):  # everything but the CPU seconds
+        return {q: [{k: v for k, v in r.items() if k != "time_s"} for r in rows] for q, rows in results.items()}
+
+    assert fields(other["results"]) == fields(local["results"]) and other["summary"] == local["summary"]
+    log_lines = (tmp_path / "ex" / "results.samples.jsonl").read_text().splitlines()
+    assert [json.loads(line)["verdict"] for line in log_lines if json.loads(line)["sample_idx"] == 1] == ["WA"]
+    generations[0]["code_list"][1] = "print(2 * int(input()))"  # changed: graded again; the others are reused
+    again = grade([problem], generations, timeout_s=2.0, memory_mb=256, executor=executor,
+                  results_path=tmp_path / "ex" / "results.json")
+    assert sorted(executor.received) == ["ex#0", "ex#1", "ex#1", "ex#2"]
+    assert [r["verdict"] for r in again["results"]["ex"]] == ["AC", "AC", "RE"]
+    assert again["settings"]["graded_now"] == 1

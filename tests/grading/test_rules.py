@@ -6,12 +6,11 @@ import pickle
 import zlib
 
 import pytest
+from grading_helpers import make_problem
 
 from valley_assets.grading import ProblemFormatError, decode_private_tests, load_problems_jsonl, problem_from_record
 from valley_assets.grading.grader import summarize
 from valley_assets.grading.runner import stdin_output_matches, strip_main_guard, wrap_stdin_program
-
-from grading_helpers import make_problem
 
 
 @pytest.mark.parametrize("actual, expected, ok", [
@@ -112,3 +111,15 @@ def test_tests_cache_keeps_the_last_problems_and_asks_for_what_it_lacks():
     assert cache.fill(slim) and slim["inputs"] == ["p3"] and slim["outputs"] == ["p3!"]
     assert cache.fill({"id": "y", "tests_key": "p2"})
     assert not cache.fill({"id": "z", "tests_key": "p1"})  # evicted: the grader must resend the tests
+
+
+def test_default_workers_oversubscribe_the_cores_within_memory(monkeypatch):
+    from valley_assets.grading import grader
+
+    monkeypatch.setattr(grader.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    page, gib = 4096, 1024 ** 3
+    monkeypatch.setattr(grader.os, "sysconf", lambda name: page if name == "SC_PAGE_SIZE" else 64 * gib // page)
+    assert grader.default_workers(1024) == grader.WORKERS_PER_CORE * 4  # 8 sandboxes x 1.25 GiB fit in 64 GiB
+    monkeypatch.setattr(grader.os, "sysconf", lambda name: page if name == "SC_PAGE_SIZE" else 4 * gib // page)
+    assert grader.default_workers(1024) == 3  # 4 GiB holds three sandboxes at 1024 + 256 MB each
+    assert grader.default_workers(64 * 1024) == 1

@@ -5,6 +5,7 @@ VALLEY_REQUIRE_DOCKER=1).
 """
 
 import time
+from pathlib import Path
 
 import pytest
 from grading_helpers import grade_programs, make_problem
@@ -147,3 +148,68 @@ def test_call_results_of_plain_data_types_compare_as_in_python():
     ])
     assert [r["verdict"] for r in results] == ["AC", "AC", "AC", "WA", "WA"]
     assert [r["tests_run"] for r in results] == [2, 2, 2, 1, 1]
+
+
+# The program's environment, from the harness's rules. lcb_runner/evaluation/compute_code_generation_metrics.py
+# (check_correctness) runs each program in a multiprocessing.Process forked from a process that imported the
+# lcb_runner.evaluation package (testing_util.py, compute_code_generation_metrics.py, ... at top level) and created a
+# multiprocessing.Manager(); testing_util.py's reliability_guard then sets os.getcwd/os.chdir/... to None. So a module
+# that process has loaded is reachable as an attribute of its package without importing it, one it has not loaded is
+# not, tempfile fails (it asks os.getcwd for a directory), and the working directory (the harness's own) is writable.
+SUM_LINE = "print(sum(map(int, input().split())))\n"
+ENVIRONMENT_CASES = [
+    ("concurrent.futures is loaded (compute_code_generation_metrics imports it)",
+     "import concurrent\nassert concurrent.futures.ProcessPoolExecutor\n" + SUM_LINE, "AC"),
+    ("multiprocessing.managers and .pool are loaded (check_correctness calls multiprocessing.Manager())",
+     "import multiprocessing\nassert multiprocessing.managers.SyncManager and multiprocessing.pool.Pool\n" + SUM_LINE,
+     "AC"),
+    ("unittest.mock is loaded (testing_util imports it)", "import unittest\nassert unittest.mock.patch\n" + SUM_LINE,
+     "AC"),
+    ("xml.etree is not loaded", "import xml\nassert xml.etree\n" + SUM_LINE, "RE"),
+    ("logging.handlers is not loaded", "import logging\nassert logging.handlers\n" + SUM_LINE, "RE"),
+    ("tempfile needs os.getcwd, which reliability_guard removed",
+     "import tempfile\nwith tempfile.TemporaryFile('w+') as f:\n    f.write('x')\n" + SUM_LINE, "RE"),
+    ("the working directory is writable", "with open('scratch.txt', 'w') as f:\n    f.write(input())\n"
+     "with open('scratch.txt') as f:\n    print(sum(map(int, f.read().split())))\n", "AC"),
+    ("os.getcwd is disabled", "import os\nos.getcwd()\n" + SUM_LINE, "RE"),
+]
+
+
+@pytest.mark.parametrize("backend_name", ["process", "docker"])
+def test_program_environment_follows_the_harness(backend_name):
+    if backend_name == "docker":
+        from docker_gate import require_docker
+
+        require_docker()
+    results = grade_programs(SUM_PROBLEM, [code for _, code, _ in ENVIRONMENT_CASES], backend=backend_name,
+                             timeout_s=2.0)
+    got = {name: r["verdict"] for (name, _, _), r in zip(ENVIRONMENT_CASES, results, strict=True)}
+    assert got == {name: verdict for name, _, verdict in ENVIRONMENT_CASES}
+
+
+def _image_modules() -> list[str]:
+    """The import names of sandbox/packages-lcb.txt (LiveCodeBench's environment as Debian packages)."""
+    lines = (Path(__file__).resolve().parents[2] / "sandbox" / "packages-lcb.txt").read_text().splitlines()
+    return [line.split()[1] for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_sandbox_image_has_the_harness_environments_packages():
+    """numpy is loaded in the harness's process (testing_util imports it), every package of the list is importable,
+    and sortedcontainers, which LCB's environment does not install, is not."""
+    from docker_gate import require_docker
+
+    require_docker()
+    import subprocess
+
+    from valley_assets.grading.backends import sandbox_image
+
+    modules = _image_modules()
+    label = subprocess.run(["docker", "image", "inspect", sandbox_image(), "--format",
+                            '{{index .Config.Labels "valley.sandbox.modules"}}'], capture_output=True, text=True)
+    assert label.stdout.strip() == ",".join(modules), (
+        f"{sandbox_image()} was built from another package list; rebuild it: sandbox/build_image_offline.sh")
+    codes = [f"import sys\nassert 'numpy' in sys.modules\n{SUM_LINE}"]
+    codes += [f"import {module}\n{SUM_LINE}" for module in modules]
+    codes += [f"import sortedcontainers\n{SUM_LINE}"]
+    verdicts = [r["verdict"] for r in grade_programs(SUM_PROBLEM, codes, backend="docker", timeout_s=6.0)]
+    assert verdicts == ["AC"] * (1 + len(modules)) + ["RE"]

@@ -16,6 +16,7 @@ from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.launch.base import LaunchError
 from valley_assets.launch.kubernetes import (
     HF_TOKEN_KEY,
+    JobSpec,
     KubernetesJobLauncher,
     build_headless_service,
     build_job,
@@ -282,3 +283,64 @@ def test_in_cluster_reads_the_pods_service_account(tmp_path, monkeypatch):
     configuration = api.batch.api_client.configuration
     assert configuration.host == "https://10.0.0.1:443"
     assert configuration.auth_settings()["BearerToken"]["value"] == "bearer sa-token"
+
+
+# --- grading Jobs (valley_assets/grading/kubernetes_backend.py) ----------------------------------------------------
+def test_grading_job_is_hardened_and_validates_strictly():
+    """The production profile's grading Job, built by the one Job builder, with every hardening the issue names."""
+    from valley_assets.grading.kubernetes_backend import (
+        GRADER_ROLE,
+        GRADER_ROLE_LABEL,
+        KubernetesGradingSettings,
+        build_grading_job,
+    )
+
+    cfg = load_study_config(PROFILES_DIR / "production.yaml")
+    assert cfg.grading.backend == "kubernetes"
+    settings = KubernetesGradingSettings(**cfg.grading.kubernetes.settings(cfg.launch.kubernetes))
+    job = to_manifest(build_grading_job(settings, "valley-grade-0123456789", 5))
+    validate(job)
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 5
+    assert spec["backoffLimit"] == settings.pod_retries * 5
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [3]
+    # A pod whose sample left state its runner could not remove exits 76 to be replaced, without counting as a retry.
+    assert rules[2]["action"] == "Ignore" and rules[2]["onExitCodes"]["values"] == [76]
+    pod = spec["template"]["spec"]
+    assert spec["template"]["metadata"]["labels"][GRADER_ROLE_LABEL] == GRADER_ROLE
+    assert pod["runtimeClassName"] == "gvisor"
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    assert "serviceAccountName" not in pod
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    ctx = container["securityContext"]
+    assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]} and ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["stdin"] is True and container["stdinOnce"] is True
+    # No Secret, no cluster credentials, nothing but the completion index in the environment.
+    assert "envFrom" not in container
+    assert [e["name"] for e in container["env"]] == ["NODE_RANK"]
+    assert all("secretKeyRef" not in (e.get("valueFrom") or {}) for e in container["env"])
+    limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+    assert limits == {"cpu": "1", "memory": "4Gi"} and requests == {"cpu": "1", "memory": "4Gi"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert mounts["/scratch"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Mi"}
+    assert mounts["/tmp"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Mi"}
+    assert all(set(v) == {"name", "emptyDir"} for v in pod["volumes"])  # no Secret, PVC or hostPath volume
+
+
+def test_job_spec_hardening_fields_leave_training_jobs_unchanged():
+    """The fields grading Jobs added to JobSpec default to what training and generation Jobs had."""
+    job = to_manifest(build_job(JobSpec(name="j", namespace="valley", image="i", command=["x"], nodes=2)))
+    pod = job["spec"]["template"]["spec"]
+    for key in ("runtimeClassName", "automountServiceAccountToken", "enableServiceLinks", "securityContext"):
+        assert key not in pod
+    assert "securityContext" not in pod["containers"][0] and "stdin" not in pod["containers"][0]
+    assert job["spec"]["completions"] == 2
+    with pytest.raises(LaunchError, match="completions"):
+        build_job(JobSpec(name="j", namespace="valley", image="i", command=["x"], nodes=2, completions=3))

@@ -67,7 +67,7 @@ def test_kustomization_renders_to_valid_manifests():
     rendered = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=True).stdout
     objects = [d for d in yaml.safe_load_all(rendered) if d]
     assert {o["kind"] for o in objects} == {"Namespace", "ServiceAccount", "Role", "RoleBinding",
-                                            "PersistentVolumeClaim"}
+                                            "PersistentVolumeClaim", "NetworkPolicy"}
     for obj in objects:
         validate(obj)
         if obj["kind"] != "Namespace":
@@ -109,13 +109,36 @@ LAUNCHER_CALLS = [
     ("batch", "jobs", "create"), ("batch", "jobs/status", "get"), ("batch", "jobs", "delete"),
     ("", "pods", "list"), ("", "pods/log", "get"), ("", "services", "create"), ("", "services", "delete"),
 ]
+# ... and of every call the kubernetes grading backend makes (valley_assets/grading/kubernetes_backend.py).
+GRADING_CALLS = [
+    ("batch", "jobs", "create"), ("batch", "jobs/status", "get"), ("batch", "jobs", "delete"),
+    ("", "pods", "list"), ("", "pods/log", "get"), ("", "pods/attach", "create"), ("", "pods", "delete"),
+]
+
+
+def test_grader_network_policy_denies_all_traffic_of_the_grading_pods():
+    from valley_assets.grading.kubernetes_backend import (
+        GRADER_ROLE,
+        GRADER_ROLE_LABEL,
+        KubernetesGradingSettings,
+        build_grading_job,
+    )
+
+    (policy,) = docs(K8S / "grader-networkpolicy.yaml")
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in policy["spec"] and "egress" not in policy["spec"]  # no rule: nothing allowed
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector == {GRADER_ROLE_LABEL: GRADER_ROLE}
+    pod_labels = to_manifest(build_grading_job(KubernetesGradingSettings(), "grade-x", 2))["spec"]["template"][
+        "metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in selector.items())
 
 
 def test_rbac_allows_every_launcher_call():
     role = next(d for d in docs(K8S / "rbac.yaml") if d["kind"] == "Role")
     allowed = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
-    missing = [call for call in LAUNCHER_CALLS if call not in allowed]
+    missing = [call for call in LAUNCHER_CALLS + GRADING_CALLS if call not in allowed]
     assert not missing, f"rbac.yaml's Role lacks {missing}"
 
 

@@ -90,7 +90,7 @@ def rehearsal(tmp_path_factory):
     import s3fs
 
     from tests.rehearsal.hub_fixtures import write_hub_repos
-    from tests.rehearsal.kube_standin import KubeStandin
+    from tests.rehearsal.kube_standin import REHEARSAL_RUNTIME_CLASSES, KubeStandin
     from tests.rehearsal.moto_s3 import moto_server
     from tests.rehearsal.students import write_tiny_students
     from valley_assets.config import PROFILES_DIR, load_study_config
@@ -108,7 +108,7 @@ def rehearsal(tmp_path_factory):
         for student, folder in write_tiny_students(root / "students").items():
             upload_folder(fs, Path(folder), cfg.student(student).model.removeprefix("s3://"))
 
-        with KubeStandin() as kube:
+        with KubeStandin(REHEARSAL_RUNTIME_CLASSES) as kube:  # grading pods name runtimeClassName gvisor
             # What an operator creates once per cluster (k8s/README.md, section 1): the hub token and the
             # object-store Secret. Job pods reach S3 as host.docker.internal; run pods share this machine's network.
             hf_token = {"HF_TOKEN": HF_TOKEN}
@@ -124,8 +124,8 @@ def rehearsal(tmp_path_factory):
                 location_env |= kube.in_cluster_env("127.0.0.1")
                 run_env |= kube.in_cluster_env("127.0.0.1")
                 volumes = {kube.service_account_dir(NAMESPACE): SERVICE_ACCOUNT_DIR,
-                           # Grading: the Docker backend on the host's engine (issue H replaces it with grading
-                           # Jobs); the run container reaches the engine through its socket and the host's CLI.
+                           # The host's engine socket and CLI: grading no longer uses them (grading.backend
+                           # kubernetes: Jobs on this stand-in); kept until a rehearsal shows nothing else does.
                            "/var/run/docker.sock": "/var/run/docker.sock",
                            os.path.realpath(shutil.which("docker")): "/usr/local/bin/docker"}
                 with DagsterDeployment(root / "dagster_home", image=IMAGE, pg_storage=pg.storage_config,

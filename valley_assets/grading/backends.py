@@ -2,15 +2,20 @@
 
 - docker: one container per worker from the sandbox image (no network, read-only root, tmpfs scratch, all caps
   dropped, no-new-privileges, non-root, pids/memory/CPU limits), labelled so leftovers of a killed grader are
-  removed by the next start.
+  removed by the next start; under the engine's default runtime (runc), or another registered one when configured
+  (`grading.runtime`, e.g. gVisor's `runsc`: `sandbox_runtime`).
 - process: the runner as a local process, inside bubblewrap when `bwrap` works (new user/pid/net/ipc namespaces,
   read-only binds of the interpreter only, tmpfs scratch), else with rlimits only (loudly reported).
-Each sandbox runs `runner.py`, which forks a fresh child per sample; see that module for the protocol.
+Each sandbox runs `runner.py`, which forks a fresh child per sample; the frames' shapes are runner.py's TypedDicts
+(RunnerReady, SampleRequest, SampleResult, NeedTests, RunnerFailed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import json
 import logging
 import os
 import shutil
@@ -23,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from valley_assets.grading.runner import read_frame, write_frame
+from valley_assets.grading.runner import RunnerReady, SampleRequest, SampleResult, read_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +50,46 @@ def sandbox_image() -> str:
     return os.environ.get("VALLEY_SANDBOX_IMAGE", DEFAULT_IMAGE)
 
 
+_runtime: contextvars.ContextVar[str | None] = contextvars.ContextVar("valley_sandbox_runtime", default=None)
+
+
+def sandbox_runtime() -> str | None:
+    """The Docker runtime of the sandboxes: set by `using_runtime` (the grader resource's `grading.runtime`), else
+    $VALLEY_SANDBOX_RUNTIME, else None (the engine's default, runc)."""
+    return _runtime.get() or os.environ.get("VALLEY_SANDBOX_RUNTIME") or None
+
+
+@contextlib.contextmanager
+def using_runtime(runtime: str | None):
+    """Grade with Docker runtime `runtime` (e.g. runsc) inside this block; read once, by choose_isolation."""
+    token = _runtime.set(runtime)
+    try:
+        yield
+    finally:
+        _runtime.reset(token)
+
+
+def docker_runtimes() -> set[str]:
+    """Runtimes the Docker engine has registered (runc, and e.g. runsc from /etc/docker/daemon.json)."""
+    done = _docker("info", "--format", "{{json .Runtimes}}", timeout=15)
+    if done.returncode != 0:
+        return set()
+    try:
+        return set(json.loads(done.stdout or "{}"))
+    except ValueError:
+        return set()
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself failed (could not start, died, broke the protocol) - never a verdict."""
 
 
 @dataclass
 class Isolation:
-    backend: str  # docker | process
-    isolation: str  # docker | bwrap | rlimits
+    backend: str  # docker | process | kubernetes
+    isolation: str  # docker | docker/<runtime> | bwrap | rlimits | pod
     warning: str | None = None
+    runtime: str | None = None  # docker: the engine's runtime for the sandboxes (None: its default)
 
 
 class Worker:
@@ -71,11 +107,12 @@ class Worker:
             preexec_fn=preexec, env=env, close_fds=True,
             start_new_session=True,  # Ctrl-C reaches the grader, which then removes its sandboxes itself
         )
-        hello = self._read()
+        hello: RunnerReady = self._read()
         if not (isinstance(hello, dict) and hello.get("ready")):
             raise SandboxError(f"sandbox {name} did not start: {self._stderr_tail()}")
+        self.ready = hello
 
-    def grade(self, request: dict) -> dict:
+    def grade(self, request: SampleRequest) -> SampleResult:
         """Send one sample, return its verdict. A request with a "tests_key" goes without its tests when this
         sandbox was last sent that key (the runner keeps them, see runner.TestsCache)."""
         key = request.get("tests_key")
@@ -86,7 +123,7 @@ class Worker:
         self._last_tests_key = key
         return self._checked(self._exchange(request))
 
-    def _exchange(self, request: dict) -> dict:
+    def _exchange(self, request: SampleRequest) -> dict:
         try:
             write_frame(self.process.stdin.fileno(), request)
         except OSError as exc:
@@ -96,7 +133,7 @@ class Worker:
             raise SandboxError(f"sandbox {self.name} broke the protocol: {self._stderr_tail()}")
         return response
 
-    def _checked(self, response: dict) -> dict:
+    def _checked(self, response: dict) -> SampleResult:
         if "error" in response or "verdict" not in response:
             raise SandboxError(f"sandbox {self.name}: {response.get('error', response)}")
         return response
@@ -195,7 +232,7 @@ def runner_source() -> str:
     return RUNNER_PATH.read_text()
 
 
-def start_docker_worker(index: int, memory_mb: int, image: str | None = None) -> Worker:
+def start_docker_worker(index: int, memory_mb: int, image: str | None = None, runtime: str | None = None) -> Worker:
     image = image or sandbox_image()
     name = f"valley-grader-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}"
     uid = CHILD_UID_BASE + index
@@ -206,7 +243,9 @@ def start_docker_worker(index: int, memory_mb: int, image: str | None = None) ->
         "--label", f"valley.grader.pid={os.getpid()}",
         "--network", "none",
         "--read-only",
-        "--tmpfs", "/scratch:rw,nosuid,nodev,size=64m,mode=1777",
+        # Owned by the worker's uid: the image's /scratch (root, 0755) would otherwise lend the tmpfs its mode, and
+        # the programs' working directory would not be writable (it is in the harness).
+        "--tmpfs", f"/scratch:rw,nosuid,nodev,size=64m,uid={uid},gid={uid}",
         "--tmpfs", "/tmp:rw,nosuid,nodev,size=16m,mode=1777",
         "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
@@ -218,10 +257,12 @@ def start_docker_worker(index: int, memory_mb: int, image: str | None = None) ->
         "--ulimit", "nofile=256:256",
         "--log-driver", "none",
         "--workdir", "/scratch",
+        *(["--runtime", runtime] if runtime else []),
         # The runner travels in the command, not as a bind mount of this file: a mount names a path on the engine's
         # machine, which is not this one when the grader itself runs in a container (a Dagster run pod using the
         # node's engine) or talks to a remote DOCKER_HOST. ~50 KB, under Linux's 128 KiB limit per argument.
         image, "python3", "-I", "-u", "-c", runner_source(), "--cleanup", "namespace",
+        "--private-dir", "/tmp", "--private-dir", "/dev/shm",
     ]
     return Worker(argv, name, scratch="/scratch", nproc=CHILD_NPROC,
                   on_close=lambda: _docker("rm", "-f", name, timeout=60))
@@ -276,8 +317,10 @@ def _bwrap_argv(runner_dir: str) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif not any(path.startswith(b + "/") for b in bound if b != path):
             argv += ["--ro-bind", path, path]
-    argv += ["--ro-bind", runner_dir, "/opt/valley", "--proc", "/proc", "--dev", "/dev",
-             "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    # Only /tmp (the scratch dir) and /dev/shm are writable: bwrap's root and /dev are tmpfs owned by the sandbox's
+    # uid, where a sample could otherwise leave files for the next one.
+    argv += ["--ro-bind", runner_dir, "/opt/valley", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+             "--tmpfs", "/tmp", "--chdir", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/"]
     return argv
 
 
@@ -320,7 +363,7 @@ def start_process_worker(index: int, use_bwrap: bool) -> Worker:
         # As root, enter bwrap as the worker's own uid: its user namespace then maps to that uid on the host,
         # so RLIMIT_NPROC (which root ignores) holds, and nothing in the sandbox is root on the host.
         argv = _bwrap_argv(str(RUNNER_PATH.parent)) + [
-            interpreter, "-I", "-u", "/opt/valley/runner.py", "--cleanup", "namespace"]
+            interpreter, "-I", "-u", "/opt/valley/runner.py", "--cleanup", "namespace", "--private-dir", "/dev/shm"]
         return Worker(argv, f"bwrap-{index}", scratch="/tmp", nproc=CHILD_NPROC if root else None,
                       preexec=_drop_to(uid) if root else None, env=clean_env)
     scratch = tempfile.mkdtemp(prefix=f"valley-grader-{index}-")
@@ -339,10 +382,16 @@ def choose_isolation(backend: str) -> Isolation:
     """Resolve "auto" and check that the requested backend can run here."""
     if backend not in ("auto", "docker", "process"):
         raise ValueError(f"backend must be auto, docker or process, got {backend!r}")
+    runtime = sandbox_runtime()
     if backend in ("auto", "docker"):
         ok, why = docker_available()
+        if ok and runtime and runtime not in docker_runtimes():
+            ok, why = False, (f"the Docker runtime {runtime!r} (grading.runtime) is not registered with the engine "
+                              "(/etc/docker/daemon.json \"runtimes\", then reload dockerd; k8s/README.md)")
+            if backend == "auto":
+                raise SandboxError(f"docker backend unavailable: {why}")
         if ok:
-            return Isolation("docker", "docker")
+            return Isolation("docker", f"docker/{runtime}" if runtime else "docker", runtime=runtime)
         if backend == "docker":
             raise SandboxError(f"docker backend unavailable: {why}")
         log.info("grader: docker backend unavailable (%s); using the process backend", why)
@@ -354,5 +403,5 @@ def choose_isolation(backend: str) -> Isolation:
 
 def start_worker(isolation: Isolation, index: int, memory_mb: int) -> Worker:
     if isolation.backend == "docker":
-        return start_docker_worker(index, memory_mb)
+        return start_docker_worker(index, memory_mb, runtime=isolation.runtime)
     return start_process_worker(index, use_bwrap=isolation.isolation == "bwrap")

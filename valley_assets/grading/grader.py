@@ -5,18 +5,24 @@ per-test time limit (default 6 s, as in the harness): CPU time, or wall time not
 wall-clock backstop. With `results_path`, each sample's
 result is appended to `<results stem>.samples.jsonl` as soon as it is known, and a rerun grades only what that log
 lacks (entries whose code, tests or limits changed are graded again); the final results file is written atomically.
+
+Where the samples run is a SampleExecutor: by default a warm pool of local sandboxes (Docker or process backend,
+`_Pool`); the kubernetes backend passes its own (kubernetes_backend.KubernetesShardPool: an Indexed Job of grading
+pods). The bookkeeping around it (validation, resume from the samples log, summary, results file) is this module's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypedDict
 
 from valley_assets.grading.backends import (
     Isolation,
@@ -27,7 +33,10 @@ from valley_assets.grading.backends import (
     start_worker,
 )
 from valley_assets.grading.problems import GradingProblem, ProblemFormatError, problem_from_record, validate_generations
+from valley_assets.grading.runner import SampleRequest, SampleResult
 from valley_assets.science.passk import mean_pass_at_k
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 6.0
 DEFAULT_MEMORY_MB = 1024
@@ -39,8 +48,34 @@ DEFAULT_OUTPUT_CAP = 32 * 1024 * 1024
 # program; on a loaded machine that flipped CPU-bound programs (a program given 10% of a core reached 3 s of wall
 # time after 0.3 s of CPU), so it now sits where only CPU starvation beyond 10x oversubscription could reach it.
 WALL_FACTOR = 10.0
+# Default sandboxes per CPU core. Verdicts are CPU time (and wall time not spent waiting for a CPU), so running more
+# programs than cores changes no verdict (benchmarks/grader_bench.py's flip check); it overlaps what a sample spends
+# off the CPU (fork, pipes, the runner's bookkeeping, sleeping programs) with another sample's computing.
+WORKERS_PER_CORE = 2
 VERDICTS = ("AC", "WA", "TLE", "RE", "MLE", "OLE")
-RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s")
+# A sample's result in results.json and the samples log: runner.SampleResult without its id; "failure" is the
+# per-sample diagnostics (runner.Failure: first failing test, error type and message, expected vs produced).
+RESULT_FIELDS = ("passed", "verdict", "tests_run", "time_s", "failure")
+
+
+class GradingJob(TypedDict):
+    """One sample still to grade, as grade() hands it to its SampleExecutor."""
+
+    question_id: str
+    sample_idx: int
+    key: str  # _sample_key: what the samples log entry must match for the verdict to be reused
+    request: SampleRequest  # "scratch" (and "nproc") are the executor's to fill in: they name its sandbox's dirs
+
+
+class SampleExecutor(Protocol):
+    """Where grade() has its samples run."""
+
+    isolation: Isolation  # reported in the results (backend, isolation, warning)
+
+    def run(self, jobs: list[GradingJob], on_result: Callable[[GradingJob, SampleResult], None]) -> None:
+        """Grade every job, calling on_result (thread-safe) once per job as its verdict arrives; a sandbox or
+        infrastructure failure raises (SandboxError), never a verdict."""
+        ...
 
 
 def samples_log_path(results_path: str | Path) -> Path:
@@ -84,6 +119,35 @@ def _read_samples_log(path: Path) -> dict[tuple[str, int], dict]:
     return done
 
 
+def _logged_result(entry: dict) -> dict:
+    """A result from the samples log; entries written before diagnostics existed carry their one-line "detail"."""
+    result = {f: entry[f] for f in RESULT_FIELDS if f != "failure"}
+    if "failure" in entry:
+        result["failure"] = entry["failure"]
+    else:
+        result["failure"] = None if entry["passed"] else {
+            "test": None, "error_code": None, "error_type": None, "error_message": entry.get("detail", ""),
+            "inputs": None, "expected": None, "output": None}
+    return result
+
+
+def default_workers(memory_mb: int) -> int:
+    """WORKERS_PER_CORE x the CPUs this process may use, but no more sandboxes than the machine's memory holds at
+    each one's limit (memory_mb for the program + 256 MB for the runner, the Docker backend's cgroup)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory_bytes = None
+    workers = WORKERS_PER_CORE * cores
+    if memory_bytes:
+        workers = min(workers, max(1, memory_bytes // ((memory_mb + 256) * 1024 * 1024)))
+    return max(1, workers)
+
+
 def summarize(results: dict[str, list[dict]], difficulty_of: dict[str, str]) -> dict:
     """pass@1 over problems (unbiased estimator, per problem then averaged), overall and per difficulty."""
     counts = {qid: (len(samples), sum(1 for s in samples if s["passed"])) for qid, samples in results.items()}
@@ -110,7 +174,7 @@ class _Pool:
     per sample; a second failure stops the whole grading with that error."""
 
     def __init__(self, isolation: Isolation, n_workers: int, memory_mb: int):
-        self.isolation = isolation
+        self.isolation = isolation  # a SampleExecutor
         self.n_workers = n_workers
         self.memory_mb = memory_mb
         self.workers: dict[int, Worker] = {}
@@ -118,7 +182,7 @@ class _Pool:
         self.error: BaseException | None = None
         self.stopping = threading.Event()
 
-    def run(self, jobs: list[dict], on_result: Callable[[dict, dict], None]) -> None:
+    def run(self, jobs: list[GradingJob], on_result: Callable[[GradingJob, SampleResult], None]) -> None:
         todo: queue.Queue = queue.Queue()
         for job in jobs:
             todo.put(job)
@@ -151,11 +215,16 @@ class _Pool:
                     self.error = exc
             self.stopping.set()
 
-    def _grade_with_retry(self, index: int, request: dict) -> dict:
+    def _grade_with_retry(self, index: int, request: SampleRequest) -> SampleResult:
         for attempt in (1, 2):
             worker = self._worker(index)
             try:
-                return worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+                response = worker.grade(dict(request, scratch=worker.scratch, nproc=worker.nproc))
+                if response.get("retire"):
+                    # The sample left something its runner could not remove: a fresh sandbox for the next one.
+                    log.warning("grader: replacing sandbox %s: %s", worker.name, response["retire"])
+                    self._drop(index)
+                return response
             except SandboxError:
                 self._drop(index)
                 if attempt == 2 or self.stopping.is_set():
@@ -200,10 +269,14 @@ def grade(
     results_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     output_cap: int = DEFAULT_OUTPUT_CAP,
+    executor: SampleExecutor | None = None,
 ) -> dict:
     """Grade `generations` ([{question_id, code_list}]) against LCB `problems` records; see the module docstring.
 
-    Returns {"results": {qid: [{passed, verdict, tests_run, time_s}, ...]}, "summary": {...}, "backend": ...,
+    `executor`: where the samples run (e.g. a kubernetes_backend.KubernetesShardPool); None: a pool of `workers`
+    local sandboxes of `backend` (which is then ignored otherwise).
+
+    Returns {"results": {qid: [{passed, verdict, tests_run, time_s, failure}, ...]}, "summary": {...}, "backend": ...,
     "isolation": ..., "warning": ...}; problems without generations are not scored and are listed in
     summary["problems_without_generations"].
     """
@@ -227,7 +300,7 @@ def grade(
     log_path = samples_log_path(results_path) if results_path is not None else None
     previous = _read_samples_log(log_path) if log_path is not None else {}
     results: dict[str, list[dict | None]] = {qid: [None] * len(codes) for qid, codes in codes_by_id.items()}
-    jobs = []
+    jobs: list[GradingJob] = []
     for qid, codes in codes_by_id.items():
         problem = by_id[qid]
         digest = _problem_digest(problem)
@@ -235,16 +308,17 @@ def grade(
             key = _sample_key(digest, code, timeout_s, memory_mb, output_cap)
             earlier = previous.get((qid, idx))
             if earlier is not None and earlier.get("key") == key:
-                results[qid][idx] = {f: earlier[f] for f in RESULT_FIELDS}
+                results[qid][idx] = _logged_result(earlier)
                 continue
-            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": {
+            request: SampleRequest = {
                 "id": f"{qid}#{idx}", "code": code, "fn_name": problem.fn_name, "tests_key": digest,
-                "inputs": list(problem.inputs),
-                "outputs": list(problem.outputs), "timeout_s": timeout_s, "wall_s": timeout_s * WALL_FACTOR,
-                "memory_mb": memory_mb, "output_cap": output_cap,
-            }})
+                "inputs": list(problem.inputs), "outputs": list(problem.outputs), "timeout_s": timeout_s,
+                "wall_s": timeout_s * WALL_FACTOR, "memory_mb": memory_mb, "output_cap": output_cap,
+                "scratch": "",  # the sandbox's, filled in by the executor
+            }
+            jobs.append({"question_id": qid, "sample_idx": idx, "key": key, "request": request})
 
-    isolation = choose_isolation(backend)
+    isolation = executor.isolation if executor is not None else choose_isolation(backend)
     total = sum(len(c) for c in codes_by_id.values())
     total_done = [total - len(jobs)]
     log_lock = threading.Lock()
@@ -253,13 +327,13 @@ def grade(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "a", encoding="utf-8")
 
-    def on_result(job: dict, response: dict) -> None:
+    def on_result(job: GradingJob, response: SampleResult) -> None:
         result = {f: response[f] for f in RESULT_FIELDS}
         with log_lock:
             results[job["question_id"]][job["sample_idx"]] = result
             if log_file is not None:
                 entry = {"question_id": job["question_id"], "sample_idx": job["sample_idx"], "key": job["key"],
-                         **result, "detail": response.get("detail", "")}
+                         **result}
                 log_file.write(json.dumps(entry) + "\n")
                 log_file.flush()
             total_done[0] += 1
@@ -269,10 +343,11 @@ def grade(
     started = time.monotonic()
     try:
         if jobs:
-            if isolation.backend == "docker":
-                remove_leftover_containers()
-            n_workers = min(workers or os.cpu_count() or 1, len(jobs))
-            _Pool(isolation, n_workers, memory_mb).run(jobs, on_result)
+            if executor is None:
+                if isolation.backend == "docker":
+                    remove_leftover_containers()
+                executor = _Pool(isolation, min(workers or default_workers(memory_mb), len(jobs)), memory_mb)
+            executor.run(jobs, on_result)
     finally:
         if log_file is not None:
             log_file.close()

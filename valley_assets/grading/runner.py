@@ -3,15 +3,9 @@
 This file is self-contained (standard library only, Python >= 3.9) because it runs inside the sandbox image, which
 has a bare Debian python3 and no valley package. The grader starts one long-lived runner per worker (inside a
 container, inside bubblewrap, or as a plain process) and talks to it over stdin/stdout with frames: a 4-byte
-big-endian length, then that many bytes of UTF-8 JSON.
-
-    runner -> grader   {"ready": true, "python": "3.11.2", "pid": 1}            once, at start
-    grader -> runner   {"id", "code", "fn_name", "inputs", "outputs", "timeout_s", "wall_s", "memory_mb",
-                        "output_cap", "nproc"}                                     one sample
-    runner -> grader   {"id", "passed", "verdict", "tests_run", "time_s", "detail"}
-
-A request may carry "tests_key": with "inputs"/"outputs" the runner keeps them under that key; without them it
-uses the kept ones, or answers {"id", "need_tests": true} and the grader sends the full request (TestsCache).
+big-endian length, then that many bytes of UTF-8 JSON. The frames' shapes are the TypedDicts below ("Protocol"),
+which the grader side imports: RunnerReady once at start, then per sample a SampleRequest answered by a
+SampleResult (or NeedTests, or RunnerFailed).
 
 Per sample the runner compiles the program as the harness would exec it (a program that does not compile is RE
 there and then, without a child), then forks a fresh child, which drops privileges, applies rlimits, forgets the
@@ -32,7 +26,6 @@ killed by the memory cgroup), OLE (captured output over `output_cap` characters)
 from __future__ import annotations
 
 import ast
-import errno
 import json
 import os
 import resource
@@ -42,6 +35,85 @@ import struct
 import sys
 import time
 from decimal import Decimal, InvalidOperation
+from typing import TypedDict, Union
+
+# --------------------------------------------------------------------------------------------------------------
+# Protocol (annotations are strings here, `from __future__ import annotations`: fine on Python 3.9)
+# --------------------------------------------------------------------------------------------------------------
+
+
+class RunnerReady(TypedDict):
+    """runner -> grader, once, when the runner is ready for requests."""
+
+    ready: bool
+    python: str  # the sandbox's Python version
+    pid: int  # the runner's pid in its namespace (1 in a container)
+    missing_modules: list[str]  # third-party modules of the harness's process not installed here
+
+
+class _SampleRequestRequired(TypedDict):
+    id: str  # "<question_id>#<sample index>", echoed in the answer
+    code: str
+    fn_name: str | None  # call-based (LeetCode) problems: the method; None: a stdin program
+    timeout_s: float  # per step (compile, each test): CPU seconds, or wall seconds not spent waiting for a CPU
+    wall_s: float  # per step: the wall-clock backstop
+    memory_mb: int  # RLIMIT_AS of the program
+    output_cap: int  # characters of captured stdout, past which the sample is OLE
+    scratch: str  # the program's working directory; the runner empties it after every sample
+
+
+class SampleRequest(_SampleRequestRequired, total=False):
+    """grader -> runner, one sample. With "tests_key", the runner keeps "inputs"/"outputs" under that key, and a
+    request with the key but without them uses the kept ones (or is answered with NeedTests); see TestsCache."""
+
+    inputs: list[str]  # the tests, public then private
+    outputs: list[str]
+    tests_key: str
+    nproc: int | None  # RLIMIT_NPROC of the program, where it has a uid of its own
+
+
+class Failure(TypedDict):
+    """Why a sample is not AC, as LCB's per-sample metadata says it (testing_util.py)."""
+
+    test: int | None  # index of the first failing test (public then private); None: failed before any test
+    error_code: int  # LCB's: -2 wrong answer, -3 time limit, -4 runtime error (here also MLE and OLE)
+    error_type: str | None  # the exception's class (RE, MLE, compile errors); None for WA, TLE and signals
+    error_message: str  # the exception's message, LCB's wrong-answer message, or why the step timed out
+    inputs: str | None  # that test's input, expected and produced output, through LCB's truncatefn
+    expected: str | None
+    output: str | None  # WA only: the captured stdout, or the returned value's repr
+
+
+class _SampleResultRequired(TypedDict):
+    id: str
+    passed: bool
+    verdict: str  # AC, WA, TLE, RE, MLE, OLE
+    tests_run: int  # steps that ran: compile (when it ran in the child) plus tests, up to the first failure
+    time_s: float  # CPU seconds of the sample's process
+    failure: Failure | None  # None when AC
+
+
+class SampleResult(_SampleResultRequired, total=False):
+    """runner -> grader, the verdict of one sample."""
+
+    retire: str  # the sample left state the runner could not remove: the grader replaces this sandbox
+
+
+class NeedTests(TypedDict):
+    """runner -> grader: the request named a tests_key this runner does not hold; send it with the tests."""
+
+    id: str
+    need_tests: bool
+
+
+class RunnerFailed(TypedDict):
+    """runner -> grader: the runner itself failed on a request (never a verdict)."""
+
+    id: str | None
+    error: str
+
+
+RunnerAnswer = Union[SampleResult, NeedTests, RunnerFailed]  # noqa: UP007 - `|` of classes needs 3.10
 
 # --------------------------------------------------------------------------------------------------------------
 # Harness rules (pure functions; the grader imports these for its own checks and tests)
@@ -59,6 +131,46 @@ HARNESS_PRELUDE = (
     + "sys.setrecursionlimit(50000)\n"
 )
 WRAPPED_FUNCTION = "wrapped_function"
+# What the harness's process has imported when a program runs in it: the modules lcb_runner/evaluation imports at
+# top level (its __init__ imports every module of the package: testing_util, compute_code_generation_metrics,
+# pass_k_utils, compute_code_execution_metrics, utils_execute, compute_test_output_prediction_metrics), and those
+# check_correctness() loads before it forks the program's process (multiprocessing.Manager(): managers, which
+# imports pool; multiprocessing.Process: popen_fork; evaluate_generations: ProcessPoolExecutor). A program sees
+# them, and every module they import in turn, already in sys.modules: `import concurrent` then
+# `concurrent.futures.ThreadPoolExecutor` works there, as does `import numpy` after reliability_guard (which breaks
+# numpy's first import). The runner imports the same list, so Python loads the same closure, and its children
+# inherit it. Third-party ones are imported when installed (the sandbox image has LCB's; see sandbox/).
+HARNESS_LOADED_MODULES = (
+    "ast", "bisect", "builtins", "collections", "concurrent.futures", "concurrent.futures.process", "contextlib",
+    "copy", "datetime", "decimal", "enum", "faulthandler", "functools", "heapq", "io", "itertools", "json", "math",
+    "multiprocessing", "multiprocessing.managers", "multiprocessing.pool", "multiprocessing.popen_fork", "operator",
+    "os", "os.path", "platform", "random", "re", "shutil", "signal", "string", "subprocess", "sys", "tempfile",
+    "time", "types", "typing", "unittest.mock",
+)
+HARNESS_LOADED_THIRD_PARTY = ("numpy", "tqdm")
+
+
+def import_harness_modules() -> list[str]:
+    """Import what the harness's process has loaded (HARNESS_LOADED_MODULES); returns the third-party modules that
+    are not installed here. BLAS gets one thread first: a thread pool would not survive the fork per sample, and
+    verdicts are CPU time (the harness sets OMP_NUM_THREADS=1 too, after numpy's import)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+    for module in HARNESS_PRELUDE_MODULES + HARNESS_LOADED_MODULES:
+        __import__(module)
+    missing = []
+    for module in HARNESS_LOADED_THIRD_PARTY:
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    # platform caches uname; a program's import that asks for the processor (Debian's pandas 1.5 does, at import)
+    # would otherwise run `uname -p` through subprocess.Popen, which reliability_guard has disabled. LCB's
+    # environment (pandas 2.2) imports without it, so programs importing pandas pass there.
+    import platform
+
+    _ = platform.uname().processor
+    return missing
 # The harness runs in a process where this was raised (compute_code_generation_metrics sets it at import).
 INT_MAX_STR_DIGITS = 50000
 
@@ -119,7 +231,7 @@ def stdin_output_matches(actual: str, expected: str) -> bool:
     actual_lines, expected_lines = stripped_lines(actual), stripped_lines(expected)
     if len(actual_lines) != len(expected_lines):
         return False
-    for got, want in zip(actual_lines, expected_lines):
+    for got, want in zip(actual_lines, expected_lines):  # noqa: B905 - equal lengths; strict= needs 3.10
         if got == want:
             continue
         got_numbers, want_numbers = decimal_tokens(got), decimal_tokens(want)
@@ -127,6 +239,68 @@ def stdin_output_matches(actual: str, expected: str) -> bool:
             return False
     return True
 
+
+
+# Per-sample diagnostics, as LCB's metadata gives them: the first failing test, LCB's error code, the error's type and
+# message (or, for a wrong answer, LCB's message), and its input, expected and produced output through LCB's truncatefn.
+DIAGNOSTIC_CHARS = 300  # truncatefn's default length
+ERROR_MESSAGE_CHARS = 1000
+ERROR_CODES = {"WA": -2, "TLE": -3, "RE": -4, "MLE": -4, "OLE": -4}  # testing_util.py: -2 WA, -3 TLE, -4 RE
+
+
+def truncate_text(value, length: int = DIAGNOSTIC_CHARS) -> str:
+    """testing_util.truncatefn: str(value); past `length` chars, its first and last length/2 around a marker."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = str(value)
+        except Exception:  # noqa: BLE001 - e.g. an int over int_max_str_digits
+            text = f"<{type(value).__name__}>"
+    if len(text) <= length:
+        return text
+    return text[: length // 2] + "...(truncated) ..." + text[-length // 2:]
+
+
+def stdin_mismatch(actual: str, expected: str) -> str:
+    """Why stdin_output_matches() said no, in testing_util.grade_stdio's words ("" when it matches)."""
+    actual_lines, expected_lines = stripped_lines(actual), stripped_lines(expected)
+    if len(actual_lines) != len(expected_lines):
+        return "Wrong answer: mismatched output length"
+    for index, (got, want) in enumerate(zip(actual_lines, expected_lines)):  # noqa: B905 - as above
+        if got == want:
+            continue
+        got_numbers, want_numbers = decimal_tokens(got), decimal_tokens(want)
+        if got_numbers is None or want_numbers is None or got_numbers != want_numbers:
+            return f"Wrong answer at output_line_idx={index}: {truncate_text(got)} != {truncate_text(want)}"
+    return ""
+
+
+def decoded_text(encoded) -> str:
+    """A call-based result as the harness's truncatefn shows it (str of the value), from its tagged encoding."""
+    try:
+        return truncate_text(decode_value(encoded))
+    except (ValueError, RecursionError):
+        return "<undecodable result>"
+
+
+def failure_of(request: dict, verdict: str, test, error, output=None) -> Failure:
+    """The Failure of a sample whose verdict is not AC; `test` is None when it failed before its first test.
+    Call-based tests show as the harness shows them: the decoded argument list and expected value."""
+    error_type, message = error
+    inputs, outputs = request.get("inputs") or [], request.get("outputs") or []
+    shown_input = shown_expected = None
+    if test is not None and 0 <= test < min(len(inputs), len(outputs)):
+        shown_input, shown_expected = inputs[test], outputs[test]
+        if request.get("fn_name"):
+            try:
+                shown_input = [json.loads(line) for line in shown_input.split("\n")]
+                shown_expected = json.loads(shown_expected)
+            except (ValueError, RecursionError):
+                pass
+        shown_input, shown_expected = truncate_text(shown_input), truncate_text(shown_expected)
+    return {"test": test, "error_code": ERROR_CODES[verdict], "error_type": error_type, "error_message": message,
+            "inputs": shown_input, "expected": shown_expected, "output": output}
 
 
 # Call-based results cross the pipe as tagged data and are compared here, in the runner, against expected values the
@@ -228,7 +402,7 @@ PRECOMPILE_MAX_CHARS = 1 << 20
 
 
 def precompile(code: str, fn_name):
-    """(code object, None), or (None, the compile error's description), or (None, None) when left to the child.
+    """(code object, None), or (None, the compile error as (type, message)), or (None, None) when left to the child.
 
     dont_inherit: the harness's exec() runs in a module without `from __future__ import annotations`; this module
     has it, and exec()/compile() of a string would otherwise pass it on (annotations would go unevaluated)."""
@@ -239,7 +413,7 @@ def precompile(code: str, fn_name):
         # A call-based program with no statements (no code, only comments) runs just the prelude, which defines
         # no Solution; the harness then looks fn_name up in the module and fails (unless the prelude has the name).
         if fn_name and not ast.parse(code).body and fn_name not in _prelude_names():
-            return None, f"AttributeError('program defines no {fn_name}')"
+            return None, ("AttributeError", f"program defines no {fn_name}")
         return compiled, None
     except (SyntaxError, ValueError) as exc:  # what exec() of the same text raises before running anything
         return None, _describe(exc)
@@ -431,21 +605,28 @@ def _confine_child(request: dict, report_fd: int, child_uid) -> None:
         os.setgroups([])
         os.setgid(child_uid)
         os.setuid(child_uid)
+    # The runner made itself (and so this fork) undumpable, which hides /proc/<pid> from processes of its uid; the
+    # child becomes dumpable again so the runner (same uid in a container) can read its CPU and scheduler counters.
+    set_dumpable(True)
     memory = int(request["memory_mb"]) * 1024 * 1024
     _set_rlimit(resource.RLIMIT_AS, memory)
     _set_rlimit(resource.RLIMIT_CORE, 0)
     _set_rlimit(resource.RLIMIT_FSIZE, 16 * 1024 * 1024)
     _set_rlimit(resource.RLIMIT_NOFILE, 256)
+    # POSIX message queues outlive their processes and cannot be listed without an mqueue mount: none at all.
+    # gVisor (runsc 20221219) refuses every setrlimit of RLIMIT_MSGQUEUE (EPERM) while its mq_open works: there a
+    # queue a sample creates can outlive it (k8s/README.md, "Grading Jobs"; benchmarks/RESULTS.md, runsc).
+    try:
+        _set_rlimit(resource.RLIMIT_MSGQUEUE, 0)
+    except (ValueError, OSError):  # Python reports EPERM from setrlimit as ValueError
+        pass
     if request.get("nproc"):
         _set_rlimit(resource.RLIMIT_NPROC, int(request["nproc"]))
     # CPU backstop for the whole sample (the per-step limit is the ITIMER_PROF below); at the hard limit: SIGKILL.
     cpu_cap = int(cpu_limit_s(request)) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_cap, cpu_cap + 2))  # SIGXCPU first, SIGKILL two seconds later
-    scratch = request.get("scratch") or "/tmp"
-    try:
-        os.chdir(scratch)
-    except OSError:
-        pass
+    scratch = request["scratch"]
+    os.chdir(scratch)  # the runner checked it; it empties it after every sample
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"})
     # What a multiprocessing child of the harness sees: stdin an open /dev/null, stdout/stderr its terminal.
@@ -495,8 +676,13 @@ def _exception_verdict(exc: BaseException) -> str:
     return "RE"
 
 
-def _describe(exc: BaseException) -> str:
-    return repr(exc)[:500]
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """(type name, message) of an exception, as the per-sample diagnostics carry them."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a program's exception whose __str__ fails
+        message = repr(type(exc))
+    return type(exc).__name__, message[:ERROR_MESSAGE_CHARS]
 
 
 def _child_main(request: dict, report_fd: int, child_uid, compiled=None, forget=None) -> None:
@@ -531,7 +717,7 @@ def _child_main(request: dict, report_fd: int, child_uid, compiled=None, forget=
         call_arguments = [[json.loads(line) for line in block.split("\n")] for block in inputs] if fn_name else None
     except BaseException as exc:  # noqa: BLE001 - any failure to compile fails the sample, as in the harness
         _stop_cpu_timer()
-        report(kind="compile_error", verdict=_exception_verdict(exc), error=_describe(exc))
+        report(kind="compile_error", verdict=_exception_verdict(exc), error=_describe(exc))  # (type, message)
         os._exit(0)
     _stop_cpu_timer()
     report(kind="compiled")
@@ -594,7 +780,8 @@ def _child_main(request: dict, report_fd: int, child_uid, compiled=None, forget=
                 except RuntimeError:
                     pass
         if capture.overflowed:
-            report(kind="error", index=index, verdict="OLE", error=f"output over {output_cap} characters")
+            report(kind="error", index=index, verdict="OLE",
+                   error=("OutputLimitExceeded", f"output over {output_cap} characters"))
             os._exit(0)
         if failure is not None:
             report(kind="error", index=index, verdict=_exception_verdict(failure), error=_describe(failure))
@@ -674,6 +861,21 @@ def _read_small(path: str) -> bytes | None:
         return None
     finally:
         os.close(fd)
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is an ancestor of `pid` (its parent, its parent's parent, ...), from /proc."""
+    for _ in range(4096):
+        raw = _read_small(f"/proc/{pid}/stat")
+        try:
+            pid = int(raw.rsplit(b")", 1)[1].split()[1])
+        except (AttributeError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
 
 
 def thread_run_delays(pid: int) -> dict[int, float] | None:
@@ -771,32 +973,179 @@ class StepClock:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Isolation between samples
+# --------------------------------------------------------------------------------------------------------------
+#
+# A sandbox grades many samples, one after the other; nothing one leaves may reach the runner or a later sample:
+# - the runner's memory, pipes and /proc entries: the runner is undumpable (PR_SET_DUMPABLE 0), so processes of its
+#   uid (its children, in a container) can neither open /proc/<runner>/mem, /fd/*, /environ nor ptrace it; its
+#   request/response pipes are never inherited (the child closes every fd but its report pipe);
+# - processes: every process of the sample is killed before the verdict goes out (Runner._finish);
+# - files: the scratch dir and the sandbox's other writable dirs are emptied after every sample (a program may
+#   lock a directory with mode 000 or fill the tmpfs; the runner, the owner, can undo both);
+# - System V IPC objects (shared memory holds memory after its creator exits) are removed; POSIX message queues
+#   cannot be created at all (RLIMIT_MSGQUEUE 0);
+# - signals: in a container or bubblewrap the runner is its pid namespace's init, which drops signals it has no
+#   handler for (SIGINT is ignored), and the children cannot signal anything outside.
+# What the runner cannot remove makes it ask for its own replacement ("retire" in the response).
+
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+IPC_RMID = 0
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> None:
+    import ctypes
+
+    if _libc().prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}, {value}): {os.strerror(err)}")
+
+
+def set_dumpable(dumpable: bool) -> None:
+    _prctl(PR_SET_DUMPABLE, 1 if dumpable else 0)
+
+
+def is_dumpable() -> bool:
+    return bool(_libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+
+
+def _checked_private_dir(path) -> int:
+    """The mode of `path`, which the runner will empty after every sample: an absolute directory, never '/'."""
+    if not isinstance(path, str) or not os.path.isabs(path) or os.path.realpath(path) == "/":
+        raise ValueError(f"scratch/private dir must be an absolute directory other than /, got {path!r}")
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise ValueError(f"scratch/private dir {path!r} is not a directory")
+    return st.st_mode & 0o7777
+
+
+def empty_directory(path: str) -> list[str]:
+    """Remove everything inside `path`, never following a symlink, first giving back access to directories a
+    program locked (mode 000 or read-only); returns the names still there (empty when done)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        _empty_dir_fd(fd, depth=0)
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+_MAX_TREE_DEPTH = 64  # deeper trees are left, and the runner retires (each level holds an fd open here)
+
+
+def _empty_dir_fd(dir_fd: int, depth: int) -> None:
+    for entry in list(os.scandir(dir_fd)):
+        name = entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if depth >= _MAX_TREE_DEPTH:
+                    continue
+                try:
+                    os.chmod(name, 0o700, dir_fd=dir_fd)  # no process of the sample is left to swap it for a link
+                except OSError:
+                    pass
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+                try:
+                    _empty_dir_fd(sub, depth + 1)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=dir_fd)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass  # reported by the caller's final listing
+
+
+def sysv_ipc_objects(owner_uid: int) -> list[tuple[str, int]]:
+    """(kind, id) of the System V shared memory segments, message queues and semaphore sets owned or created by
+    `owner_uid`, from /proc/sysvipc (of this IPC namespace)."""
+    found = []
+    for kind in ("shm", "msg", "sem"):
+        raw = _read_small_all(f"/proc/sysvipc/{kind}")
+        if not raw:
+            continue
+        lines = raw.decode("ascii", "replace").splitlines()
+        header = lines[0].split()
+        try:
+            uid_col, cuid_col = header.index("uid"), header.index("cuid")
+        except ValueError:
+            continue
+        for line in lines[1:]:
+            fields = line.split()
+            try:
+                if owner_uid in (int(fields[uid_col]), int(fields[cuid_col])):
+                    found.append((kind, int(fields[1])))
+            except (ValueError, IndexError):
+                continue
+    return found
+
+
+def remove_sysv_ipc(owner_uid: int) -> list[tuple[str, int]]:
+    """IPC_RMID every object of sysv_ipc_objects(owner_uid); returns those still there."""
+    objects = sysv_ipc_objects(owner_uid)
+    if not objects:
+        return []
+    libc = _libc()
+    for kind, ident in objects:
+        if kind == "sem":
+            libc.semctl(ident, 0, IPC_RMID)
+        else:
+            getattr(libc, kind + "ctl")(ident, IPC_RMID, None)
+    return sysv_ipc_objects(owner_uid)
+
+
+def _read_small_all(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 22)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The runner: forks a child per sample, referees it, cleans up
 # --------------------------------------------------------------------------------------------------------------
 
 
 class Runner:
-    def __init__(self, cleanup: str, child_uid):
+    def __init__(self, cleanup: str, child_uid, private_dirs=(), private_ipc: bool = False):
         if cleanup not in ("namespace", "uid", "pgroup"):
             raise ValueError(f"unknown cleanup mode {cleanup!r}")
         self.cleanup = cleanup
         self.child_uid = child_uid
+        # pgroup mode in a sandbox with an IPC namespace of its own (a grading pod, where the samples share this
+        # runner's uid): the System V objects of that uid are the samples', removed as in namespace mode.
+        self.private_ipc = private_ipc
+        # Directories only this sandbox's samples can write besides the scratch dir (/tmp, /dev/shm of a
+        # container), emptied after every sample; with their modes, restored if a program changed them.
+        self.private_dirs = {path: _checked_private_dir(path) for path in private_dirs}
         self.tests = None  # the TestsCache, whose expected outputs each child forgets (main sets it)
         self._expected = (None, None)  # (outputs list, its values json-decoded): call-based, once per problem
 
-    def grade(self, request: dict) -> dict:
+    def grade(self, request: SampleRequest) -> SampleResult:
         # Decided without forking a child, as the harness decides them: a program that does not compile (no code
         # at all, a generation cut off mid-statement) and expected outputs that do not decode are runtime errors
         # before any test runs.
+        scratch = request.get("scratch")
+        if scratch not in self.private_dirs:
+            self.private_dirs[scratch] = _checked_private_dir(scratch)
         compiled, compile_error = precompile(request["code"], request.get("fn_name"))
         if compile_error is None and request.get("fn_name"):
             try:
                 self._call_expected(request["outputs"])
             except (ValueError, RecursionError) as exc:
-                compile_error = f"expected output does not decode: {exc!r}"[:500]
+                compile_error = (type(exc).__name__, f"expected output does not decode: {exc}"[:ERROR_MESSAGE_CHARS])
         if compile_error is not None:
             return {"id": request["id"], "passed": False, "verdict": "RE", "tests_run": 0, "time_s": 0.0,
-                    "detail": compile_error}
+                    "failure": failure_of(request, "RE", None, compile_error)}
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -811,13 +1160,46 @@ class Runner:
         finally:
             os.close(read_fd)
             status, usage = self._finish(pid)
+        left = self._reset_private_state()
+        if left:
+            # What a sample left could reach the next one: the grader replaces this sandbox before that.
+            outcome["retire"] = ("the sample left state this runner could not remove: " + "; ".join(left))[:1000]
         cpu_s = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
         if outcome.pop("_from_exit", False):
             outcome.update(self._verdict_from_exit(status, cpu_s, cpu_limit_s(request)))
-        outcome["time_s"] = round(cpu_s, 4)
-        outcome["passed"] = outcome["verdict"] == "AC"
-        outcome["id"] = request["id"]
-        return outcome
+            outcome["error"] = (None, outcome.pop("detail"))
+        verdict = outcome["verdict"]
+        result = {"id": request["id"], "passed": verdict == "AC", "verdict": verdict, "tests_run": outcome["tests_run"],
+                  "time_s": round(cpu_s, 4),
+                  "failure": None if verdict == "AC" else failure_of(
+                      request, verdict, outcome.get("test"), outcome.get("error") or (None, ""), outcome.get("output"))}
+        if "retire" in outcome:
+            result["retire"] = outcome["retire"]
+        return result
+
+    def _reset_private_state(self) -> list[str]:
+        """After the sample's processes are gone: empty the scratch and private dirs, restore their modes, remove
+        the System V IPC objects of the sample's uid. Returns what could not be removed (empty when clean)."""
+        left = []
+        for path, mode in self.private_dirs.items():
+            try:
+                st = os.lstat(path)
+                if st.st_uid == os.geteuid() and (st.st_mode & 0o7777) != mode:
+                    os.chmod(path, mode)
+                rest = empty_directory(path)
+            except OSError as exc:
+                left.append(f"{path}: {exc}")
+                continue
+            if rest:
+                left.append(f"{path}: {sorted(rest)[:5]}")
+        owner = {"namespace": os.geteuid(), "uid": self.child_uid}.get(self.cleanup)
+        if owner is None and self.private_ipc:
+            owner = os.geteuid()
+        if owner is not None:  # pgroup: the host's IPC namespace (unless --private-ipc), whose objects are not ours
+            rest = remove_sysv_ipc(owner)
+            if rest:
+                left.append(f"System V IPC objects {rest[:5]}")
+        return left
 
     def _call_expected(self, outputs: list) -> list:
         if self._expected[0] is not outputs:
@@ -843,7 +1225,7 @@ class Runner:
         outputs = request["outputs"]
         expected_values = self._call_expected(outputs) if request.get("fn_name") else None
         frames = FrameBuffer(limit=int(request["output_cap"]) * 4 + 4096)
-        pidfd = os.pidfd_open(pid)
+        exit_watch = ChildExitWatch(pid)
         clock = StepClock(pid, float(request["timeout_s"]), float(request["wall_s"]),
                           others_alive=lambda: bool(self._survivors(lambda p: p != pid and self._in_sample(p, pid))))
         tests_done = 0  # tests that finished and passed
@@ -853,12 +1235,21 @@ class Runner:
         def running() -> int:
             return tests_done + (1 if compiled else 0)
 
+        def failed(verdict: str, error_type, message: str, **more) -> dict:
+            """The outcome of a step that failed: the test it ran (None while compiling) and why."""
+            return {"verdict": verdict, "tests_run": running(), "test": tests_done if compiled else None,
+                    "error": (error_type, message), **more}
+
         try:
             while True:
                 too_slow, wait_s = clock.verdict()
                 if too_slow:
-                    return {"verdict": "TLE", "tests_run": running(), "detail": too_slow}
-                watched = [read_fd, pidfd] if pipe_open else [pidfd]
+                    return failed("TLE", None, too_slow)
+                watched = [read_fd] if pipe_open else []
+                if exit_watch.fd is not None:
+                    watched.append(exit_watch.fd)
+                else:
+                    wait_s = min(wait_s, exit_watch.poll_s)
                 ready, _, _ = select.select(watched, [], [], wait_s)
                 child_gone = False
                 data = b""
@@ -867,44 +1258,51 @@ class Runner:
                     if not data:  # every writer closed the pipe: wait (under the wall rule) for the exit itself
                         pipe_open = False
                         continue
-                elif pidfd in ready:
+                    exit_watch.saw_activity()
+                elif exit_watch.exited(ready):
                     child_gone = True
                     data = self._drain(read_fd) if pipe_open else b""  # what it wrote before dying
                 try:
                     parsed = frames.feed(data) if data else []
                 except OverflowError:
-                    return {"verdict": "OLE", "tests_run": running(), "detail": "report over the output cap"}
-                except ValueError:
-                    return {"verdict": "RE", "tests_run": running(), "detail": "garbled report from the child"}
+                    return failed("OLE", None, "report over the output cap")
+                except (ValueError, RecursionError):  # RecursionError: JSON nested past the decoder's limit
+                    return failed("RE", None, "garbled report from the child")
                 for frame in parsed:
                     kind = frame.get("kind") if isinstance(frame, dict) else None
                     if kind == "compiled":
                         compiled = True
-                    elif kind == "compile_error":
-                        return {"verdict": frame.get("verdict", "RE"), "tests_run": 0, "detail": frame.get("error", "")}
-                    elif kind == "error":
-                        return {"verdict": frame.get("verdict", "RE"), "tests_run": running(),
-                                "detail": frame.get("error", "")}
+                    elif kind in ("compile_error", "error"):
+                        verdict = frame.get("verdict") if frame.get("verdict") in ("RE", "MLE", "OLE") else "RE"
+                        error = frame.get("error")
+                        if not (isinstance(error, list) and len(error) == 2 and all(isinstance(e, str) for e in error)):
+                            error = (None, "unexpected report from the child")
+                        outcome = failed(verdict, error[0], error[1])
+                        if kind == "compile_error":
+                            outcome.update(tests_run=0, test=None)
+                        return outcome
                     elif kind in ("output", "result") and frame.get("index") == tests_done:
                         if kind == "output":
-                            ok = isinstance(frame.get("output"), str) and stdin_output_matches(
-                                frame["output"], outputs[tests_done])
+                            produced = frame.get("output")
+                            ok = isinstance(produced, str) and stdin_output_matches(produced, outputs[tests_done])
+                            why = stdin_mismatch(produced, outputs[tests_done]) if isinstance(produced, str) else ""
+                            shown = truncate_text(produced)
                         else:
                             ok = "value" in frame and call_result_matches(frame["value"], expected_values[tests_done])
+                            shown, why = decoded_text(frame.get("value")), "Wrong Answer"
                         if not ok:
-                            return {"verdict": "WA", "tests_run": running(),
-                                    "detail": f"wrong answer on test {tests_done}"}
+                            return failed("WA", None, why, output=shown)
                         tests_done += 1
                         if tests_done == n_tests:
-                            return {"verdict": "AC", "tests_run": n_tests, "detail": ""}
+                            return {"verdict": "AC", "tests_run": n_tests}
                     else:
-                        return {"verdict": "RE", "tests_run": running(), "detail": "unexpected report from the child"}
+                        return failed("RE", None, "unexpected report from the child")
                 if parsed:
                     clock.restart()  # each step (compile, each test) is timed on its own, as the harness does
                 if child_gone:
-                    return {"verdict": "RE", "tests_run": running(), "detail": "", "_from_exit": True}
+                    return dict(failed("RE", None, ""), _from_exit=True)
         finally:
-            os.close(pidfd)
+            exit_watch.close()
 
     @staticmethod
     def _drain(fd: int) -> bytes:
@@ -962,8 +1360,26 @@ class Runner:
                 finally:
                     os._exit(0)
             os.waitpid(helper, 0)
+        elif self.cleanup == "pgroup":
+            # main() made this runner a child subreaper: a process that left the child's session (a double fork,
+            # setsid) is still its descendant, and is killed like the rest.
+            me = os.getpid()
+            self._kill_each(lambda p: _descends_from(p, me))
         self._reap_orphans()
         return status, usage
+
+    def _kill_each(self, select_pid) -> None:
+        for _ in range(200):  # a fork bomb can spawn between passes
+            survivors = self._survivors(select_pid)
+            if not survivors:
+                return
+            for pid in survivors:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._reap_orphans()
+            time.sleep(0.001)
 
     def _in_sample(self, pid: int, child: int) -> bool:
         """Whether `pid` was started by the sample whose child is `child` (see _finish for the same three modes)."""
@@ -971,11 +1387,7 @@ class Runner:
             return pid not in (1, os.getpid())
         if self.cleanup == "uid" and self.child_uid is not None:
             return self._owned_by_child_uid(pid)
-        raw = _read_small(f"/proc/{pid}/stat")  # pgroup: the child's session (it called setsid)
-        try:
-            return raw is not None and int(raw.rsplit(b")", 1)[1].split()[3]) == child
-        except (ValueError, IndexError):
-            return False
+        return _descends_from(pid, os.getpid())  # pgroup: see _finish
 
     def _owned_by_child_uid(self, pid: int) -> bool:
         try:
@@ -1027,6 +1439,47 @@ class Runner:
                 return
 
 
+class ChildExitWatch:
+    """Tells the referee's select loop when the child has exited, without reaping it (_finish collects its status
+    and CPU usage with wait4). A pidfd where the kernel has one (Linux >= 5.3); where pidfd_open is missing (gVisor,
+    e.g. runsc 20221219, answers ENOSYS; Linux < 5.3) the loop polls waitid(WNOWAIT | WNOHANG) instead, every
+    POLL_MIN_S at first after the child's last report, backing off to POLL_MAX_S: a crash without a report is seen
+    within POLL_MAX_S, and a child that reports steadily costs no extra wake-ups. (A SIGCHLD wakeup fd would need
+    the handler undone in every child before the program runs.)"""
+
+    POLL_MIN_S = 0.001
+    POLL_MAX_S = 0.02
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.poll_s = self.POLL_MIN_S
+        self.fd = None
+        try:
+            self.fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no os.pidfd_open (Python < 3.9), or ENOSYS/EPERM from the kernel
+            self.fd = None
+
+    def saw_activity(self) -> None:
+        self.poll_s = self.POLL_MIN_S
+
+    def exited(self, ready: list) -> bool:
+        if self.fd is not None:
+            return self.fd in ready
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        if info is None:  # still running
+            self.poll_s = min(self.poll_s * 2, self.POLL_MAX_S)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class TestsCache:
     """The tests of the last few problems, so samples of a problem already seen here arrive without them.
 
@@ -1069,25 +1522,36 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="valley grader sandbox runner (speaks frames on stdin/stdout)")
     parser.add_argument("--cleanup", choices=["namespace", "uid", "pgroup"], default="pgroup")
     parser.add_argument("--child-uid", type=int, default=None)
+    parser.add_argument("--private-dir", action="append", default=[],
+                        help="a directory only this sandbox's samples can write (its /tmp, /dev/shm), emptied after "
+                             "every sample like the scratch dir; repeatable")
+    parser.add_argument("--private-ipc", action="store_true",
+                        help="pgroup mode: this sandbox has an IPC namespace of its own (a pod): remove the System V "
+                             "IPC objects of this uid after every sample")
     args = parser.parse_args(argv)
 
     if args.cleanup == "namespace" and os.getpid() > 2:
         # kill(-1) outside a private pid namespace would hit every process of this user on the host.
         parser.error(f"--cleanup namespace needs a private pid namespace, but this runner is pid {os.getpid()}")
     _patchable_stdin_check()
+    # Before anything else: no process of this uid (the children, in a container) may read or write this process
+    # through /proc/<pid>/{mem,fd,environ} or ptrace (see "Isolation between samples").
+    set_dumpable(False)
+    if args.cleanup == "pgroup":
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
     # A program must not be able to stop its referee with a signal that has a Python handler (SIGINT, ...).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Warm the imports every program gets, so each forked child starts with them loaded.
-    for module in HARNESS_PRELUDE_MODULES + ("types", "unittest.mock", "decimal", "shutil", "subprocess"):
-        __import__(module)
+    missing_modules = import_harness_modules()
     request_fd, response_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     if hasattr(sys, "set_int_max_str_digits"):  # expected outputs are decoded here, as in the harness's process
         sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
-    runner = Runner(args.cleanup, args.child_uid)
-    write_frame(response_fd, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
+    runner = Runner(args.cleanup, args.child_uid, args.private_dir, private_ipc=args.private_ipc)
+    ready: RunnerReady = {"ready": True, "python": sys.version.split()[0], "pid": os.getpid(),
+                          "missing_modules": missing_modules}
+    write_frame(response_fd, ready)
     tests = TestsCache()
     runner.tests = tests
     while True:
@@ -1095,8 +1559,10 @@ def main(argv=None) -> int:
         if request is None:
             return 0
         if not tests.fill(request):
-            write_frame(response_fd, {"id": request.get("id"), "need_tests": True})
+            need: NeedTests = {"id": request.get("id"), "need_tests": True}
+            write_frame(response_fd, need)
             continue
+        response: RunnerAnswer
         try:
             response = runner.grade(request)
         except Exception as exc:  # noqa: BLE001 - report, keep serving

@@ -45,6 +45,12 @@ run is cancelled. All API calls go through one small object (`K8sApi`: batch + c
 function that returns one (default: the kube config), which is how tests drive the state handling with a recording
 double, and which works wherever Dagster rebuilds the resource from its config.
 
+Grading Jobs (valley_assets/grading/kubernetes_backend.py) are built by the same `build_job`: `JobSpec`'s
+`completions` (independent indexes, no rendezvous), `pod_failure_rules`, `security_context` / `pod_security_context`,
+`runtime_class_name`, `automount_service_account_token`, `enable_service_links`, `memory_volumes` (memory emptyDirs
+with a size limit), `cpu_limit` and `stdin_once` make a pod fit for untrusted code; left at their defaults they
+change nothing in training and generation Jobs.
+
 Multi-node Jobs need `checkpoint_pvc` (a ReadWriteMany volume): sharded (FSDP/ZeRO) checkpoints are written by every
 rank, so every node must stage them in the same place before rank 0 marks them complete and mirrors them
 (`VALLEY_STAGING_DIR` points the entrypoint there).
@@ -138,6 +144,19 @@ class JobSpec:
     ttl_seconds_after_finished: int = 86400
     active_deadline_seconds: int | None = None
     image_pull_policy: str = "IfNotPresent"
+    # What a pod running untrusted code needs (grading Jobs, valley_assets/grading/kubernetes_backend.py); the
+    # defaults leave training and generation Jobs as they were.
+    completions: int | None = None  # None: one completion per node; else independent indexes (no rendezvous)
+    pod_failure_rules: list[k8s.V1PodFailurePolicyRule] | None = None  # None: pod_failure_policy(nodes)
+    security_context: k8s.V1SecurityContext | None = None  # the container's
+    pod_security_context: k8s.V1PodSecurityContext | None = None
+    runtime_class_name: str | None = None  # e.g. gvisor (GKE Sandbox), kata
+    automount_service_account_token: bool | None = None  # None: the ServiceAccount's own setting
+    enable_service_links: bool | None = None  # False: no env vars describing the namespace's Services
+    memory_volumes: dict[str, str] = field(default_factory=dict)  # mount path -> sizeLimit of a Memory emptyDir
+    cpu_limit: str | None = None
+    stdin_once: bool = False  # the container reads its input from one `attach` (stdin: true, stdinOnce: true)
+    termination_grace_period_seconds: int | None = None
 
     @property
     def headless_service_name(self) -> str:
@@ -148,6 +167,9 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
     """The `batch/v1` Job for one launch (see the module docstring for what each part is for)."""
     if spec.nodes < 1:
         raise LaunchError(f"{spec.name}: nodes must be >= 1, got {spec.nodes}")
+    if spec.completions is not None and (spec.completions < 1 or spec.nodes > 1):
+        raise LaunchError(f"{spec.name}: completions={spec.completions} is for independent one-node indexes "
+                          f"(>= 1, nodes=1), got nodes={spec.nodes}")
     labels = {"app.kubernetes.io/name": "valley", "app.kubernetes.io/managed-by": "valley-launcher", **spec.labels}
     env = [k8s.V1EnvVar(name=key, value=value) for key, value in sorted(spec.env.items())]
     env.append(k8s.V1EnvVar(
@@ -178,9 +200,15 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
     if spec.memory:
         requests["memory"] = spec.memory
         limits["memory"] = spec.memory
+    if spec.cpu_limit:
+        limits["cpu"] = spec.cpu_limit
 
     volumes = [k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=spec.shm_size))]
     mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+    for i, (path, size) in enumerate(sorted(spec.memory_volumes.items())):
+        volumes.append(k8s.V1Volume(name=f"mem-{i}",
+                                    empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=size)))
+        mounts.append(k8s.V1VolumeMount(name=f"mem-{i}", mount_path=path))
     if spec.checkpoint_pvc:
         volumes.append(k8s.V1Volume(
             name="checkpoints",
@@ -199,6 +227,9 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
         resources=k8s.V1ResourceRequirements(limits=limits or None, requests=requests or None),
         volume_mounts=mounts,
         ports=[k8s.V1ContainerPort(container_port=RENDEZVOUS_PORT, name="rendezvous")] if spec.nodes > 1 else None,
+        security_context=spec.security_context,
+        stdin=True if spec.stdin_once else None,
+        stdin_once=True if spec.stdin_once else None,
     )
     tolerations = list(spec.tolerations) or ([GPU_TOLERATION] if spec.gpus_per_node else [])
     pod_spec = k8s.V1PodSpec(
@@ -210,8 +241,15 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
         affinity=spec.affinity,
         tolerations=[k8s.V1Toleration(**t) for t in tolerations] or None,
         subdomain=spec.headless_service_name if spec.nodes > 1 else None,
+        security_context=spec.pod_security_context,
+        runtime_class_name=spec.runtime_class_name,
+        automount_service_account_token=spec.automount_service_account_token,
+        enable_service_links=spec.enable_service_links,
+        termination_grace_period_seconds=spec.termination_grace_period_seconds,
     )
-    failure_policy = pod_failure_policy(spec.nodes)
+    failure_policy = (pod_failure_policy(spec.nodes) if spec.pod_failure_rules is None
+                      else k8s.V1PodFailurePolicy(rules=list(spec.pod_failure_rules)))
+    completions = spec.nodes if spec.completions is None else spec.completions
     return k8s.V1Job(
         api_version="batch/v1",
         kind="Job",
@@ -220,8 +258,8 @@ def build_job(spec: JobSpec) -> k8s.V1Job:
         ),
         spec=k8s.V1JobSpec(
             completion_mode="Indexed",
-            completions=spec.nodes,
-            parallelism=spec.nodes,
+            completions=completions,
+            parallelism=completions,
             backoff_limit=spec.backoff_limit,
             pod_failure_policy=failure_policy,
             ttl_seconds_after_finished=spec.ttl_seconds_after_finished,

@@ -54,7 +54,12 @@ from .api import StandinHTTPServer
 from .cluster import Cluster, PodRuntime
 from .tls import write_self_signed
 
-__all__ = ["KubeStandin", "PodRuntime"]
+__all__ = ["REHEARSAL_RUNTIME_CLASSES", "KubeStandin", "PodRuntime"]
+
+# The RuntimeClasses the rehearsal profile names, as this machine's Docker runtimes. gvisor plays runc, not runsc:
+# the grader's runner needs pidfd_open, which the Debian bookworm runsc (release 20221219) does not implement
+# (benchmarks/RESULTS.md, "Grading under gVisor"); the pods' securityContext is applied either way.
+REHEARSAL_RUNTIME_CLASSES = {"gvisor": "runc"}
 
 
 def _kubeconfig(server: str, token: str) -> dict:
@@ -77,6 +82,8 @@ class KubeStandin:
         parallel stand-ins never collide).
     node_capacity: {"cpu": ..., "memory": ...} of the one node (default: this machine's); pods whose requests do not
         fit beside the running pods' stay Pending (Unschedulable), as on a cluster.
+    pod_pids_limit: the kubelet's podPidsLimit (a node setting, not a pod's): processes+threads of one pod, applied
+        as the container's pids limit; None = unlimited, as a kubelet without the setting.
     pod_backoff_s: the Job controller's pod re-creation back-off after a counted failure (10 s on a cluster,
         doubling per failure).
     require_referenced_objects: as a cluster, refuse pods whose ServiceAccount does not exist (the Job shows no
@@ -89,12 +96,13 @@ class KubeStandin:
                  port: int = 0, bind: str = "0.0.0.0", kubeconfig_dir: str | os.PathLike | None = None,
                  node_capacity: dict[str, str] | None = None, namespaces: tuple[str, ...] = ("default", "valley"),
                  pod_backoff_s: float = 10.0, token: str | None = None, https_port: int = 0,
-                 require_referenced_objects: bool = False):
+                 require_referenced_objects: bool = False, pod_pids_limit: int | None = None):
         self.image_runtime_map = dict(image_runtime_map or {})
         self.network_prefix = network_prefix
         self.port, self.bind = port, bind
         self.node_capacity, self.namespaces, self.pod_backoff_s = node_capacity, tuple(namespaces), pod_backoff_s
         self.require_referenced_objects = require_referenced_objects
+        self.pod_pids_limit = pod_pids_limit
         self.token = token or _secrets.token_hex(16)
         self.instance_id = _secrets.token_hex(3)
         self._own_dir = kubeconfig_dir is None
@@ -112,7 +120,8 @@ class KubeStandin:
         self.cluster = Cluster(instance_id=self.instance_id, network_prefix=self.network_prefix,
                                runtime_map=self.image_runtime_map, node_capacity=self.node_capacity,
                                namespaces=self.namespaces, pod_backoff_s=self.pod_backoff_s,
-                               require_referenced_objects=self.require_referenced_objects)
+                               require_referenced_objects=self.require_referenced_objects,
+                               pod_pids_limit=self.pod_pids_limit)
         self._server = StandinHTTPServer((self.bind, self.port), self.cluster, self.token)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-standin-api", daemon=True)
@@ -185,6 +194,10 @@ class KubeStandin:
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name},
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
         return self.cluster.create("secrets", namespace, body)
+
+    def create_network_policy(self, namespace: str, body: dict) -> dict:
+        """A NetworkPolicy (deny-all only: cluster.py), e.g. k8s/grader-networkpolicy.yaml's object."""
+        return self.cluster.create("networkpolicies", namespace, body)
 
     def create_service_account(self, namespace: str, name: str) -> dict:
         return self.cluster.create("serviceaccounts", namespace, {"apiVersion": "v1", "kind": "ServiceAccount",

@@ -5,8 +5,11 @@
     /api/v1/namespaces/{ns}/{pods|services|secrets|configmaps|persistentvolumeclaims|serviceaccounts}[/{name}]
     /api/v1/namespaces/{ns}/pods/{name}/status
     /api/v1/namespaces/{ns}/pods/{name}/log   ?follow&timestamps&sinceSeconds&sinceTime&tailLines&container
+    /api/v1/namespaces/{ns}/pods/{name}/attach  ?stdin&container, WebSocket (v5/v4.channel.k8s.io): channel 0 is
+                                                written to the container's stdin; stdout/stderr are not served
     /api/v1/{pods|services|secrets}, /apis/batch/v1/jobs              (all namespaces)
     /apis/batch/v1/namespaces/{ns}/jobs[/{name}[/status]]
+    /apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies[/{name}]   (deny-all policies only, see cluster.py)
     /standin/v1/namespaces/{ns}/pods/{name}/disrupt   POST {"gracePeriodSeconds": N}   (not Kubernetes: the hook
                                                       that plays a preemption, for operators and tests in other
                                                       processes)
@@ -18,9 +21,13 @@ Follow-mode logs are streamed with chunked transfer encoding until the container
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import socket
 import ssl
+import struct
 import threading
 import time
 import urllib.parse
@@ -41,10 +48,14 @@ ROUTES = [
     (re.compile(_CORE + rf"/namespaces/(?P<ns>[^/]+)/(?P<plural>{_NAMESPACED})/(?P<name>[^/]+)(?P<status>/status)?$"),
      "object"),
     (re.compile(_CORE + r"/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$"), "log"),
+    (re.compile(_CORE + r"/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/attach$"), "attach"),
     (re.compile(_CORE + rf"/(?P<plural>{_NAMESPACED})$"), "all_namespaces"),
     (re.compile(r"^/apis/batch/v1/(?P<plural>jobs)$"), "all_namespaces"),
     (re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>jobs)$"), "collection"),
     (re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>jobs)/(?P<name>[^/]+)(?P<status>/status)?$"),
+     "object"),
+    (re.compile(r"^/apis/networking.k8s.io/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>networkpolicies)$"), "collection"),
+    (re.compile(r"^/apis/networking.k8s.io/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>networkpolicies)/(?P<name>[^/]+)$"),
      "object"),
     (re.compile(r"^/standin/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/disrupt$"), "disrupt"),
 ]
@@ -199,6 +210,86 @@ class Handler(BaseHTTPRequestHandler):
         grace = self._body().get("gracePeriodSeconds")
         self.cluster.disrupt(ns, name, float(grace) if grace is not None else None)
         self._send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+
+    def _attach(self, method, query, ns, name):
+        """`kubectl attach -i` over a WebSocket (RFC 6455; the kubelet's channel protocols): stdin only."""
+        if (self.headers.get("Upgrade") or "").lower() != "websocket":
+            raise ApiError(400, "BadRequest", "attach needs a WebSocket upgrade (the kube stand-in serves no SPDY)")
+        if _flag(query, "stdout") or _flag(query, "stderr") or _flag(query, "tty"):
+            raise ApiError(400, "BadRequest", "the kube stand-in attaches stdin only (stdout/stderr: read the log)")
+        if not _flag(query, "stdin"):
+            raise ApiError(400, "BadRequest", "you must specify at least 1 of stdin, stdout, stderr")
+        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",") if p.strip()]
+        protocol = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
+        if protocol is None:
+            raise ApiError(400, "BadRequest", f"no supported channel protocol among {offered}")
+        sink = self.cluster.attach_stdin(ns, name, query.get("container"))
+        accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] +
+                                                "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            message = b""
+            while True:
+                fin, opcode, payload = self._ws_frame()
+                if opcode == 0x8 or opcode is None:  # close (or the peer went away)
+                    break
+                if opcode == 0x9:  # ping
+                    self._ws_send(0xA, payload)
+                    continue
+                if opcode not in (0x0, 0x1, 0x2):
+                    continue
+                message += payload
+                if not fin:
+                    continue
+                channel, data, message = message[:1], message[1:], b""
+                if channel == b"\x00":
+                    sink.sendall(data)
+                elif channel == b"\xff" and data[:1] == b"\x00":  # v5: close stdin
+                    sink.shutdown(socket.SHUT_WR)
+            try:
+                self._ws_send(0x8, b"")
+            except OSError:
+                pass
+        finally:
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            sink.close()
+            self.close_connection = True
+
+    def _ws_frame(self):
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return True, None, b""
+        fin, opcode, masked, length = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x80, head[1] & 0x7F
+        if length == 126:
+            (length,) = struct.unpack(">H", self.rfile.read(2))
+        elif length == 127:
+            (length,) = struct.unpack(">Q", self.rfile.read(8))
+        mask = self.rfile.read(4) if masked else b""
+        payload = self.rfile.read(length)
+        if mask and payload:
+            key = (mask * (length // 4 + 1))[:length]
+            payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+        return bool(fin), opcode, payload
+
+    def _ws_send(self, opcode: int, payload: bytes) -> None:
+        head = bytes([0x80 | opcode])
+        if len(payload) < 126:
+            head += bytes([len(payload)])
+        elif len(payload) < 1 << 16:
+            head += bytes([126]) + struct.pack(">H", len(payload))
+        else:
+            head += bytes([127]) + struct.pack(">Q", len(payload))
+        self.wfile.write(head + payload)
+        self.wfile.flush()
 
     def _log(self, method, query, ns, name):
         if method != "GET":

@@ -39,6 +39,7 @@ RESOURCES = {
         Resource("persistentvolumeclaims", "PersistentVolumeClaim"),
         Resource("serviceaccounts", "ServiceAccount"),
         Resource("jobs", "Job", group="batch"),
+        Resource("networkpolicies", "NetworkPolicy", group="networking.k8s.io"),
     )
 }
 

@@ -229,6 +229,17 @@ def resource_kwargs(container: dict) -> dict:
     return kwargs
 
 
+def _run_as(pod_spec: dict, container: dict) -> tuple[int, int] | None:
+    """(uid, gid) the container runs as when its securityContext (or the pod's) names a uid."""
+    pod_ctx = pod_spec.get("securityContext") or {}
+    ctx = container.get("securityContext") or {}
+    uid = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
+    if uid is None:
+        return None
+    gid = ctx.get("runAsGroup", pod_ctx.get("runAsGroup"))
+    return int(uid), int(gid if gid is not None else uid)
+
+
 def volume_kwargs(pod: dict, container: dict, lookup: Lookup, pvc_volume, pod_volume) -> DockerContainerSpec:
     """volumes + volumeMounts -> docker mounts. `pvc_volume(claim)` and `pod_volume(volume_name)` name the Docker
     volumes backing a claim and a pod's emptyDir."""
@@ -248,7 +259,19 @@ def volume_kwargs(pod: dict, container: dict, lookup: Lookup, pvc_volume, pod_vo
             if empty.get("medium") == "Memory":
                 size = byte_count(empty["sizeLimit"], f"volume {mount['name']}: sizeLimit") \
                     if empty.get("sizeLimit") else None
-                mounts.append(Mount(target, None, type="tmpfs", read_only=read_only, tmpfs_size=size))
+                # The kubelet makes every emptyDir mode 0777 (pkg/volume/emptydir: a host dir bind-mounted, so the
+                # image's directory at that path does not matter). Docker 20.10 gives a tmpfs at a path the image
+                # has the image directory's owner and mode whatever tmpfs-mode says (root 0755: a non-root pod
+                # could not write it), but honours uid=/gid= options: the tmpfs is the pod user's, writable by it
+                # as the kubelet's 0777 directory is.
+                options = [f"size={size}"] if size else []
+                owner = _run_as(pod["spec"], container)
+                if not read_only and owner is not None:
+                    options += [f"uid={owner[0]}", f"gid={owner[1]}", "mode=0777"]
+                    spec.kwargs.setdefault("tmpfs", {})[target] = ",".join(options)
+                    continue
+                mounts.append(Mount(target, None, type="tmpfs", read_only=read_only, tmpfs_size=size,
+                                    tmpfs_mode=0o777))
             else:
                 name = pod_volume(mount["name"])
                 spec.named_volumes.append(name)
