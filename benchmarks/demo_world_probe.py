@@ -49,7 +49,7 @@ def build_base(args, train: list[dict], traces: list[dict], out: Path) -> dict:
                               pretrain_texts=pretrain, hidden_size=args.hidden, num_layers=args.layers,
                               num_heads=args.heads, num_kv_heads=max(1, args.heads // 2),
                               intermediate_size=3 * args.hidden, seq_len=args.seq_len, batch_size=args.batch,
-                              learning_rate=args.pretrain_lr, vocab_size=args.vocab)
+                              learning_rate=args.pretrain_lr, vocab_size=args.vocab, num_threads=args.threads)
 
 
 def run_sft(args, base: Path, rows: list[dict], out: Path) -> dict:
@@ -63,7 +63,7 @@ def run_sft(args, base: Path, rows: list[dict], out: Path) -> dict:
     params = {"recipe": {"base": "demo-tiny", **overrides}, "train_file": str(train_file),
               "base_model": str(base), "output_dir": str(out / "run"), "resume_from_checkpoint": None}
     (out / "params.json").write_text(json.dumps(params))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     proc = subprocess.run([sys.executable, "-m", "valley_assets.training.sft", "--params", str(out / "params.json")],
                           cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -80,8 +80,8 @@ def evaluate(args, model_dir: str, problems: list[dict]) -> dict:
     from valley_assets.generation.prompts import problem_messages
     from valley_assets.science.text import extract_code, has_closed_think
 
-    torch.set_num_threads(1)
-    backend = TransformersBackend.from_pretrained(model_dir, batch_size=args.gen_batch, num_threads=1)
+    torch.set_num_threads(args.threads)
+    backend = TransformersBackend.from_pretrained(model_dir, batch_size=args.gen_batch, num_threads=args.threads)
     requests = [GenerationRequest(p["question_id"], tuple(backend.render(problem_messages(p, args.prompt_id))),
                                   tuple(range(args.n_samples))) for p in problems]
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
@@ -132,12 +132,13 @@ def main() -> None:
     ap.add_argument("--gen-batch", type=int, default=36)
     ap.add_argument("--wrong-fraction", type=float, default=0.3)
     ap.add_argument("--families", nargs="+", help="restrict the world to these families (probe only: monkeypatched)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for pre-training, SFT and sampling")
     ap.add_argument("--cache", default="/tmp/demo_probe_cache", help="base students are reused across runs from here")
     args = ap.parse_args()
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from valley_assets.demo import problems as demo_problems
 
     if args.families:

@@ -118,3 +118,20 @@ def test_bad_input_is_named(problems):
         demo_teacher_traces([problems[0], {"question_id": "x"}], 0, 0.1)
     with pytest.raises(ValueError, match="not a demo problem id"):
         demo_teacher_traces([dict(problems[0], question_id="abc301_a")], 0, 0.1)
+
+
+def test_a_row_without_a_failing_mutation_is_replaced_by_another():
+    """A 1 x 1 grid whose rows are summed: no single-site mutation of its solution fails its tests. A wrong row
+    picked there moves to the next row in the seeded order, so the wrong count stays exact (it used to raise, which
+    stopped any world with 32 or more grid problems)."""
+    from valley_assets.demo.problems import _family_instances
+
+    grid = _family_instances(0, "train", "grid", 32)[31][2]
+    assert "1 <= R <= 1; 1 <= C <= 1" in grid["question_content"]
+    other = _family_instances(0, "train", "summult", 1)[0][2]
+    for problems in ([grid, other], [other, grid]):
+        traces = demo_teacher_traces(problems, 0, wrong_fraction=0.5, defect_fraction=0.0)
+        assert {t["question_id"]: t["judgement"] for t in traces} == {grid["question_id"]: "right",
+                                                                      other["question_id"]: "wrong"}
+    with pytest.raises(RuntimeError, match="only 0 of the 1 wrong rows"):
+        demo_teacher_traces([grid], 0, wrong_fraction=1.0, defect_fraction=0.0)

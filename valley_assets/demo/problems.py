@@ -31,8 +31,8 @@ from valley_assets.data.schema import TACO_TO_LCB_DIFFICULTY
 PLATFORM = "valley-demo"
 SIDES = ("train", "eval")
 EVAL_SHARE = 4  # one parameter tuple in EVAL_SHARE belongs to the eval side
-N_PUBLIC_TESTS = 2
-N_PRIVATE_TESTS = 6
+N_PUBLIC_TESTS = 1  # the statement shows one sample (the shortest test): every token costs the tiny student compute
+N_PRIVATE_TESTS = 7
 _TRAIN_DATES = (date(2023, 1, 1), 540)  # (first day, span in days): training problems predate the eval window
 _EVAL_DATES = (date(2024, 8, 1), 180)
 _QUESTION_ID_RE = re.compile(r"^demo(\d+)-([te])-([a-z]+)-(\d+)$")
@@ -1246,21 +1246,23 @@ def _render_case(family: Family, p: dict, case) -> dict:
     return {"input": family.render(p, case), "output": family.expected(p, case) + "\n", "testtype": "stdin"}
 
 
-def _functional_example(family: Family, test: dict, number: int) -> str:
+def _functional_example(family: Family, test: dict) -> str:
     args = test["input"].split("\n")
     shown = ", ".join(f"{name} = {arg}" for name, arg in zip(family.arg_names, args, strict=False))
-    return f"Example {number}:\n\nInput: {shown}\nOutput: {test['output']}"
+    return f"Example: Input: {shown} Output: {test['output']}"
 
 
 def _statement(family: Family, p: dict, body: str, public: list[dict]) -> str:
-    constraints = "\n".join(f"- {c}" for c in family.constraints(p))
+    """A compact LiveCodeBench-like statement: the body (which names every parameter the code needs), the input and
+    output format, the constraints on one line (they name the remaining parameters, so no two parameter tuples share
+    a statement) and the samples. Compact because the tiny student pays for every prompt token in training and
+    generation (issue I: the LCB layout with headings and two samples cost 90-220 tokens a statement)."""
+    constraints = "Constraints: " + "; ".join(family.constraints(p))
     if family.functional:
-        examples = "\n\n".join(_functional_example(family, t, i + 1) for i, t in enumerate(public))
-        return f"{body}\n\n{examples}\n\nConstraints:\n\n{constraints}"
-    samples = "\n\n".join(f"Sample Input {i + 1}\n\n{t['input'].rstrip()}\n\nSample Output {i + 1}\n\n{t['output'].rstrip()}"
-                          for i, t in enumerate(public))
-    return (f"{body}\n\nInput\n\n{family.input_spec(p)}\n\nOutput\n\n{family.output_spec(p)}\n\n"
-            f"Constraints\n\n{constraints}\n\n{samples}")
+        examples = "\n".join(_functional_example(family, t) for t in public)
+        return f"{body}\n\n{examples}\n{constraints}"
+    samples = "\n".join(f"Sample Input:\n{t['input'].rstrip()}\nSample Output:\n{t['output'].rstrip()}" for t in public)
+    return f"{body}\n\nInput: {family.input_spec(p)}\nOutput: {family.output_spec(p)}\n{constraints}\n\n{samples}"
 
 
 def _starter_code(family: Family) -> str:
@@ -1298,7 +1300,11 @@ def _family_instances(seed: int, side: str, family_name: str, count: int) -> tup
                 break
         while len(tests) < N_PUBLIC_TESTS + N_PRIVATE_TESTS:
             tests.append(_render_case(family, params, family.case(params, rng)))
-        public, private = tests[:N_PUBLIC_TESTS], tests[N_PUBLIC_TESTS:]
+        # The shortest tests are shown as samples (fewer tokens in the statement); the rest stay private.
+        shown = sorted(range(len(tests)), key=lambda i: (len(tests[i]["input"]) + len(tests[i]["output"]), i))
+        shown = set(shown[:N_PUBLIC_TESTS])
+        public = [t for i, t in enumerate(tests) if i in shown]
+        private = [t for i, t in enumerate(tests) if i not in shown]
         body = rng.choice(family.wordings(params))
         first_day, span = _TRAIN_DATES if side == "train" else _EVAL_DATES
         question_id = f"demo{seed}-{side[0]}-{family_name}-{k:03d}"

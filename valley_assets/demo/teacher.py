@@ -1,7 +1,7 @@
 """The demo's deterministic teacher: R1-style traces for the demo problems, in the OpenCodeReasoning-2 schema.
 
 For each training problem it writes a `<think>…</think>` reasoning (a restatement, the approach for that problem
-family, a look at the first sample, a varying number of checks) and then a short answer with a fenced python block.
+family, a varying number of checks) and then a short answer with a fenced python block.
 
 Correctness is labelled by running, not by construction: every `solution` is executed against the problem's
 public and private tests (`valley_assets.demo.runner`), `judgement` is `right` when all pass, and `pass_rate` is
@@ -26,7 +26,7 @@ import json
 import random
 
 from valley_assets.demo.problems import demo_instance, normalise_code, reference_solution, taco_difficulty
-from valley_assets.demo.runner import problem_tests, run_solutions
+from valley_assets.demo.runner import run_solutions
 
 DATASET = "valley-demo"
 DEFECT_KINDS = ("unclosed_think", "no_code_block")
@@ -104,8 +104,9 @@ def mutation_candidates(code: str, rng: random.Random) -> list[str]:
     return out
 
 
-def _failing_mutants(problems: list[dict], seed: int) -> list[str]:
-    """One mutated solution per problem, each run against the problem's tests and seen to fail."""
+def _failing_mutants(problems: list[dict], seed: int) -> list[str | None]:
+    """One mutated solution per problem, each run against the problem's tests and seen to fail; None for a problem
+    where no single-site mutation fails (a tiny instance whose tests cannot tell them apart)."""
     pending = {}
     for i, problem in enumerate(problems):
         row_rng = random.Random(f"valley-demo-teacher|{seed}|mutate|{problem['question_id']}")
@@ -114,14 +115,31 @@ def _failing_mutants(problems: list[dict], seed: int) -> list[str]:
     while pending:
         batch = [(i, code) for i, cands in pending.items() for code in cands[:_MUTATION_BATCH]]
         if not batch:
-            missing = [problems[i]["question_id"] for i in pending]
-            raise RuntimeError(f"no mutation of the reference solution fails the tests of {missing}")
+            break
         verdicts = run_solutions([(code, problems[i]) for i, code in batch], per_test_timeout_s=0.5)
         for (i, code), verdict in zip(batch, verdicts, strict=False):
             if i not in chosen and not verdict.passed:
                 chosen[i] = code
-        pending = {i: cands[_MUTATION_BATCH:] for i, cands in pending.items() if i not in chosen}
-    return [chosen[i] for i in range(len(problems))]
+        pending = {i: cands[_MUTATION_BATCH:] for i, cands in pending.items() if i not in chosen and cands}
+    return [chosen.get(i) for i in range(len(problems))]
+
+
+def _wrong_solutions(problems: list[dict], seed: int, n_wrong: int, rng: random.Random) -> dict[int, str]:
+    """`n_wrong` rows (picked by the seeded `rng`) with a failing mutant each. A picked row none of whose mutants
+    fails is replaced by the next row in the same seeded order, so the count is exact whenever enough rows have
+    one; otherwise this raises, naming the rows."""
+    order = rng.sample(range(len(problems)), len(problems))
+    chosen: dict[int, str] = {}
+    start = 0
+    while len(chosen) < n_wrong:
+        rows = order[start:start + n_wrong - len(chosen)]
+        if not rows:
+            raise RuntimeError(f"only {len(chosen)} of the {n_wrong} wrong rows asked for have a failing mutation")
+        start += len(rows)
+        for row, mutant in zip(rows, _failing_mutants([problems[r] for r in rows], seed), strict=True):
+            if mutant is not None:
+                chosen[row] = mutant
+    return chosen
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -144,18 +162,10 @@ def _first_sentence(problem: dict) -> str:
     return body.split(". ")[0].rstrip(".") + "."
 
 
-def _sample_sentence(problem: dict) -> str:
-    test = problem_tests(problem)[0]
-    shown_in = test["input"].strip().replace("\n", " / ")
-    shown_out = test["output"].strip().replace("\n", " / ")
-    if len(shown_in) > 60 or len(shown_out) > 40:
-        return "Let me check this idea against the first example. It matches the expected output."
-    if test["testtype"] == "functional":
-        return f"For the first example the arguments are {shown_in}, and the expected result is {shown_out}."
-    return f"Looking at the first sample: the input is {shown_in} and the expected output is {shown_out}."
-
-
 def _reasoning(problem: dict, rng: random.Random) -> list[str]:
+    """The think block: the task restated (with its parameters), the family's approach, 0-2 checks and a closing.
+    Kept short (no walk through the sample): a trace longer than the tiny student can afford to learn and to
+    sample teaches only its format (issue I)."""
     family, params = demo_instance(problem)
     lines = [rng.choice(_OPENINGS), f"The problem says: {_first_sentence(problem)}"]
     if family.functional:
@@ -163,8 +173,7 @@ def _reasoning(problem: dict, rng: random.Random) -> list[str]:
     else:
         lines.append("The input comes from standard input, and I print the answer.")
     lines += family.hints(params)
-    lines.append(_sample_sentence(problem))
-    lines += rng.sample(_CHECKS, rng.randint(0, 3))  # varying length, as real traces vary
+    lines += rng.sample(_CHECKS, rng.randint(0, 2))  # varying length, as real traces vary
     if rng.random() < 0.5:
         lines.append(f"The constraints are small ({family.constraints(params)[0]}), so efficiency is not a concern.")
     lines.append(rng.choice(_CLOSINGS))
@@ -205,12 +214,12 @@ def demo_teacher_traces(
                 raise ValueError(f"problem row {i}: field {field!r} is missing or not a string")
     n = len(problems)
     rng = random.Random(f"valley-demo-teacher|{seed}")
-    wrong_rows = sorted(rng.sample(range(n), round(wrong_fraction * n)))
     defect_rows = sorted(rng.sample(range(n), round(defect_fraction * n)))
     defect_of = {row: DEFECT_KINDS[j % len(DEFECT_KINDS)] for j, row in enumerate(defect_rows)}
 
     solutions = [reference_solution(p) for p in problems]
-    for row, mutant in zip(wrong_rows, _failing_mutants([problems[r] for r in wrong_rows], seed), strict=False):
+    wrong_rows = _wrong_solutions(problems, seed, round(wrong_fraction * n), rng)
+    for row, mutant in wrong_rows.items():
         solutions[row] = mutant
     verdicts = run_solutions(list(zip(solutions, problems, strict=False)), per_test_timeout_s=0.5)
 
