@@ -332,9 +332,28 @@ class AnalysisConfig(_Strict):
 
 
 class AutomationConfig(_Strict):
-    release_check_interval_s: int = Field(default=86400, ge=30, description="how often the release sensor looks")
+    """What the daemon does by itself (README "What happens by itself")."""
+
+    release_check_interval_s: int = Field(default=86400, ge=30, description="how often the release sensor ticks")
+    release_check_cron: str | None = Field(
+        default=None, description="cron (UTC) of release discovery, e.g. '0 6 * * *' daily: a tick lists the source "
+                                  "only once a cron time passed since its last listing; null: every tick")
     release_sensor_running: bool = Field(default=True, description="start the release sensor with the daemon")
-    backfill_existing_releases: bool = False
+    backfill_existing_releases: bool = Field(
+        default=False, description="first tick: fetch the problems of every release found, not only the newest")
+    conditions_running: bool = Field(
+        default=True, description="start `valley_automation` (the evaluation and analysis assets' automation "
+                                  "conditions: new checkpoints and new releases are scored, the report refreshed)")
+    condition_interval_s: int = Field(default=30, ge=5, description="how often the automation conditions are evaluated")
+
+    @field_validator("release_check_cron")
+    @classmethod
+    def _valid_cron(cls, v: str | None) -> str | None:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if v is not None and not is_valid_cron_string(v):
+            raise ValueError(f"automation.release_check_cron: {v!r} is not a cron string (e.g. '0 6 * * *')")
+        return v
 
 
 class StudyConfig(_Strict):

@@ -19,7 +19,7 @@ import polars as pl
 from valley_assets import analysis
 from valley_assets import partitions as P
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, resolve_release
+from valley_assets.defs.common import json_meta, on_new_scores, resolve_release
 from valley_assets.layout import MAIN_ARM, StudyLayout
 
 IDENTITY = ["student", "data_size", "arm", "release", "prompt_id"]
@@ -96,7 +96,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             return None
         return analysis.ablation_report(arms, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
 
-    @dg.asset(group_name="analysis", deps=["lcb_scores"], kinds={"matplotlib"})
+    @dg.asset(group_name="analysis", deps=["lcb_scores"], kinds={"matplotlib"},
+              automation_condition=on_new_scores())
     def valley_curve(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
                      layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """pass@1, completion rate and think-tag rate against data size per student, base model included; valley
@@ -120,7 +121,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             "points": json_meta(points),
         })
 
-    @dg.asset(group_name="analysis", deps=["ablation_scores", "lcb_scores"], kinds={"matplotlib"})
+    @dg.asset(group_name="analysis", deps=["ablation_scores", "lcb_scores"], kinds={"matplotlib"},
+              automation_condition=on_new_scores(only=["ablation_scores"]))
     def ablation_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
                         layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """Easy vs hard and correct vs incorrect: paired deltas with bootstrap intervals over problems."""
@@ -139,7 +141,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             "deltas": json_meta(rows),
         })
 
-    @dg.asset(group_name="analysis", deps=[valley_curve, ablation_report], kinds={"html"})
+    @dg.asset(group_name="analysis", deps=[valley_curve, ablation_report], kinds={"html"},
+              automation_condition=on_new_scores())
     def valley_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
                       layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """The shareable HTML report of one release (the curve's): curves, fit, rates, per-difficulty, the ablation

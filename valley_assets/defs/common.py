@@ -18,6 +18,45 @@ from valley_assets.layout import StudyLayout
 GPU_POOL = "valley-gpu"
 
 
+def on_new_inputs() -> dg.AutomationCondition:
+    """Generations and scores (main and ablation): requested once each time an input changes, by the
+    `valley_automation` sensor (defs/automation.py).
+
+    Dagster's `eager()`, with one difference: its trigger is cleared when the asset is *requested*, not when it is
+    *updated*. A generations run resolves its release when it starts; with `eager()`, a release landing while a run
+    on the previous release is in progress is "handled" by that run's materialization and never evaluated. Here the
+    trigger stays until a run is requested after it, so that checkpoint gets the new release once the running one
+    ends. Inputs: the checkpoint (a new or re-trained one) and the newest `lcb_problems` partition (a new release's
+    problems written), for generations; the generations, for scores. A partition waits while an input is missing
+    (an untrained checkpoint) or in progress.
+    """
+    requested = (dg.AutomationCondition.newly_requested()
+                 | dg.AutomationCondition.initial_evaluation()).with_label("requested")
+    return (
+        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since(requested)
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("on_new_inputs")
+
+
+def on_new_scores(*, only: Sequence[str] = ()) -> dg.AutomationCondition:
+    """The analysis (curve, ablation table, report): refreshed once after scores change, when none are in progress.
+    Unlike `eager()` it does not wait for every partition of its inputs: a study whose 30k checkpoint is not
+    trained yet still gets its curve refreshed with the new release's scores. `only`: the inputs whose updates count
+    (the ablation table follows the ablation scores, not the main ones: a study without ablations has none)."""
+    requested = (dg.AutomationCondition.newly_requested()
+                 | dg.AutomationCondition.initial_evaluation()).with_label("requested")
+    updated = dg.AutomationCondition.any_deps_updated()
+    if only:
+        updated = updated.allow(dg.AssetSelection.assets(*only))
+    return (
+        updated.since(requested)
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("on_new_scores")
+
+
 def layout_for(cfg: StudyConfig) -> StudyLayout:
     """The layout the `layout` resource gives the assets (for code outside a run: sensors, tests, the CLI)."""
     return StudyLayout(cfg.resolved_storage_root())

@@ -14,7 +14,7 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
-from valley_assets.defs.common import GPU_POOL, json_meta, resolve_release
+from valley_assets.defs.common import GPU_POOL, json_meta, on_new_inputs, resolve_release
 from valley_assets.defs.model_refs import checkpoint_model_ref
 from valley_assets.generation.params import GenerationParams
 from valley_assets.launch.base import Launcher
@@ -149,7 +149,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     stage = cfg.ablation.base_data_size
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL, automation_condition=on_new_inputs())
     def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
                         layout: dg.ResourceParam[StudyLayout],
                         launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
@@ -161,7 +161,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                           data_size=data_size, arm=MAIN_ARM, release=release)
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
-    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"], kinds={"docker"})
+    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"], kinds={"docker"},
+              automation_condition=on_new_inputs())
     def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig, layout: dg.ResourceParam[StudyLayout],
                    grader: GraderResource) -> dg.MaterializeResult:
         """pass@1 (unbiased over n), completion rate and think-tag rate, overall and per difficulty."""
@@ -173,7 +174,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                      student=student, data_size=data_size, arm=MAIN_ARM, release=release)
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL, automation_condition=on_new_inputs())
     def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
                              layout: dg.ResourceParam[StudyLayout],
                              launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
@@ -185,7 +186,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                           data_size=stage, arm=arm, release=release)
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
-    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"], kinds={"docker"})
+    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"], kinds={"docker"},
+              automation_condition=on_new_inputs())
     def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig,
                         layout: dg.ResourceParam[StudyLayout], grader: GraderResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
