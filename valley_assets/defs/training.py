@@ -51,8 +51,15 @@ def run_sft(context, *, cfg: StudyConfig, launcher: Launcher, layout: StudyLayou
         resume_from_checkpoint="auto",
         report_to=list(cfg.tracking.report_to),
     ).model_dump(mode="json")
-    report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
-                          gpus=cfg.launch.training_gpus, kind="training")
+    # Re-materializing a checkpoint whose recipe, base model and training data are unchanged launches no Job: the
+    # entrypoint would find the same finished model and train nothing, but only after a pod got its GPUs.
+    finished = SFTParams.model_validate(params).finished_run()
+    if finished is not None:
+        context.log.info(f"{params['output_dir']} already holds the model trained from these inputs: no training")
+        report = {**finished, "skipped_already_complete": True}
+    else:
+        report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
+                              gpus=cfg.launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
     return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"]}
 
@@ -173,6 +180,13 @@ def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: s
     A checkpoint with no data files is the base model as is: nothing trained, no recipe, no GPU time.
     """
     report = manifest.get("report") or {}
+    data_size = manifest.get("data_size") or manifest["stage"]
+    stored = layout.checkpoint_provenance(manifest["student"], data_size, arm)
+    if report.get("skipped_already_complete") and stored.exists():
+        # Nothing was trained: the manifest of the run that trained this model stays (its wall time, GPU-hours).
+        record = stored.read_json()
+        return {"provenance": json_meta(record), "provenance_path": stored.uri,
+                "git_revision": record["git"]["revision"], "gpu_hours": record["gpu_hours"]}
     trained = bool(data_files)
     seeds: dict[str, int] = {"data": cfg.data.seed}
     hyperparameters: dict = {}
@@ -188,7 +202,6 @@ def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: s
         gpu_count=cfg.launch.training_gpus if trained else 0,
         extra={"profile": cfg.profile, "checkpoint": checkpoint,
                "training_summary": {k: report[k] for k in _SUMMARY_KEYS if k in report}})
-    data_size = manifest.get("data_size") or manifest["stage"]
     path = write_manifest(layout.checkpoint_dir(manifest["student"], data_size, arm).uri, record)
     return {"provenance": json_meta(record), "provenance_path": path, "git_revision": record["git"]["revision"],
             "gpu_hours": record["gpu_hours"]}
@@ -197,6 +210,8 @@ def write_checkpoint_provenance(cfg: StudyConfig, layout: StudyLayout, *, arm: s
 def _training_metadata(manifest: dict) -> dict:
     report = manifest.get("report") or {}
     meta = {"model": manifest["model"], "wall_time_s": manifest["wall_time_s"]}
+    if report:
+        meta["training_launched"] = not report.get("skipped_already_complete", False)
     for key in ("final_loss", "train_loss_mean", "tokens_seen", "steps", "epochs", "examples",
                 "examples_dropped_too_long", "resumed_from_step", "world_size", "precision"):
         if key in report:
