@@ -14,7 +14,7 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
-from valley_assets.defs.common import GPU_POOL, json_meta, on_new_inputs, resolve_release
+from valley_assets.defs.common import GPU_POOL, config_version, json_meta, on_new_inputs, resolve_release
 from valley_assets.defs.model_refs import checkpoint_model_ref
 from valley_assets.generation.params import GenerationParams
 from valley_assets.launch.base import Launcher
@@ -147,9 +147,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     ablations = P.ablation_partitions(cfg.student_names)
     evaluation, benchmark, launch = cfg.evaluation, cfg.benchmark, cfg.launch
     stage = cfg.ablation.base_data_size
+    # The UI marks samples/scores stale when what produced them changes (sampling, prompt; grading, windows).
+    generation_version = config_version(evaluation)
+    scoring_version = config_version(cfg.grading, benchmark.date_windows, evaluation.prompt_id)
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL, automation_condition=on_new_inputs())
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
+              automation_condition=on_new_inputs(checkpoint="sft_checkpoint"), code_version=generation_version)
     def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
                         layout: dg.ResourceParam[StudyLayout],
                         launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
@@ -162,7 +166,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"], kinds={"docker"},
-              automation_condition=on_new_inputs())
+              automation_condition=on_new_inputs(), code_version=scoring_version)
     def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig, layout: dg.ResourceParam[StudyLayout],
                    grader: GraderResource) -> dg.MaterializeResult:
         """pass@1 (unbiased over n), completion rate and think-tag rate, overall and per difficulty."""
@@ -174,7 +178,9 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                      student=student, data_size=data_size, arm=MAIN_ARM, release=release)
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL, automation_condition=on_new_inputs())
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
+              automation_condition=on_new_inputs(checkpoint="ablation_checkpoint"),
+              code_version=generation_version)
     def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
                              layout: dg.ResourceParam[StudyLayout],
                              launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
@@ -187,7 +193,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"], kinds={"docker"},
-              automation_condition=on_new_inputs())
+              automation_condition=on_new_inputs(), code_version=scoring_version)
     def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig,
                         layout: dg.ResourceParam[StudyLayout], grader: GraderResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension

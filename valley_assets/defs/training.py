@@ -5,6 +5,7 @@ production); both run the same entrypoint, `valley_assets.training.sft`, which r
 """
 
 
+import hashlib
 import time
 
 import dagster as dg
@@ -13,7 +14,7 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis.provenance import provenance_manifest, write_manifest
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import GPU_POOL, json_meta
+from valley_assets.defs.common import GPU_POOL, config_version, json_meta
 from valley_assets.defs.model_refs import base_model_ref, checkpoint_model_ref, is_demo_model
 from valley_assets.generation.prompts import build_messages
 from valley_assets.launch.base import Launcher
@@ -53,7 +54,9 @@ def run_sft(context, *, cfg: StudyConfig, launcher: Launcher, layout: StudyLayou
     ).model_dump(mode="json")
     # Re-materializing a checkpoint whose recipe, base model and training data are unchanged launches no Job: the
     # entrypoint would find the same finished model and train nothing, but only after a pod got its GPUs.
-    finished = SFTParams.model_validate(params).finished_run()
+    sft = SFTParams.model_validate(params)
+    fingerprint = sft.run_fingerprint()
+    finished = sft.finished_run(fingerprint)
     if finished is not None:
         context.log.info(f"{params['output_dir']} already holds the model trained from these inputs: no training")
         report = {**finished, "skipped_already_complete": True}
@@ -61,13 +64,17 @@ def run_sft(context, *, cfg: StudyConfig, launcher: Launcher, layout: StudyLayou
         report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
                               gpus=cfg.launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
-    return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"]}
+    return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"],
+            "run_fingerprint": fingerprint}
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
     students = P.student_partitions(cfg.student_names)
     checkpoints = P.checkpoint_partitions(cfg.student_names)
     ablations = P.ablation_partitions(cfg.student_names)
+    # What a checkpoint is trained with besides its data: each student's resolved recipe, the GPUs, the prompt.
+    training_version = config_version({s.name: [s.model, load_recipe(s.recipe).model_dump(mode="json")]
+                                       for s in cfg.students}, cfg.launch.training_gpus, cfg.evaluation.prompt_id)
 
     @dg.asset(partitions_def=students, group_name="training", deps=["training_problems", "teacher_traces"],
               kinds={"pytorch"})
@@ -100,7 +107,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
 
     @dg.asset(partitions_def=checkpoints, group_name="training",
               deps=["distill_subset", "student_base_model"],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL, code_version=training_version)
     def sft_checkpoint(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
                        launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """SFT of a student on one nested subset. `0` is the base model as is (the valley's starting point)."""
@@ -125,11 +132,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         provenance = write_checkpoint_provenance(cfg, layout, arm=MAIN_ARM, manifest=manifest,
                                                  data_files=data_files)
         layout.checkpoint_manifest(student, data_size).write_json(manifest)
-        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
+        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance},
+                                    data_version=model_version(report, base))
 
     @dg.asset(partitions_def=ablations, group_name="training",
               deps=["ablation_subset", dg.AssetDep("sft_checkpoint", partition_mapping=_stage_mapping(cfg))],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
+              code_version=config_version(training_version, cfg.ablation.base_data_size))
     def ablation_checkpoint(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
                             launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """Continue SFT from the stage checkpoint (`ablation.base_data_size`) on one ablation arm."""
@@ -146,9 +155,19 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                     "init_model": init, "wall_time_s": round(time.time() - started, 2), "report": report}
         provenance = write_checkpoint_provenance(cfg, layout, arm=arm, manifest=manifest, data_files=data_files)
         layout.checkpoint_manifest(student, stage, arm).write_json(manifest)
-        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
+        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance},
+                                    data_version=model_version(report, init))
 
     return dg.Definitions(assets=[student_base_model, sft_checkpoint, ablation_checkpoint])
+
+
+def model_version(report: dict, base: str) -> dg.DataVersion:
+    """The checkpoint's data version: what its model was trained from (the SFT run fingerprint: recipe, base model,
+    training file), or the base model itself for `0`. Unchanged when a re-materialization trains nothing, so the
+    evaluation's automation condition (`on_new_inputs`) does not re-generate."""
+    if report.get("run_fingerprint"):
+        return dg.DataVersion(report["run_fingerprint"])
+    return dg.DataVersion(hashlib.sha256(f"base:{base}".encode()).hexdigest())
 
 
 def _stage_mapping(cfg: StudyConfig) -> dg.PartitionMapping:
