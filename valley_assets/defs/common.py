@@ -29,7 +29,7 @@ def on_new_inputs(*, checkpoint: str | None = None) -> dg.AutomationCondition:
     `valley_automation` sensor (defs/automation.py).
 
     Dagster's `eager()`, with two differences:
-    - its trigger is cleared when the asset is *requested*, not when it is *updated*. A generations run resolves its
+    - its input trigger is cleared when the asset is *requested*, not when it is *updated*. A generations run resolves its
       release when it starts; with `eager()`, a release landing while a run on the previous release is in progress
       is "handled" by that run's materialization and never evaluated. Here the trigger stays until a run is
       requested after it, so that checkpoint gets the new release once the running one ends;
@@ -50,8 +50,11 @@ def on_new_inputs(*, checkpoint: str | None = None) -> dg.AutomationCondition:
             | dg.AutomationCondition.will_be_requested()).allow(dg.AssetSelection.assets(checkpoint))
         updated = (updated.ignore(dg.AssetSelection.assets(checkpoint)) | model_changed).with_label(
             f"new problems or a changed {checkpoint}")
+    # A new partition (a data size added) is handled once it is requested or materialized, as in `eager()`: a UI
+    # backfill that materializes it must not be followed by a second run.
+    handled = (requested | dg.AutomationCondition.newly_updated()).with_label("handled")
     return (
-        (dg.AutomationCondition.newly_missing() | updated).since(requested)
+        (dg.AutomationCondition.newly_missing().since(handled) | updated.since(requested))
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
