@@ -111,8 +111,9 @@ def pool_overlap(layout: StudyLayout, release: str, problems: list[dict], *, ngr
 
 def score(context, *, evaluation: EvaluationConfig, benchmark: BenchmarkConfig, grader: GraderResource,
           layout: StudyLayout, student: str, data_size: str, arm: str, release: str,
-          pool_ngram: int | None) -> dg.MaterializeResult:
-    """Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten)."""
+          pool_ngram: int | None, cutoff: str | None = None) -> dg.MaterializeResult:
+    """`cutoff`: the student's training-data cutoff, for the profile's after-cutoff date window."""
+    # Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten).
     prompt_id = evaluation.prompt_id
     where = (student, data_size, arm, release, prompt_id)
     samples = layout.generations(*where).read_jsonl()
@@ -132,7 +133,7 @@ def score(context, *, evaluation: EvaluationConfig, benchmark: BenchmarkConfig, 
                    for row in metrics.per_problem_table(samples, grades, problems)]
     overlap = pool_overlap(layout, release, problems, ngram=pool_ngram)
     rows = [{**identity, **row, "scored_at": scored_at}
-            for row in metrics.score_rows(per_problem, date_windows=benchmark.scoring_windows(),
+            for row in metrics.score_rows(per_problem, date_windows=benchmark.scoring_windows(cutoff),
                                           contaminated=overlap["question_ids"] if overlap else None)]
     run_tag = f"{student}__{layout.eval_label(data_size, arm)}__{release}__{prompt_id}__{context.run.run_id[:8]}"
     # One file per scoring run: concurrent runs append without racing on a shared file.
@@ -169,7 +170,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     # The UI marks samples/scores stale when what produced them changes (sampling, prompt; grading, windows).
     generation_version = config_version(evaluation)
     pool_ngram = cfg.pool.ngram
-    scoring_version = config_version(cfg.grading, benchmark.date_windows, evaluation.prompt_id, pool_ngram)
+    scoring_version = config_version(cfg.grading, benchmark.date_windows, evaluation.prompt_id, pool_ngram,
+                                     {s.name: s.cutoff for s in cfg.students})
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
               kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
@@ -195,7 +197,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                                   student=student, data_size=data_size, arm=MAIN_ARM,
                                   prompt_id=evaluation.prompt_id)
         return score(context, evaluation=evaluation, benchmark=benchmark, grader=grader, layout=layout,
-                     student=student, data_size=data_size, arm=MAIN_ARM, release=release, pool_ngram=pool_ngram)
+                     student=student, data_size=data_size, arm=MAIN_ARM, release=release, pool_ngram=pool_ngram,
+                     cutoff=cfg.student(student).cutoff)
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
               kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
@@ -221,7 +224,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         release = scoring_release(context, layout, config.release, generations_asset="ablation_generations",
                                   student=student, data_size=stage, arm=arm, prompt_id=evaluation.prompt_id)
         return score(context, evaluation=evaluation, benchmark=benchmark, grader=grader, layout=layout,
-                     student=student, data_size=stage, arm=arm, release=release, pool_ngram=pool_ngram)
+                     student=student, data_size=stage, arm=arm, release=release, pool_ngram=pool_ngram,
+                     cutoff=cfg.student(student).cutoff)
 
     return dg.Definitions(assets=[lcb_generations, lcb_scores, ablation_generations, ablation_scores])
 

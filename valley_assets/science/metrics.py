@@ -165,7 +165,8 @@ def _metric_values(rows: Sequence[Mapping], metric: str) -> list[float]:
 
 
 def score_rows(
-    per_problem: Sequence[Mapping], *, date_windows: Sequence[tuple[str | None, str | None]] | None = None,
+    per_problem: Sequence[Mapping], *,
+    date_windows: Sequence[tuple[str | None, str | None] | tuple[str, str | None, str | None]] | None = None,
     contaminated: Collection[str] | None = None,
 ) -> list[ScoreValues]:
     """Scores-table rows without who and when (`ScoreValues`; the scoring asset adds student, data_size, arm,
@@ -173,15 +174,18 @@ def score_rows(
     (all/easy/medium/hard) × metric: value, n_problems, n_samples, stderr, date_window label.
 
     `contaminated`: question ids of the release that overlap the training pool; given (even empty), the rows are
-    also computed over every problem but those, with the date_window label `uncontaminated`."""
-    windows = list(date_windows) if date_windows else [(None, None)]
+    also computed over every problem but those, with the date_window label `uncontaminated`.
+    A window is `(start, end)`, labelled by `window_label`, or `(label, start, end)` (a per-student window named
+    the same for every student, such as `after_cutoff`)."""
+    windows = [w if len(w) == 3 else (window_label(w), *w) for w in (date_windows or [(None, None)])]
     by_prompt: dict[str, list[Mapping]] = defaultdict(list)
     for r in per_problem:
         by_prompt[r["prompt_id"]].append(r)
     out = []
     for prompt_id, rows in sorted(by_prompt.items()):
-        problem_sets = [(window_label(window), [r for r in rows if in_window(
-            r["contest_date"], window, question_id=r["question_id"])]) for window in windows]
+        problem_sets = [(label, [r for r in rows if in_window(r["contest_date"], (start, end),
+                                                              question_id=r["question_id"])])
+                        for label, start, end in windows]
         if contaminated is not None:
             excluded = set(contaminated)
             problem_sets.append((UNCONTAMINATED, [r for r in rows if r["question_id"] not in excluded]))
