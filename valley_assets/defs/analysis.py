@@ -89,6 +89,19 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             main, rows_by_data_size={k: P.data_size_rows(k, rows_per_k) for k in sizes}, release=release,
             prompt_id=prompt_id, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
 
+    # The profile's date windows, per student (an after-cutoff window starts at each student's own cutoff).
+    windows_by_student = {s.name: cfg.benchmark.scoring_windows(s.cutoff)[1:] for s in cfg.students}
+
+    def window_rows(per_problem: pl.DataFrame, release: str) -> list[dict]:
+        main = per_problem.filter((pl.col("arm") == MAIN_ARM) & (pl.col("release") == release)
+                                  & (pl.col("prompt_id") == prompt_id))
+        if main.height == 0 or not any(windows_by_student.values()):
+            return []
+        return analysis.window_table_rows(
+            main, windows_by_student, rows_by_data_size={k: P.data_size_rows(k, rows_per_k)
+                                                         for k in set(main["data_size"].to_list())},
+            release=release, prompt_id=prompt_id, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
+
     def arm_report(per_problem: pl.DataFrame, release: str):
         arms = per_problem.filter(pl.col("arm").is_in(list(P.ABLATION_ARMS)) & (pl.col("release") == release)
                                   & (pl.col("prompt_id") == prompt_id))
@@ -111,9 +124,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         points = analysis.curve_table_rows(curves)
         fits = analysis.fit_table_rows(curves)
         layout.valley_curve_png().write_bytes(png)
-        layout.valley_curve_json().write_json({"release": release, "points": points, "fits": fits})
+        windows = window_rows(per_problem, release)
+        layout.valley_curve_json().write_json({"release": release, "points": points, "fits": fits,
+                                               "windows": windows})
         return dg.MaterializeResult(metadata={
             "release": release,
+            "pass@1_by_window": dg.MetadataValue.md(analysis.to_markdown_table(windows) if windows
+                                                    else "_no date windows in the profile_"),
             "plot": png_metadata(png),
             "rates_plot": png_metadata(analysis.plot_rates(curves)),
             "table": dg.MetadataValue.md(analysis.to_markdown_table(points)),
@@ -156,7 +173,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         html = analysis.render_html_report(
             curves=curves, ablation=ablation, scores=analysis.latest_scores(read_table(layout, "runs")),
             provenance=checkpoint_provenance_summary(layout, per_problem.filter(pl.col("release") == release)),
-            notes=[f"profile {profile}; rows per 1k = {rows_per_k}"])
+            notes=[f"profile {profile}; rows per 1k = {rows_per_k}"], windows=window_rows(per_problem, release))
         path = layout.report_html().write_bytes(html.encode())
         return dg.MaterializeResult(metadata={"release": release, "report_path": path,
                                               "has_ablation": ablation is not None})
