@@ -65,7 +65,7 @@ def test_new_release_is_registered_and_its_problems_fetched_once(tmp_path, insta
     second = tick(sensor, defs, instance, first.cursor)
     # Evaluation is not the sensor's: the generations' automation condition follows the newest problems.
     assert second.run_requests == [] and second.dynamic_partitions_requests == []
-    assert {k: v for k, v in json.loads(second.cursor).items() if k != "checked_at"} == {
+    assert {k: v for k, v in json.loads(second.cursor).items() if k in ("pending", "done")} == {
         "pending": [], "done": ["release_v1"]}
 
     again = tick(sensor, defs, instance, second.cursor)  # idempotent
@@ -162,3 +162,27 @@ def test_bad_release_names_from_a_source_fail_loudly(tmp_path, instance):
     sensor, defs = make_defs(tmp_path, discover=lambda src: ["release v1"])
     with pytest.raises(Exception, match="invalid lcb_release partition key 'release v1'"):
         tick(sensor, defs, instance, None)
+
+
+def test_a_hub_revision_change_is_a_new_release(tmp_path, instance):
+    """The hub repo's commit changes with the same file names (a fixed test case): the newest release is a new
+    release at that commit, `release_v1-rev<sha12>`, registered and fetched once."""
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    revision = {"sha": "a" * 40}
+    sensor, defs = make_defs(tmp_path, revision_of=lambda source: revision["sha"])
+    first = tick(sensor, defs, instance, None)
+    assert [r.partition_key for r in first.run_requests] == ["release_v1"]
+    materialize_partition(instance, "lcb_problems", "release_v1")
+    second = tick(sensor, defs, instance, first.cursor)
+    assert second.run_requests == [] and json.loads(second.cursor)["revision"] == "a" * 40
+
+    revision["sha"] = "b" * 40
+    third = tick(sensor, defs, instance, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["release_v1-rev" + "b" * 12]
+    assert [r.partition_keys for r in third.dynamic_partitions_requests] == [["release_v1-rev" + "b" * 12]]
+    assert isinstance(tick(sensor, defs, instance, third.cursor), dg.SkipReason)  # once
+
+    (tmp_path / "test2.jsonl").write_text("{}\n")  # a new file with a new commit: the new release, plainly
+    revision["sha"] = "c" * 40
+    fourth = tick(sensor, defs, instance, third.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == ["release_v2"]

@@ -4,6 +4,8 @@ Each tick that is due (every tick, or with `cron` once a cron time has passed si
 schedule that drives discovery in production):
 1. lists the releases the configured source holds (`discover_releases`);
 2. for each release it has not seen: registers the `lcb_release` partition and requests `lcb_problems[release]`.
+   A hub repo whose commit changed with no new file counts as a new release too: the newest one at that commit,
+   `release_vN-rev<sha12>` (`releases.revision_release`).
 
 Evaluation is not requested here. Once a release's problems are written, it is the newest `lcb_problems` partition
 that the generations assets read (`LastPartitionMapping`), and their automation condition
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from valley_assets.generation.releases import discover_releases
+from valley_assets.generation.releases import discover_releases, revision_release, source_revision
 from valley_assets.partitions import lcb_release_partitions, validate_release_key
 
 RELEASE_TAG = "valley/lcb_release"
@@ -38,6 +40,7 @@ class ReleaseCursor:
     pending: list[str] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     checked_at: float | None = None  # when the source was last listed (seconds since the epoch)
+    revision: str | None = None  # the hub commit the source was at then (None: a folder)
 
     @classmethod
     def parse(cls, raw: str | None) -> ReleaseCursor:
@@ -45,12 +48,14 @@ class ReleaseCursor:
             return cls()
         try:
             data = json.loads(raw)
-            return cls(pending=list(data["pending"]), done=list(data["done"]), checked_at=data.get("checked_at"))
+            return cls(pending=list(data["pending"]), done=list(data["done"]), checked_at=data.get("checked_at"),
+                       revision=data.get("revision"))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"release sensor cursor is not {{'pending': [...], 'done': [...]}}: {raw!r}") from exc
 
     def serialize(self) -> str:
-        return json.dumps({"pending": self.pending, "done": self.done, "checked_at": self.checked_at})
+        return json.dumps({"pending": self.pending, "done": self.done, "checked_at": self.checked_at,
+                           "revision": self.revision})
 
     @property
     def seen(self) -> set[str]:
@@ -73,10 +78,17 @@ def plan_tick(
     problems_materialized: Iterable[str],
     backfill_existing: bool,
     now: float | None = None,
+    revision: str | None = None,
 ) -> TickPlan:
+    """`revision`: the hub commit the source is at now. When it differs from the last listing's and no new file
+    came with it, the newest release is a new release at that commit (`revision_release`)."""
     first_tick = not cursor.seen
     materialized = set(problems_materialized)
-    new = [r for r in dict.fromkeys(discovered) if r not in cursor.seen]
+    discovered = list(dict.fromkeys(discovered))
+    if (revision is not None and cursor.revision is not None and revision != cursor.revision and discovered
+            and discovered[-1] in cursor.seen):
+        discovered.append(revision_release(discovered[-1], revision))
+    new = [r for r in discovered if r not in cursor.seen]
     skipped = new[:-1] if first_tick and not backfill_existing else []
     accepted = [r for r in new if r not in skipped]
     to_request = [r for r in accepted if r not in materialized]  # problems already written are not fetched again
@@ -86,6 +98,7 @@ def plan_tick(
         pending=[r for r in pending if r not in written],
         done=cursor.done + skipped + written,
         checked_at=cursor.checked_at if now is None else now,
+        revision=cursor.revision if revision is None else revision,
     )
     return TickPlan(problems_requests=to_request, skipped=skipped, cursor=new_cursor)
 
@@ -122,15 +135,18 @@ def build_release_sensor(
     cron: str | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     discover: Callable[[str], list[str]] | None = None,
+    revision_of: Callable[[str], str | None] | None = None,
 ) -> dg.SensorDefinition:
     """The release sensor (see the module docstring).
 
     `problems_job`: the job that materializes `problems_asset` (`lcb_problems`), partitioned by `release_partitions`.
     `cron`: list the source only once a cron time (UTC) has passed since the last listing (None: every tick).
     `discover(source)`: release lister; defaults to `discover_releases(source, prefix=release_prefix)`.
+    `revision_of(source)`: the hub commit the source is at (None for a folder); defaults to `source_revision`.
     """
     problems_key = dg.AssetKey.from_coercible(problems_asset)
     discover = discover or (lambda src: discover_releases(src, prefix=release_prefix))
+    revision_of = revision_of or source_revision
     problems_job_name = _job_name(problems_job)
     schedule = f" on cron '{cron}' (UTC)" if cron else ""
 
@@ -157,7 +173,8 @@ def build_release_sensor(
             return dg.SensorResult(cursor=plan.cursor.serialize())
         discovered = [validate_release_key(r) for r in discover(source)]
         plan = plan_tick(discovered, cursor, problems_materialized=materialized,
-                         backfill_existing=backfill_existing, now=now)
+                         backfill_existing=backfill_existing, now=now, revision=revision_of(source))
+        discovered = list(dict.fromkeys([*discovered, *plan.problems_requests, *plan.skipped]))
         registered = set(instance.get_dynamic_partitions(release_partitions.name))
         handled_now = set(plan.problems_requests) | set(plan.skipped)
         to_register = [r for r in dict.fromkeys(discovered) if r in handled_now and r not in registered]
@@ -172,8 +189,8 @@ def build_release_sensor(
         ]
         if plan.skipped:
             context.log.info(f"first tick: registered {plan.skipped} without fetching them (backfill_existing=False)")
-        if not run_requests and not to_register and (plan.cursor.pending, plan.cursor.done) == (
-                cursor.pending, cursor.done):
+        if not run_requests and not to_register and (plan.cursor.pending, plan.cursor.done, plan.cursor.revision) == (
+                cursor.pending, cursor.done, cursor.revision):
             # The listing time is still recorded (the cron counts from it), without a run or a partition to add.
             return dg.SensorResult(cursor=plan.cursor.serialize()) if cron else dg.SkipReason(
                 f"no new releases in {source} (known: {sorted(cursor.seen)}); waiting on problems for "
