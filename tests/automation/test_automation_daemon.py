@@ -50,6 +50,8 @@ CONFIG = {
     "ablation": {"base_data_size": "1k", "rows": {"easy": 4, "hard": 4, "correct": 4, "incorrect": 4}},
     "analysis": {"bootstrap_samples": 50},
     "automation": {"release_check_interval_s": 30, "condition_interval_s": 10},
+    # LiveCodeBench's layout: test.jsonl (the demo's held-out problems) .. test6.jsonl, release_v6 = all six files.
+    "benchmark": {"releases": ["release_v6"]},
 }
 # Two runs at a time on this 2-core machine; the queue is polled every second.
 DAGSTER_YAML = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
@@ -147,6 +149,8 @@ def home(tmp_path_factory):
     cfg = load_study_config(PROFILES_DIR / "demo.yaml", overrides={**CONFIG, "storage_root": str(store)})
     config_path = tmp / "study.yaml"
     config_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    for number in range(2, 7):  # test.jsonl is the demo's own, written when the benchmark resource starts
+        write_release_file(store / "lcb_source", f"test{number}.jsonl", number, n=1)
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
     try:
         run_study(build_definitions(cfg), cfg, instance, log=lambda m: None)
@@ -161,12 +165,19 @@ def serve(dagster_dev, home):
     return dagster_dev(home.dagster_home, home.tmp / f"dagster_dev.{home.restarts}.log", env=home.env)
 
 
-def drop_release(store: Path, name: str, n: int = 2) -> None:
-    """A new LCB-style release file: a few held-out problems under new ids, published atomically."""
-    source = store / "lcb_source"
-    rows = [json.loads(line) for line in (source / "test.jsonl").read_text().splitlines()[:n]]
+def write_release_file(source: Path, name: str, number: int, n: int) -> None:
+    """An LCB-style release file of `n` stdin problems (a + b * number), published atomically (write, rename)."""
+    rows = []
+    for i in range(n):
+        tests = json.dumps([{"input": f"{i} 2\n", "output": f"{i + 2 * number}\n", "testtype": "stdin"}])
+        rows.append({"question_id": f"lcb-{number}-{i}", "question_title": f"release {number} #{i}",
+                     "question_content": f"Read two integers a and b and print a + {number} * b. (set {number}.{i})",
+                     "platform": "atcoder", "contest_date": f"2025-0{min(number, 9)}-01T00:00:00",
+                     "starter_code": "", "difficulty": "easy", "public_test_cases": tests,
+                     "private_test_cases": "[]", "metadata": "{}"})
+    source.mkdir(parents=True, exist_ok=True)
     tmp = source / f".{name}.tmp"
-    tmp.write_text("".join(json.dumps({**r, "question_id": r["question_id"] + "-r7"}) + "\n" for r in rows))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     os.replace(tmp, source / name)
 
 
@@ -176,10 +187,10 @@ def new_release(dagster_dev, home):
     with serve(dagster_dev, home) as server:
         assert server.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
         wait_for("the release sensor's first tick", lambda: any(
-            "release_v1" in (t["cursor"] or "") for t in ticks(server, "lcb_release_sensor")), server, 180)
+            "release_v6" in (t["cursor"] or "") for t in ticks(server, "lcb_release_sensor")), server, 180)
         wait_for("two automation ticks", lambda: len(ticks(server, AUTOMATION_SENSOR)) >= 2, server, 120)
         assert automation_runs(server) == []  # a built home: nothing to do
-        drop_release(home.store, "test7.jsonl")
+        write_release_file(home.store / "lcb_source", "test7.jsonl", 7, n=2)
 
         def everything_scored():
             no_failed_runs(server)

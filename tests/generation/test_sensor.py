@@ -96,8 +96,11 @@ def test_first_tick_fetches_only_the_newest_release_unless_backfilling(tmp_path,
     for name in ("test.jsonl", "test2.jsonl", "test3.jsonl"):
         (tmp_path / name).write_text("{}\n")
     sensor, defs = make_defs(tmp_path)
+    instance.add_dynamic_partitions("lcb_release", ["release_v2"])  # a profile's release, registered at start-up
     result = tick(sensor, defs, instance, None)
-    assert result.dynamic_partitions_requests[0].partition_keys == ["release_v1", "release_v2", "release_v3"]
+    # the older ones are not registered: the newest stays the last registered release (LastPartitionMapping)
+    assert result.dynamic_partitions_requests[0].partition_keys == ["release_v3"]
+    assert instance.get_dynamic_partitions("lcb_release") == ["release_v2", "release_v3"]
     assert [r.partition_key for r in result.run_requests] == ["release_v3"]
     cursor = json.loads(result.cursor)
     assert (cursor["pending"], cursor["done"]) == (["release_v3"], ["release_v1", "release_v2"])

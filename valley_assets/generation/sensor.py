@@ -16,8 +16,8 @@ The cursor (JSON) holds `pending` (problems requested, not yet written), `done` 
 for the cron), so nothing is requested twice; a release whose problems are already materialized is not fetched
 again (a fresh cursor on a home the demo built redoes nothing), and every run request carries a `run_key`, which
 Dagster de-duplicates per sensor as a second guard. On the very first tick, with `backfill_existing=False`
-(default), only the newest release is fetched: the older ones are registered (selectable in the UI) and marked
-done, so that switching the sensor on does not evaluate the whole history on the GPUs.
+(default), only the newest release is fetched: the older ones are marked done (not registered, so that the newest
+stays the last registered release), so that switching the sensor on does not evaluate the whole history on the GPUs.
 """
 
 from __future__ import annotations
@@ -176,8 +176,10 @@ def build_release_sensor(
                          backfill_existing=backfill_existing, now=now, revision=revision_of(source))
         discovered = list(dict.fromkeys([*discovered, *plan.problems_requests, *plan.skipped]))
         registered = set(instance.get_dynamic_partitions(release_partitions.name))
-        handled_now = set(plan.problems_requests) | set(plan.skipped)
-        to_register = [r for r in dict.fromkeys(discovered) if r in handled_now and r not in registered]
+        # Skipped (older) releases are not registered: the generations read the *last* registered release
+        # (`LastPartitionMapping`), and a profile's release_v6 registered before release_v1..v5 would make release_v5
+        # the "newest". Register one by hand (UI: add partition) to evaluate it with `evaluate_checkpoints`.
+        to_register = [r for r in dict.fromkeys(discovered) if r in plan.problems_requests and r not in registered]
         run_requests = [
             dg.RunRequest(
                 run_key=f"lcb_problems:{release}",
@@ -188,7 +190,8 @@ def build_release_sensor(
             for release in plan.problems_requests
         ]
         if plan.skipped:
-            context.log.info(f"first tick: registered {plan.skipped} without fetching them (backfill_existing=False)")
+            context.log.info(f"first tick: left {plan.skipped} alone, only the newest is fetched "
+                             "(backfill_existing=False)")
         if not run_requests and not to_register and (plan.cursor.pending, plan.cursor.done, plan.cursor.revision) == (
                 cursor.pending, cursor.done, cursor.revision):
             # The listing time is still recorded (the cron counts from it), without a run or a partition to add.
