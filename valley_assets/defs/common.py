@@ -43,18 +43,22 @@ def on_new_inputs(*, checkpoint: str | None = None) -> dg.AutomationCondition:
     requested = (dg.AutomationCondition.newly_requested()
                  | dg.AutomationCondition.initial_evaluation()).with_label("requested")
     not_by_this_run = ~dg.AutomationCondition.executed_with_root_target()
-    updated = dg.AutomationCondition.any_deps_updated()
+    newly_updated = (dg.AutomationCondition.newly_updated() & not_by_this_run).with_label("newly_updated_without_root")
+    updated = dg.AutomationCondition.any_deps_match(newly_updated)
     if checkpoint:
         model_changed = dg.AutomationCondition.any_deps_match(
-            (dg.AutomationCondition.data_version_changed() & not_by_this_run)
-            | dg.AutomationCondition.will_be_requested()).allow(dg.AssetSelection.assets(checkpoint))
+            dg.AutomationCondition.data_version_changed() & not_by_this_run).allow(dg.AssetSelection.assets(checkpoint))
         updated = (updated.ignore(dg.AssetSelection.assets(checkpoint)) | model_changed).with_label(
             f"new problems or a changed {checkpoint}")
+    # An input requested on this same tick (generations for the scores): one run does both. Not latched like the
+    # updates: latched, it outlived the request it was part of and asked for a second scoring (seen under the daemon).
+    bundled = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested()).with_label(
+        "input requested now")
     # A new partition (a data size added) is handled once it is requested or materialized, as in `eager()`: a UI
     # backfill that materializes it must not be followed by a second run.
     handled = (requested | dg.AutomationCondition.newly_updated()).with_label("handled")
     return (
-        (dg.AutomationCondition.newly_missing().since(handled) | updated.since(requested))
+        (dg.AutomationCondition.newly_missing().since(handled) | updated.since(requested) | bundled)
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
@@ -76,11 +80,15 @@ def on_new_scores(*, only: Sequence[str] = ()) -> dg.AutomationCondition:
     (the ablation table follows the ablation scores, not the main ones: a study without ablations has none)."""
     requested = (dg.AutomationCondition.newly_requested()
                  | dg.AutomationCondition.initial_evaluation()).with_label("requested")
-    updated = dg.AutomationCondition.any_deps_updated()
+    newly_updated = (dg.AutomationCondition.newly_updated()
+                     & ~dg.AutomationCondition.executed_with_root_target()).with_label("newly_updated_without_root")
+    updated = dg.AutomationCondition.any_deps_match(newly_updated)
+    bundled = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
     if only:
         updated = updated.allow(dg.AssetSelection.assets(*only))
+        bundled = bundled.allow(dg.AssetSelection.assets(*only))
     return (
-        updated.since(requested)
+        (updated.since(requested) | bundled)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label("on_new_scores")
