@@ -33,12 +33,30 @@ def test_windows_are_validated_with_the_field_named():
         BenchmarkConfig(source="lcb", releases=["release_v6"], date_windows=[{"start": "2025-01-01",
                                                                                 "end": "2024-01-01"}])
     cfg = BenchmarkConfig(source="lcb", releases=["release_v6"], date_windows=[{"start": "2024-10-01"}])
-    assert cfg.scoring_windows() == [(None, None), ("2024-10-01", None)]
+    assert cfg.scoring_windows() == [("all", None, None), ("2024-10-01..", "2024-10-01", None)]
+    with pytest.raises(ValueError, match="takes no start"):
+        BenchmarkConfig(source="lcb", releases=["release_v6"],
+                        date_windows=[{"after_student_cutoff": True, "start": "2024-01-01"}])
+
+
+def test_after_cutoff_is_a_window_per_student():
+    """"After each student's cutoff": one label for every student, each student's own start (the day after)."""
+    windows = {"date_windows": [{"start": "2024-10-01"}, {"after_student_cutoff": True}]}
+    with pytest.raises(ValueError, match=r"students \['tiny-qwen2'\] have no `cutoff`"):
+        load_study_config(overrides={"benchmark": windows})
+    students = [{"name": "tiny-qwen2", "model": "demo:tiny-qwen2", "recipe": "demo-tiny", "cutoff": "2024-09-30"}]
+    cfg = load_study_config(overrides={"benchmark": windows, "students": students})
+    assert cfg.benchmark.scoring_windows(cfg.student("tiny-qwen2").cutoff) == [
+        ("all", None, None), ("2024-10-01..", "2024-10-01", None), ("after_cutoff", "2024-10-01", None)]
+    with pytest.raises(ValueError, match="not an ISO date"):
+        load_study_config(overrides={"students": [{**students[0], "cutoff": "Sept 2024"}]})
 
 
 def test_lcb_scores_report_pass_at_1_per_window(tmp_path):
-    cfg = load_study_config(overrides={"storage_root": str(tmp_path / "study"),
-                                       "benchmark": {"date_windows": [{"start": "2024-10-01"}]}})
+    students = [{"name": STUDENT, "model": "demo:tiny-qwen2", "recipe": "demo-tiny", "cutoff": "2024-12-31"}]
+    cfg = load_study_config(overrides={"storage_root": str(tmp_path / "study"), "students": students,
+                                       "benchmark": {"date_windows": [{"start": "2024-10-01"},
+                                                                      {"after_student_cutoff": True}]}})
     storage = StudyStorage(cfg.resolved_storage_root())
     release = "release_v1"
     # Two problems before the window, solved; two inside it, one solved and one not.
@@ -71,6 +89,8 @@ def test_lcb_scores_report_pass_at_1_per_window(tmp_path):
     by_window = json.loads(json.dumps(result.metadata["pass@1_by_date_window"].value))
     assert by_window["all"]["value"] == pytest.approx(0.75) and by_window["all"]["n_problems"] == 4
     assert by_window["2024-10-01.."]["value"] == pytest.approx(0.5) and by_window["2024-10-01.."]["n_problems"] == 2
+    # after this student's cutoff (2024-12-31): new-2 only, unsolved
+    assert by_window["after_cutoff"]["value"] == 0.0 and by_window["after_cutoff"]["n_problems"] == 1
     rows = storage.read_parquet("scores", "runs", storage.names("scores", "runs")[0])
     windowed = rows.filter((rows["date_window"] == "2024-10-01..") & (rows["metric"] == "pass@1"))
     assert windowed.filter(windowed["difficulty"] == "all")["value"].to_list() == [pytest.approx(0.5)]

@@ -27,6 +27,7 @@ DEFS = REPO / "valley_assets" / "defs"
 EXPECTED = {
     ("training_problems",): "problems/training.jsonl",
     ("lcb_problems", "release_v6"): "lcb/release_v6/problems.jsonl",
+    ("pool_overlap", "release_v6"): "lcb/release_v6/pool_overlap.json",
     ("lcb_source",): "lcb_source",
     ("teacher_traces",): "traces/teacher_traces",
     ("extra_teacher_traces",): "traces/extra_teacher_traces",

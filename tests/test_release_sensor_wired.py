@@ -1,5 +1,6 @@
 """The release sensor of the real code location: a new test2.jsonl in the demo's benchmark folder registers
-release_v2, requests its problems, then one evaluation per materialized checkpoint, and nothing twice."""
+release_v2 and requests its problems, nothing twice; evaluation is left to the assets' automation conditions
+(tests/automation/test_automation_daemon.py)."""
 
 import json
 
@@ -33,15 +34,10 @@ def test_new_release_is_noticed_once(tmp_path):
     assert [r.partition_key for r in first.run_requests] == ["release_v1"]
     assert any("release_v1" in str(req) for req in first.dynamic_partitions_requests)
     instance.add_dynamic_partitions("lcb_release", ["release_v1"])  # what Dagster does with that request
-    # pretend release_v1's problems and one checkpoint are materialized
+    # pretend release_v1's problems are materialized
     instance.report_runless_asset_event(dg.AssetMaterialization("lcb_problems", partition="release_v1"))
-    instance.add_dynamic_partitions("data_size", ["1k"])
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        "sft_checkpoint", partition=dg.MultiPartitionKey({"data_size": "1k", "student": "tiny-qwen2"})))
     second = tick(first.cursor)
-    assert [(r.job_name, r.partition_key) for r in second.run_requests] == [("evaluate_checkpoints", "1k|tiny-qwen2")]
-    assert second.run_requests[0].run_config["ops"]["lcb_scores"]["config"]["release"] == "release_v1"
-
+    assert second.run_requests == []  # evaluation: valley_automation, from the generations' condition
     (source / "test2.jsonl").write_text(json.dumps(_problem("q2")) + "\n")
     third = tick(second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["release_v2"]

@@ -29,6 +29,21 @@ class StudentSpec(_Strict):
     model: str = Field(description="hub id or local folder; 'demo:tiny-qwen2' is built by the demo world")
     recipe: str = Field(description="training recipe name (valley_assets/training/recipes) or a YAML path; its "
                                     "max_length is the student's token budget, for the pool filter and for SFT")
+    cutoff: str | None = Field(
+        default=None, description="the base model's training-data cutoff (ISO date): a date window with "
+                                  "`after_student_cutoff` scores this student on the contests after it")
+
+    @field_validator("cutoff")
+    @classmethod
+    def _iso_cutoff(cls, v: str | None) -> str | None:
+        from datetime import date
+
+        if v is not None:
+            try:
+                date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"students: cutoff {v!r} is not an ISO date (YYYY-MM-DD)") from None
+        return v
 
     @field_validator("name")
     @classmethod
@@ -77,16 +92,42 @@ class PoolConfig(_Strict):
         description="word n-gram length of the decontamination overlap test; null = exact normalised text only")
 
 
+AFTER_CUTOFF = "after_cutoff"  # date_window label of the per-student window after each student's cutoff
+
+
 class DateWindow(_Strict):
     """Problems whose contest_date falls in [start, end] (ISO dates, both inclusive, either side open): LiveCodeBench
     is read per window after a model's cutoff, which is how its leaderboard avoids contamination."""
 
     start: str | None = None
     end: str | None = None
+    after_student_cutoff: bool = Field(
+        default=False, description="per student: contests after that student's `cutoff` (up to `end`, if set); "
+                                   "rows carry date_window 'after_cutoff' (or 'after_cutoff..<end>')")
+
+    @property
+    def label(self) -> str:
+        if self.after_student_cutoff:
+            return AFTER_CUTOFF + (f"..{self.end}" if self.end else "")
+        return f"{self.start or ''}..{self.end or ''}"
+
+    def bounds(self, cutoff: str | None) -> tuple[str | None, str | None]:
+        """(start, end), both inclusive; an after-cutoff window starts the day after `cutoff`."""
+        if not self.after_student_cutoff:
+            return self.start, self.end
+        from datetime import date, timedelta
+
+        if cutoff is None:
+            raise ValueError(f"date window {self.label!r} needs the student's `cutoff`")
+        return (date.fromisoformat(cutoff) + timedelta(days=1)).isoformat(), self.end
 
     @model_validator(mode="after")
     def _iso_dates(self) -> DateWindow:
         from datetime import date
+
+        if self.after_student_cutoff and self.start is not None:
+            raise ValueError("benchmark.date_windows: an after_student_cutoff window takes no start (it starts "
+                             "after each student's cutoff)")
 
         for side in ("start", "end"):
             value = getattr(self, side)
@@ -95,7 +136,7 @@ class DateWindow(_Strict):
                     date.fromisoformat(value)
                 except ValueError:
                     raise ValueError(f"benchmark.date_windows: {side} {value!r} is not an ISO date (YYYY-MM-DD)") from None
-        if self.start is None and self.end is None:
+        if self.start is None and self.end is None and not self.after_student_cutoff:
             raise ValueError("benchmark.date_windows: a window needs a start or an end (all problems are always scored)")
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"benchmark.date_windows: start {self.start} is after end {self.end}")
@@ -112,9 +153,10 @@ class BenchmarkConfig(_Strict):
         default_factory=list, description="contest-date windows scored besides all problems (scores table rows with "
                                           "date_window '<start>..<end>')")
 
-    def scoring_windows(self) -> list[tuple[str | None, str | None]]:
-        """All problems first, then each configured window, as `science.metrics.score_rows` takes them."""
-        return [(None, None), *((w.start, w.end) for w in self.date_windows)]
+    def scoring_windows(self, cutoff: str | None = None) -> list[tuple[str, str | None, str | None]]:
+        """(label, start, end) of all problems first, then each configured window, as
+        `science.metrics.score_rows` takes them; `cutoff`: the scored student's (after-cutoff windows)."""
+        return [("all", None, None), *((w.label, *w.bounds(cutoff)) for w in self.date_windows)]
 
     @field_validator("releases")
     @classmethod
@@ -392,9 +434,28 @@ class AnalysisConfig(_Strict):
 
 
 class AutomationConfig(_Strict):
-    release_check_interval_s: int = Field(default=86400, ge=30, description="how often the release sensor looks")
+    """What the daemon does by itself (README "What happens by itself")."""
+
+    release_check_interval_s: int = Field(default=86400, ge=30, description="how often the release sensor ticks")
+    release_check_cron: str | None = Field(
+        default=None, description="cron (UTC) of release discovery, e.g. '0 6 * * *' daily: a tick lists the source "
+                                  "only once a cron time passed since its last listing; null: every tick")
     release_sensor_running: bool = Field(default=True, description="start the release sensor with the daemon")
-    backfill_existing_releases: bool = False
+    backfill_existing_releases: bool = Field(
+        default=False, description="first tick: fetch the problems of every release found, not only the newest")
+    conditions_running: bool = Field(
+        default=True, description="start `valley_automation` (the evaluation and analysis assets' automation "
+                                  "conditions: new checkpoints and new releases are scored, the report refreshed)")
+    condition_interval_s: int = Field(default=30, ge=5, description="how often the automation conditions are evaluated")
+
+    @field_validator("release_check_cron")
+    @classmethod
+    def _valid_cron(cls, v: str | None) -> str | None:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if v is not None and not is_valid_cron_string(v):
+            raise ValueError(f"automation.release_check_cron: {v!r} is not a cron string (e.g. '0 6 * * *')")
+        return v
 
 
 class StudyConfig(_Strict):
@@ -423,6 +484,15 @@ class StudyConfig(_Strict):
     @model_validator(mode="after")
     def _evaluation_gpus_fit_the_backend(self) -> StudyConfig:
         self.launch.generation_gpus(self.evaluation.backend, self.evaluation.tensor_parallel_size)
+        return self
+
+    @model_validator(mode="after")
+    def _cutoffs_for_cutoff_windows(self) -> StudyConfig:
+        if any(w.after_student_cutoff for w in self.benchmark.date_windows):
+            missing = [s.name for s in self.students if s.cutoff is None]
+            if missing:
+                raise ValueError(f"benchmark.date_windows has an after_student_cutoff window, but students {missing} "
+                                 "have no `cutoff` (ISO date)")
         return self
 
     @model_validator(mode="after")

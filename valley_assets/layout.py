@@ -127,6 +127,10 @@ class StudyLayout:
     def lcb_problems(self, release: str) -> StoredPath:
         return self._at("lcb", release, "problems.jsonl")
 
+    def pool_overlap(self, release: str) -> StoredPath:
+        """Which of the release's problems the training pool overlaps (written by each scoring on that release)."""
+        return self._at("lcb", release, "pool_overlap.json")
+
     def lcb_source(self) -> StoredPath:
         """The demo's LiveCodeBench-style folder of `test*.jsonl` files (one release per file)."""
         return self._at("lcb_source")

@@ -114,3 +114,35 @@ def test_the_report_depends_on_the_curve_and_the_ablation_report(tmp_path):
         "layout": StudyLayoutResource(root=str(tmp_path))}).get_repository_def().asset_graph
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("valley_report")).parent_keys}
     assert parents == {"valley_curve", "ablation_report"}
+
+
+def test_curve_and_report_carry_pass_at_1_per_date_window(tmp_path):
+    """The profile's windows (a fixed one and "after each student's cutoff") on the curve and in the report, with
+    bootstrap intervals: the later half of the problems is dated after both, and every one of them solved."""
+    students = [{"name": STUDENT, "model": "demo:tiny-qwen2", "recipe": "demo-tiny", "cutoff": "2024-12-31"}]
+    cfg = load_study_config(PROFILES_DIR / "demo.yaml", overrides={
+        "storage_root": str(tmp_path / "store"), "students": students, "analysis": {"bootstrap_samples": 40},
+        "benchmark": {"date_windows": [{"start": "2024-10-01"}, {"after_student_cutoff": True}]}})
+    storage = storage_for(cfg)
+    main = exact_rows(STUDENT, {"0": 0.3, "1k": 0.1}, n_problems=20, n=10, release=RELEASE, rows=None)
+    for row in main:
+        if int(row["question_id"][1:]) >= 12:  # 8 problems from February 2025, all solved
+            row |= {"contest_date": "2025-02-01", "c": row["n"]}
+    _write_scores(storage, main, "main", "2025-03-01T00:00:00+0000")
+
+    meta = _materialize(cfg, "valley_curve")
+    windows = storage.read_json("reports", "valley_curve.json")["windows"]
+    assert {(w["window"], w["data_size"]) for w in windows} == {
+        (label, size) for label in ("2024-10-01..", "after_cutoff") for size in ("0", "1k")}
+    for w in windows:
+        assert (w["pass@1"], w["problems"], tuple(w["pass@1 CI"])) == (1.0, 8, (1.0, 1.0)), w
+        assert w["from"] in ("2024-10-01", "2025-01-01")  # the day after the student's cutoff
+    assert "after_cutoff" in meta["pass@1_by_window"].value
+    overall = {p["data_size"]: p["pass@1"] for p in storage.read_json("reports", "valley_curve.json")["points"]}
+    assert overall["1k"] < 1.0  # the windows are not the whole release
+
+    _materialize(cfg, "valley_report")
+    page = storage.local_path("reports", "valley_report.html").read_text()
+    assert "pass@1 per contest-date window" in _sections(page)
+    section = page.split("<h2>pass@1 per contest-date window</h2>", 1)[1].split("</section>", 1)[0]
+    assert section.count("<td>after_cutoff</td>") == 2 and section.count("<td>2024-10-01..</td>") == 2

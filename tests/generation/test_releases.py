@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 
 from valley_assets.generation.releases import (
@@ -5,6 +7,9 @@ from valley_assets.generation.releases import (
     is_hub_source,
     release_file_number,
     releases_from_filenames,
+    revision_release,
+    source_revision,
+    split_revision,
 )
 
 
@@ -36,9 +41,15 @@ def test_folder_source_grows_as_files_appear(tmp_path):
 
 
 class FakeHfApi:
-    def __init__(self, files):
-        self.files = files
+    """Stands in for huggingface_hub.HfApi (no network here): the two calls the release code makes."""
+
+    def __init__(self, files, sha="0123456789abcdef0123456789abcdef01234567"):
+        self.files, self.sha = files, sha
         self.calls = []
+
+    def dataset_info(self, repo_id):
+        self.calls.append(("dataset_info", repo_id))
+        return SimpleNamespace(sha=self.sha)
 
     def list_repo_files(self, repo_id, *, repo_type=None, revision=None):
         self.calls.append((repo_id, repo_type, revision))
@@ -60,3 +71,23 @@ def test_source_kind():
     assert not is_hub_source("/data/lcb") and not is_hub_source("s3://bucket/lcb") and not is_hub_source("./lcb")
     with pytest.raises(ValueError, match="release source"):
         discover_releases("")
+
+
+def test_hub_revision_keys():
+    api = FakeHfApi(["test.jsonl"])
+    assert source_revision("livecodebench/code_generation_lite", hf_api=api) == api.sha
+    assert api.calls == [("dataset_info", "livecodebench/code_generation_lite")]
+    assert source_revision("/data/lcb") is None  # a folder: new releases are new files only
+    key = revision_release("release_v6", api.sha)
+    assert key == "release_v6-rev0123456789ab" and split_revision(key) == ("release_v6", "0123456789ab")
+    assert split_revision("release_v6") == ("release_v6", None)
+    with pytest.raises(ValueError, match="not a commit sha"):
+        revision_release("release_v6", "main")
+
+
+def test_a_revision_key_on_a_folder_source_is_refused(tmp_path):
+    from valley_assets.data.lcb import load_lcb
+
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="names hub commit '0123456789ab', but the source .* is a folder"):
+        load_lcb(str(tmp_path), release="release_v1-rev0123456789ab")

@@ -5,52 +5,22 @@ import json
 import dagster as dg
 import pytest
 
-from valley_assets.generation.sensor import (
-    RELEASE_TAG,
-    ReleaseCursor,
-    build_release_sensor,
-    plan_tick,
-    release_run_config,
-)
+from valley_assets.generation.sensor import RELEASE_TAG, ReleaseCursor, build_release_sensor, next_check, plan_tick
 
-data_size = dg.DynamicPartitionsDefinition(name="data_size")
-student = dg.StaticPartitionsDefinition(["tiny-qwen2", "tiny-llama"])
-checkpoints = dg.MultiPartitionsDefinition({"data_size": data_size, "student": student})
 lcb_release = dg.DynamicPartitionsDefinition(name="lcb_release")
-
-
-class ReleaseConfig(dg.Config):
-    release: str
 
 
 @dg.asset(partitions_def=lcb_release)
 def lcb_problems() -> None: ...
 
 
-@dg.asset(partitions_def=checkpoints)
-def checkpoint() -> None: ...
-
-
-@dg.asset(partitions_def=checkpoints, deps=[checkpoint])
-def generations(config: ReleaseConfig) -> None: ...
-
-
-@dg.asset(partitions_def=checkpoints, deps=[generations])
-def scores(config: ReleaseConfig) -> None: ...
-
-
-evaluate_job = dg.define_asset_job("evaluate", selection=[generations, scores], partitions_def=checkpoints)
 problems_job = dg.define_asset_job("lcb_problems_job", selection=[lcb_problems], partitions_def=lcb_release)
 
 
 def make_defs(source, **kw):
-    sensor = build_release_sensor(
-        source=str(source), job=evaluate_job, problems_job=problems_job, problems_asset="lcb_problems",
-        checkpoint_assets=["checkpoint"], release_partitions=lcb_release,
-        run_config_for_release=lambda r: release_run_config(["generations", "scores"], r), **kw,
-    )
-    return sensor, dg.Definitions(assets=[lcb_problems, checkpoint, generations, scores],
-                                  jobs=[evaluate_job, problems_job], sensors=[sensor])
+    sensor = build_release_sensor(source=str(source), problems_job=problems_job, problems_asset="lcb_problems",
+                                  release_partitions=lcb_release, **kw)
+    return sensor, dg.Definitions(assets=[lcb_problems], jobs=[problems_job], sensors=[sensor])
 
 
 def materialize_partition(instance, key, partition):
@@ -74,13 +44,10 @@ def tick(sensor, defs, instance, cursor):
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:
-        inst.add_dynamic_partitions("data_size", ["0", "1k"])
-        for size, name in (("0", "tiny-qwen2"), ("1k", "tiny-qwen2"), ("1k", "tiny-llama")):
-            materialize_partition(inst, "checkpoint", dg.MultiPartitionKey({"data_size": size, "student": name}))
         yield inst
 
 
-def test_new_release_registers_fetches_problems_then_evaluates_every_checkpoint_once(tmp_path, instance):
+def test_new_release_is_registered_and_its_problems_fetched_once(tmp_path, instance):
     (tmp_path / "test.jsonl").write_text("{}\n")
     sensor, defs = make_defs(tmp_path)
 
@@ -96,15 +63,10 @@ def test_new_release_registers_fetches_problems_then_evaluates_every_checkpoint_
 
     materialize_partition(instance, "lcb_problems", "release_v1")
     second = tick(sensor, defs, instance, first.cursor)
-    assert second.dynamic_partitions_requests == []
-    assert sorted(r.partition_key for r in second.run_requests) == ["0|tiny-qwen2", "1k|tiny-llama",
-                                                                    "1k|tiny-qwen2"]
-    for r in second.run_requests:
-        assert r.job_name == "evaluate" and r.tags[RELEASE_TAG] == "release_v1"
-        assert r.run_config == {"ops": {"generations": {"config": {"release": "release_v1"}},
-                                        "scores": {"config": {"release": "release_v1"}}}}
-    assert len({r.run_key for r in second.run_requests}) == 3
-    assert json.loads(second.cursor) == {"pending": [], "done": ["release_v1"]}
+    # Evaluation is not the sensor's: the generations' automation condition follows the newest problems.
+    assert second.run_requests == [] and second.dynamic_partitions_requests == []
+    assert {k: v for k, v in json.loads(second.cursor).items() if k in ("pending", "done")} == {
+        "pending": [], "done": ["release_v1"]}
 
     again = tick(sensor, defs, instance, second.cursor)  # idempotent
     assert isinstance(again, dg.SkipReason)
@@ -115,34 +77,33 @@ def test_new_release_registers_fetches_problems_then_evaluates_every_checkpoint_
     assert [(r.job_name, r.partition_key) for r in third.run_requests] == [("lcb_problems_job", "release_v2")]
 
 
-def test_run_requests_resolve_against_the_jobs(tmp_path, instance):
-    """The daemon's own checks: partition keys and run config are valid for the target jobs."""
+def test_run_requests_resolve_against_the_job(tmp_path, instance):
+    """The daemon's own checks: partition keys are valid for the target job, which runs."""
     (tmp_path / "test.jsonl").write_text("{}\n")
     instance.add_dynamic_partitions("lcb_release", ["release_v1"])
-    materialize_partition(instance, "lcb_problems", "release_v1")
     sensor, defs = make_defs(tmp_path)
     ctx = dg.build_sensor_context(instance=instance, cursor=None, definitions=defs)
-    # The daemon's path: run requests resolved and checked against the sensor's target jobs, with the instance
-    # available for dynamic partition keys as the daemon provides it.
     with dg.partition_loading_context(dynamic_partitions_store=instance):
         data = sensor.evaluate_tick(ctx)
-    assert data.run_requests and not data.dynamic_partitions_requests  # already registered
-    evals = [r for r in data.run_requests if r.job_name == "evaluate"]
-    assert len(evals) == 3
-    job = defs.resolve_job_def("evaluate")
-    for r in evals:
-        run = job.execute_in_process(instance=instance, partition_key=r.partition_key, run_config=r.run_config)
-        assert run.success
+    [request] = data.run_requests
+    assert not data.dynamic_partitions_requests  # already registered
+    run = defs.resolve_job_def("lcb_problems_job").execute_in_process(instance=instance,
+                                                                       partition_key=request.partition_key)
+    assert run.success
 
 
-def test_first_tick_evaluates_only_the_newest_release_unless_backfilling(tmp_path, instance):
+def test_first_tick_fetches_only_the_newest_release_unless_backfilling(tmp_path, instance):
     for name in ("test.jsonl", "test2.jsonl", "test3.jsonl"):
         (tmp_path / name).write_text("{}\n")
     sensor, defs = make_defs(tmp_path)
+    instance.add_dynamic_partitions("lcb_release", ["release_v2"])  # a profile's release, registered at start-up
     result = tick(sensor, defs, instance, None)
-    assert result.dynamic_partitions_requests[0].partition_keys == ["release_v1", "release_v2", "release_v3"]
+    # the older ones are not registered: the newest stays the last registered release (LastPartitionMapping)
+    assert result.dynamic_partitions_requests[0].partition_keys == ["release_v3"]
+    assert instance.get_dynamic_partitions("lcb_release") == ["release_v2", "release_v3"]
     assert [r.partition_key for r in result.run_requests] == ["release_v3"]
-    assert json.loads(result.cursor) == {"pending": ["release_v3"], "done": ["release_v1", "release_v2"]}
+    cursor = json.loads(result.cursor)
+    assert (cursor["pending"], cursor["done"]) == (["release_v3"], ["release_v1", "release_v2"])
 
     with dg.instance_for_test() as fresh:
         sensor, defs = make_defs(tmp_path, backfill_existing=True)
@@ -155,38 +116,76 @@ def test_a_fresh_cursor_on_a_built_home_redoes_nothing(tmp_path, instance):
     (tmp_path / "test.jsonl").write_text("{}\n")
     instance.add_dynamic_partitions("lcb_release", ["release_v1"])
     materialize_partition(instance, "lcb_problems", "release_v1")
-    done = dg.MultiPartitionKey({"data_size": "0", "student": "tiny-qwen2"})
-    half = dg.MultiPartitionKey({"data_size": "1k", "student": "tiny-qwen2"})  # generated, never scored
-    for key, partitions in (("generations", [done, half]), ("scores", [done])):
-        for p in partitions:
-            instance.report_runless_asset_event(dg.AssetMaterialization(
-                asset_key=key, partition=p, metadata={"release": "release_v1"}))
-    instance.report_runless_asset_event(dg.AssetMaterialization(  # scored on another release only
-        asset_key="scores", partition=half, metadata={"release": "release_v0"}))
-    sensor, defs = make_defs(tmp_path, evaluated_assets=["generations", "scores"])
-
+    sensor, defs = make_defs(tmp_path)
     first = tick(sensor, defs, instance, None)
-    assert all(r.job_name == "evaluate" for r in first.run_requests)  # problems are not fetched again
-    assert sorted(r.partition_key for r in first.run_requests) == ["1k|tiny-llama", "1k|tiny-qwen2"]
-    assert json.loads(first.cursor) == {"pending": [], "done": ["release_v1"]}
+    assert first.run_requests == [] and first.dynamic_partitions_requests == []
+    assert json.loads(first.cursor)["done"] == ["release_v1"]
     assert isinstance(tick(sensor, defs, instance, first.cursor), dg.SkipReason)
 
 
 def test_plan_tick_and_cursor():
     plan = plan_tick(["r1", "r2"], ReleaseCursor(pending=["r1"], done=[]), problems_materialized={"r1"},
-                     checkpoint_partitions=["b", "a", "a"], backfill_existing=False)
+                     backfill_existing=False, now=5.0)
     assert plan.problems_requests == ["r2"] and plan.skipped == []
-    assert plan.evaluations == [("r1", "a"), ("r1", "b")]
-    assert plan.cursor == ReleaseCursor(pending=["r2"], done=["r1"])
-    plan = plan_tick(["r1"], ReleaseCursor(), problems_materialized={"r1"}, checkpoint_partitions=["a", "b"],
-                     backfill_existing=False, evaluated=[("r1", "a"), ("r0", "b")])
-    assert plan.problems_requests == [] and plan.evaluations == [("r1", "b")]
+    assert plan.cursor == ReleaseCursor(pending=["r2"], done=["r1"], checked_at=5.0)
     assert ReleaseCursor.parse(plan.cursor.serialize()) == plan.cursor
+    assert ReleaseCursor.parse('{"pending": [], "done": ["r1"]}') == ReleaseCursor(done=["r1"])  # older cursors
     with pytest.raises(ValueError, match="release sensor cursor"):
         ReleaseCursor.parse("[1]")
+
+
+def test_cron_drives_the_listing(tmp_path, instance):
+    """`automation.release_check_cron`: a tick lists the source only once a cron time passed since the last
+    listing; between two, a new file waits for the next cron time."""
+    day = 86400.0
+    monday_0700 = 1_700_000_000 - (1_700_000_000 % day) + 7 * 3600  # 07:00 UTC on some day
+    assert next_check("0 6 * * *", monday_0700) == monday_0700 - 3600 + day  # 06:00 the next day
+    assert next_check(None, monday_0700) is None and next_check("0 6 * * *", None) is None
+
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    listed: list[str] = []
+
+    def discover(source):
+        listed.append(source)
+        return sorted(f"release_v{p.stem[4:] or 1}" for p in tmp_path.glob("test*.jsonl"))
+
+    sensor, defs = make_defs(tmp_path, cron="0 6 * * *", discover=discover)
+    first = tick(sensor, defs, instance, None)  # never listed: list now
+    assert [r.partition_key for r in first.run_requests] == ["release_v1"] and len(listed) == 1
+    (tmp_path / "test2.jsonl").write_text("{}\n")
+    second = tick(sensor, defs, instance, first.cursor)  # the next 06:00 has not come
+    assert isinstance(second, dg.SkipReason) and "next listing" in second.skip_message and len(listed) == 1
+
+    yesterday = json.loads(first.cursor) | {"checked_at": json.loads(first.cursor)["checked_at"] - day}
+    third = tick(sensor, defs, instance, json.dumps(yesterday))  # a 06:00 passed since: listed again
+    assert len(listed) == 2 and [r.partition_key for r in third.run_requests] == ["release_v2"]
 
 
 def test_bad_release_names_from_a_source_fail_loudly(tmp_path, instance):
     sensor, defs = make_defs(tmp_path, discover=lambda src: ["release v1"])
     with pytest.raises(Exception, match="invalid lcb_release partition key 'release v1'"):
         tick(sensor, defs, instance, None)
+
+
+def test_a_hub_revision_change_is_a_new_release(tmp_path, instance):
+    """The hub repo's commit changes with the same file names (a fixed test case): the newest release is a new
+    release at that commit, `release_v1-rev<sha12>`, registered and fetched once."""
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    revision = {"sha": "a" * 40}
+    sensor, defs = make_defs(tmp_path, revision_of=lambda source: revision["sha"])
+    first = tick(sensor, defs, instance, None)
+    assert [r.partition_key for r in first.run_requests] == ["release_v1"]
+    materialize_partition(instance, "lcb_problems", "release_v1")
+    second = tick(sensor, defs, instance, first.cursor)
+    assert second.run_requests == [] and json.loads(second.cursor)["revision"] == "a" * 40
+
+    revision["sha"] = "b" * 40
+    third = tick(sensor, defs, instance, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["release_v1-rev" + "b" * 12]
+    assert [r.partition_keys for r in third.dynamic_partitions_requests] == [["release_v1-rev" + "b" * 12]]
+    assert isinstance(tick(sensor, defs, instance, third.cursor), dg.SkipReason)  # once
+
+    (tmp_path / "test2.jsonl").write_text("{}\n")  # a new file with a new commit: the new release, plainly
+    revision["sha"] = "c" * 40
+    fourth = tick(sensor, defs, instance, third.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == ["release_v2"]

@@ -224,7 +224,7 @@ def score_on_a_pod(storage_root: str, hub_lcb: str, sync_interval_s: float):
     return evaluation.score(context, evaluation=cfg.evaluation, benchmark=cfg.benchmark,
                             grader=GraderResource(backend="process", timeout_s=6.0, workers=1, memory_mb=512),
                             layout=StudyLayout(storage_root), student=g["student"], data_size=g["data_size"],
-                            arm=g["arm"], release=g["release"])
+                            arm=g["arm"], release=g["release"], pool_ngram=cfg.pool.ngram)
 
 
 def test_grading_resumes_on_a_new_pod_from_the_s3_log(hub, moto_s3_env: MotoS3, tmp_path, monkeypatch):  # noqa: F811

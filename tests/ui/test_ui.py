@@ -6,7 +6,8 @@ that has a curve), then:
 - the browser sees the asset graph with every stage, the `valley_curve` page with its plot image loaded, the shared
   HTML report opening from its file with no network, and the backfill page of a new data size;
 - a new LiveCodeBench release file dropped into the benchmark source, with no further action, makes the daemon's
-  `lcb_release_sensor` register `release_v2`, fetch its problems and score every checkpoint on it (issue 6);
+  `lcb_release_sensor` register `release_v2` and fetch its problems, and `valley_automation` (the evaluation assets'
+  automation conditions) score every checkpoint on it (issue 6, issue J);
 - a new data size added and backfilled through the UI's GraphQL (`addDynamicPartition`, `launchPartitionBackfill`)
   completes under the daemon, with its checkpoint's provenance manifest.
 
@@ -34,6 +35,7 @@ from dagster._core.instance.ref import InstanceRef
 from valley_assets.analysis import MANIFEST_NAME, external_references, verify_data_files
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.definitions import build_definitions
+from valley_assets.defs.automation import AUTOMATION_SENSOR
 from valley_assets.generation.sensor import RELEASE_TAG
 from valley_assets.study_runner import STAGES, run_study
 
@@ -341,7 +343,7 @@ def test_new_release_is_scored_for_every_checkpoint(server, home, release_v2_pro
     assert problem_runs <= {r["runId"] for r in sensor_runs if r["jobName"] == "fetch_lcb_release"}
 
     def evaluated():
-        runs = runs_tagged(server, {RELEASE_TAG: NEW_RELEASE, "dagster/sensor_name": "lcb_release_sensor"})
+        runs = runs_tagged(server, {"dagster/sensor_name": AUTOMATION_SENSOR})
         fail_on_failed_runs(server, runs)
         succeeded = {r["runId"] for r in runs if r["status"] == "SUCCESS"}
         scored = scores_on(server, NEW_RELEASE)
@@ -350,14 +352,11 @@ def test_new_release_is_scored_for_every_checkpoint(server, home, release_v2_pro
 
     scored = wait_for(f"lcb_scores on {NEW_RELEASE} for {sorted(server.checkpoints_before_drop)}", evaluated, server,
                       timeout_s=300)
-    by_run = {r["runId"]: r for r in runs_tagged(server, {RELEASE_TAG: NEW_RELEASE})}
+    by_run = {r["runId"]: r for r in runs_tagged(server, {"dagster/sensor_name": AUTOMATION_SENSOR})}
     for checkpoint in server.checkpoints_before_drop:
         run = by_run[scored[checkpoint]]
-        assert (run["jobName"], run["status"]) == ("evaluate_checkpoints", "SUCCESS")
-        assert run["tags"]["dagster/sensor_name"] == "lcb_release_sensor"
-        assert run["tags"]["dagster/partition"] == checkpoint
-    evaluated_keys = [r["tags"]["dagster/partition"] for r in by_run.values() if r["jobName"] == "evaluate_checkpoints"
-                      and r["tags"].get("dagster/sensor_name") == "lcb_release_sensor"]
+        assert run["status"] == "SUCCESS" and run["tags"]["dagster/partition"] == checkpoint
+    evaluated_keys = [r["tags"]["dagster/partition"] for r in by_run.values() if "dagster/partition" in r["tags"]]
     assert len(evaluated_keys) == len(set(evaluated_keys))  # one request per checkpoint, none repeated
     table = pl.concat([pl.read_parquet(f) for f in (home.store / "scores" / "runs").glob("*.parquet")],
                       how="diagonal_relaxed")

@@ -16,6 +16,7 @@ from valley_assets.analysis.curves import (
     fit_valley,
     log_linear_slope,
     valley_curves,
+    window_table_rows,
 )
 from valley_assets.analysis.plots import plot_difficulty, plot_rates, plot_valley
 from valley_assets.analysis.provenance import (
@@ -67,5 +68,6 @@ __all__ = [
     "to_markdown_table",
     "valley_curves",
     "verify_data_files",
+    "window_table_rows",
     "write_manifest",
 ]

@@ -133,6 +133,7 @@ def render_html_report(
     scores: TableLike | None = None,
     notes: Iterable[str] = (),
     generated_at: dt.datetime | None = None,
+    windows: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The full report as one HTML string: curve figures, fit and point tables, ablation, scores, provenance."""
     if not curves:
@@ -162,6 +163,12 @@ def render_html_report(
         )
     )
     parts.append(_section("Points", to_html_table(curve_table_rows(curves))))
+    if windows:
+        parts.append(_section(
+            "pass@1 per contest-date window",
+            to_html_table(windows) + '<p class="note">The points above over the problems of each window only '
+            "(contest dates inclusive; <code>after_cutoff</code> starts the day after each student's cutoff), "
+            "with the same bootstrap intervals over problems.</p>"))
     parts.append(
         _section("Completion and think-tag rates", _figure(plot_rates(curves), "completion and think-tag rates"))
     )

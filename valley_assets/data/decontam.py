@@ -90,3 +90,20 @@ class ContaminationIndex:
         if ids:
             return ContaminationHit(f"{self.ngram}-gram", tuple(sorted(ids)))
         return None
+
+
+def release_overlap(problems: Iterable[dict], pool_questions: Iterable[str], *, ngram: int | None = 13) -> dict:
+    """Which of a release's problems the training pool overlaps, by the rule the pool was decontaminated with.
+
+    The pool is decontaminated against the releases known when it was built; a release published later is checked
+    here, when it is scored. Returns `{"rule", "n_pool_questions", "n_overlapping", "question_ids"}` (ids sorted).
+    """
+    index = ContaminationIndex(problems, ngram=ngram)
+    overlapping: set[str] = set()
+    questions = set(pool_questions)
+    for question in questions:
+        hit = index.match(question)
+        if hit is not None:
+            overlapping.update(hit.question_ids)
+    return {"rule": "exact" if ngram is None else f"exact or {ngram}-gram", "n_pool_questions": len(questions),
+            "n_overlapping": len(overlapping), "question_ids": sorted(overlapping)}

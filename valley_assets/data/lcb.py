@@ -157,6 +157,13 @@ def load_lcb(source: str = LCB_HUB_ID, *, release: str = "release_v6", start_dat
     `start_date` / `end_date` bound contest_date (inclusive, by day); `difficulties` keeps only those levels.
     Records are sorted by (contest_date, question_id).
     """
+    from valley_assets.generation.releases import is_hub_source, split_revision
+
+    release, pinned = split_revision(release)  # `release_v6-rev<sha>`: the release as published at that commit
+    if pinned is not None:
+        if not is_hub_source(source):
+            raise ValueError(f"release key names hub commit {pinned!r}, but the source {source!r} is a folder")
+        revision = pinned
     try:
         files = release_files(release, available_versions=source_versions(source, revision=revision, hf_api=hf_api))
     except FileNotFoundError as error:

@@ -19,7 +19,7 @@ import polars as pl
 from valley_assets import analysis
 from valley_assets import partitions as P
 from valley_assets.config import StudyConfig
-from valley_assets.defs.common import json_meta, resolve_release
+from valley_assets.defs.common import json_meta, on_new_scores, resolve_release
 from valley_assets.layout import MAIN_ARM, StudyLayout
 
 IDENTITY = ["student", "data_size", "arm", "release", "prompt_id"]
@@ -89,6 +89,19 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             main, rows_by_data_size={k: P.data_size_rows(k, rows_per_k) for k in sizes}, release=release,
             prompt_id=prompt_id, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
 
+    # The profile's date windows, per student (an after-cutoff window starts at each student's own cutoff).
+    windows_by_student = {s.name: cfg.benchmark.scoring_windows(s.cutoff)[1:] for s in cfg.students}
+
+    def window_rows(per_problem: pl.DataFrame, release: str) -> list[dict]:
+        main = per_problem.filter((pl.col("arm") == MAIN_ARM) & (pl.col("release") == release)
+                                  & (pl.col("prompt_id") == prompt_id))
+        if main.height == 0 or not any(windows_by_student.values()):
+            return []
+        return analysis.window_table_rows(
+            main, windows_by_student, rows_by_data_size={k: P.data_size_rows(k, rows_per_k)
+                                                         for k in set(main["data_size"].to_list())},
+            release=release, prompt_id=prompt_id, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
+
     def arm_report(per_problem: pl.DataFrame, release: str):
         arms = per_problem.filter(pl.col("arm").is_in(list(P.ABLATION_ARMS)) & (pl.col("release") == release)
                                   & (pl.col("prompt_id") == prompt_id))
@@ -96,7 +109,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             return None
         return analysis.ablation_report(arms, n_boot=analysis_cfg.bootstrap_samples, seed=analysis_cfg.seed)
 
-    @dg.asset(group_name="analysis", deps=["lcb_scores"], kinds={"matplotlib"})
+    @dg.asset(group_name="analysis", deps=["lcb_scores"], kinds={"matplotlib"},
+              automation_condition=on_new_scores())
     def valley_curve(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
                      layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """pass@1, completion rate and think-tag rate against data size per student, base model included; valley
@@ -110,9 +124,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         points = analysis.curve_table_rows(curves)
         fits = analysis.fit_table_rows(curves)
         layout.valley_curve_png().write_bytes(png)
-        layout.valley_curve_json().write_json({"release": release, "points": points, "fits": fits})
+        windows = window_rows(per_problem, release)
+        layout.valley_curve_json().write_json({"release": release, "points": points, "fits": fits,
+                                               "windows": windows})
         return dg.MaterializeResult(metadata={
             "release": release,
+            "pass@1_by_window": dg.MetadataValue.md(analysis.to_markdown_table(windows) if windows
+                                                    else "_no date windows in the profile_"),
             "plot": png_metadata(png),
             "rates_plot": png_metadata(analysis.plot_rates(curves)),
             "table": dg.MetadataValue.md(analysis.to_markdown_table(points)),
@@ -120,7 +138,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             "points": json_meta(points),
         })
 
-    @dg.asset(group_name="analysis", deps=["ablation_scores", "lcb_scores"], kinds={"matplotlib"})
+    @dg.asset(group_name="analysis", deps=["ablation_scores", "lcb_scores"], kinds={"matplotlib"},
+              automation_condition=on_new_scores(only=["ablation_scores"]))
     def ablation_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
                         layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """Easy vs hard and correct vs incorrect: paired deltas with bootstrap intervals over problems."""
@@ -139,7 +158,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
             "deltas": json_meta(rows),
         })
 
-    @dg.asset(group_name="analysis", deps=[valley_curve, ablation_report], kinds={"html"})
+    @dg.asset(group_name="analysis", deps=[valley_curve, ablation_report], kinds={"html"},
+              automation_condition=on_new_scores())
     def valley_report(context: dg.AssetExecutionContext, config: AnalysisRunConfig,
                       layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """The shareable HTML report of one release (the curve's): curves, fit, rates, per-difficulty, the ablation
@@ -153,7 +173,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         html = analysis.render_html_report(
             curves=curves, ablation=ablation, scores=analysis.latest_scores(read_table(layout, "runs")),
             provenance=checkpoint_provenance_summary(layout, per_problem.filter(pl.col("release") == release)),
-            notes=[f"profile {profile}; rows per 1k = {rows_per_k}"])
+            notes=[f"profile {profile}; rows per 1k = {rows_per_k}"], windows=window_rows(per_problem, release))
         path = layout.report_html().write_bytes(html.encode())
         return dg.MaterializeResult(metadata={"release": release, "report_path": path,
                                               "has_ablation": ablation is not None})

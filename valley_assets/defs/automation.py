@@ -1,5 +1,15 @@
-"""Automation: jobs for the stages users launch together, and the sensor that re-evaluates every checkpoint when
-LiveCodeBench publishes a new release (checked daily in production)."""
+"""Automation: what the daemon does by itself (README "What happens by itself").
+
+- `lcb_release_sensor` lists the benchmark source (every tick, or on the profile's `automation.release_check_cron`),
+  registers each new release and fetches its problems.
+- `valley_automation` evaluates the automation conditions of the evaluation and analysis assets
+  (`defs.common.on_new_inputs` / `on_new_scores`): a new release's problems, or a newly trained checkpoint (main or
+  ablation), make the generations and then the scores of each affected checkpoint run once, on the newest release;
+  new scores refresh the curve, the ablation table and the report. Its cursor lives in the instance, so a daemon
+  restart neither loses nor repeats a request.
+- jobs for the stages users launch together (`evaluate_checkpoints` with a `release` in the run config re-scores an
+  older release).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,11 @@ import dagster as dg
 from valley_assets import partitions as P
 from valley_assets.config import StudyConfig
 from valley_assets.defs.common import layout_for
-from valley_assets.generation.sensor import build_release_sensor, release_run_config
+from valley_assets.generation.sensor import build_release_sensor
+
+AUTOMATION_SENSOR = "valley_automation"
+AUTOMATED_ASSETS = ("lcb_generations", "lcb_scores", "ablation_generations", "ablation_scores",
+                    "valley_curve", "ablation_report", "valley_report")
 
 
 def benchmark_source(cfg: StudyConfig) -> str:
@@ -16,6 +30,10 @@ def benchmark_source(cfg: StudyConfig) -> str:
     if cfg.benchmark.source == "demo":
         return layout_for(cfg).lcb_source().uri
     return cfg.benchmark.lcb
+
+
+def _status(running: bool) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -34,15 +52,23 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         partitions_def=P.lcb_release_partitions)
     release_sensor = build_release_sensor(
         source=benchmark_source(cfg),
-        job=evaluate_checkpoints,
         problems_job=fetch_release,
         problems_asset="lcb_problems",
-        checkpoint_assets=["sft_checkpoint"],
-        evaluated_assets=["lcb_generations", "lcb_scores"],  # both record the release they ran on
-        run_config_for_release=lambda release: release_run_config(["lcb_generations", "lcb_scores"], release),
         backfill_existing=cfg.automation.backfill_existing_releases,
         minimum_interval_seconds=cfg.automation.release_check_interval_s,
-        default_status=(dg.DefaultSensorStatus.RUNNING if cfg.automation.release_sensor_running
-                        else dg.DefaultSensorStatus.STOPPED),
+        cron=cfg.automation.release_check_cron,
+        default_status=_status(cfg.automation.release_sensor_running),
     )
-    return dg.Definitions(jobs=[evaluate_checkpoints, train_and_evaluate, fetch_release], sensors=[release_sensor])
+    conditions = dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR,
+        target=dg.AssetSelection.assets(*AUTOMATED_ASSETS),
+        minimum_interval_seconds=cfg.automation.condition_interval_s,
+        default_status=_status(cfg.automation.conditions_running),
+        # One run per checkpoint partition, tagged with it, as a UI launch would be (not one backfill per tick):
+        # each is queued on the GPU pool on its own and shows up under the partition's runs.
+        emit_backfills=False,
+        description="New checkpoints and new releases get generations and scores on the newest release, once; new "
+                    "scores refresh the analysis (the assets' automation conditions).",
+    )
+    return dg.Definitions(jobs=[evaluate_checkpoints, train_and_evaluate, fetch_release],
+                          sensors=[release_sensor, conditions])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -16,6 +18,80 @@ from valley_assets.layout import StudyLayout
 # coordinator's tag limits cannot do this: asset tags never become run tags. Limit: dagster.yaml `concurrency: pools:`
 # or `dagster instance concurrency set valley-gpu N` (k8s/README.md).
 GPU_POOL = "valley-gpu"
+
+# Bump when the code of a training or evaluation step changes what it produces (recipe handling, prompts, grading
+# rules): every `config_version` changes, and the UI shows those assets' materializations as stale.
+ASSET_CODE_VERSION = "j1"
+
+
+def on_new_inputs(*, checkpoint: str | None = None) -> dg.AutomationCondition:
+    """Generations and scores (main and ablation): requested once each time an input changes, by the
+    `valley_automation` sensor (defs/automation.py).
+
+    Dagster's `eager()`, with two differences:
+    - its input trigger is cleared when the asset is *requested*, not when it is *updated*. A generations run resolves its
+      release when it starts; with `eager()`, a release landing while a run on the previous release is in progress
+      is "handled" by that run's materialization and never evaluated. Here the trigger stays until a run is
+      requested after it, so that checkpoint gets the new release once the running one ends;
+    - `checkpoint` (the generations' model input) counts as changed only when its data version changes: the
+      training assets give the fingerprint of what the model was trained from, so re-materializing an unchanged
+      checkpoint (which trains nothing) does not re-generate and re-grade either.
+    Inputs: the checkpoint and the newest `lcb_problems` partition (a new release's problems written), for
+    generations; the generations, for scores. A partition waits while an input is missing (an untrained
+    checkpoint) or in progress.
+    """
+    requested = (dg.AutomationCondition.newly_requested()
+                 | dg.AutomationCondition.initial_evaluation()).with_label("requested")
+    not_by_this_run = ~dg.AutomationCondition.executed_with_root_target()
+    newly_updated = (dg.AutomationCondition.newly_updated() & not_by_this_run).with_label("newly_updated_without_root")
+    updated = dg.AutomationCondition.any_deps_match(newly_updated)
+    if checkpoint:
+        model_changed = dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.data_version_changed() & not_by_this_run).allow(dg.AssetSelection.assets(checkpoint))
+        updated = (updated.ignore(dg.AssetSelection.assets(checkpoint)) | model_changed).with_label(
+            f"new problems or a changed {checkpoint}")
+    # An input requested on this same tick (generations for the scores): one run does both. Not latched like the
+    # updates: latched, it outlived the request it was part of and asked for a second scoring (seen under the daemon).
+    bundled = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested()).with_label(
+        "input requested now")
+    # A new partition (a data size added) is handled once it is requested or materialized, as in `eager()`: a UI
+    # backfill that materializes it must not be followed by a second run.
+    handled = (requested | dg.AutomationCondition.newly_updated()).with_label("handled")
+    return (
+        (dg.AutomationCondition.newly_missing().since(handled) | updated.since(requested) | bundled)
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("on_new_inputs")
+
+
+def config_version(*parts) -> str:
+    """A `code_version` from the configuration an asset's result depends on (pydantic models or plain values) and
+    ASSET_CODE_VERSION: the UI marks its materializations stale when either changes (and only then)."""
+    blob = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts], sort_keys=True,
+                      default=str)
+    return f"{ASSET_CODE_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def on_new_scores(*, only: Sequence[str] = ()) -> dg.AutomationCondition:
+    """The analysis (curve, ablation table, report): refreshed once after scores change, when none are in progress.
+    Unlike `eager()` it does not wait for every partition of its inputs: a study whose 30k checkpoint is not
+    trained yet still gets its curve refreshed with the new release's scores. `only`: the inputs whose updates count
+    (the ablation table follows the ablation scores, not the main ones: a study without ablations has none)."""
+    requested = (dg.AutomationCondition.newly_requested()
+                 | dg.AutomationCondition.initial_evaluation()).with_label("requested")
+    newly_updated = (dg.AutomationCondition.newly_updated()
+                     & ~dg.AutomationCondition.executed_with_root_target()).with_label("newly_updated_without_root")
+    updated = dg.AutomationCondition.any_deps_match(newly_updated)
+    bundled = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+    if only:
+        updated = updated.allow(dg.AssetSelection.assets(*only))
+        bundled = bundled.allow(dg.AssetSelection.assets(*only))
+    return (
+        (updated.since(requested) | bundled)
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("on_new_scores")
 
 
 def layout_for(cfg: StudyConfig) -> StudyLayout:

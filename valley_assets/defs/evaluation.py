@@ -6,6 +6,7 @@ grades and scores live under their own path, so re-scoring on a new release neve
 """
 
 
+import io
 import time
 
 import dagster as dg
@@ -14,7 +15,8 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
-from valley_assets.defs.common import GPU_POOL, json_meta, resolve_release
+from valley_assets.data.decontam import release_overlap
+from valley_assets.defs.common import GPU_POOL, config_version, json_meta, on_new_inputs, resolve_release
 from valley_assets.defs.model_refs import checkpoint_model_ref
 from valley_assets.generation.params import GenerationParams
 from valley_assets.launch.base import Launcher
@@ -94,9 +96,24 @@ def generate(context, *, evaluation: EvaluationConfig, launch: LaunchConfig, lau
 GRADING_SYNC_INTERVAL_S = 30.0
 
 
+def pool_overlap(layout: StudyLayout, release: str, problems: list[dict], *, ngram: int | None) -> dict | None:
+    """The release's problems that the training pool overlaps (`data.decontam.release_overlap`, the pool's own
+    rule), written to `pool_overlap.json` beside the release's problems. The pool was decontaminated against the
+    releases known when it was built; a release published later may hold problems it trained on. None when no pool
+    is in storage (a base model scored before any data was built): the metadata says it was not checked."""
+    if not layout.pool().exists():
+        return None
+    questions = pl.read_parquet(io.BytesIO(layout.pool().read_bytes()), columns=["question"])["question"]
+    overlap = {"release": release, **release_overlap(problems, questions.to_list(), ngram=ngram)}
+    layout.pool_overlap(release).write_json(overlap)
+    return overlap
+
+
 def score(context, *, evaluation: EvaluationConfig, benchmark: BenchmarkConfig, grader: GraderResource,
-          layout: StudyLayout, student: str, data_size: str, arm: str, release: str) -> dg.MaterializeResult:
-    """Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten)."""
+          layout: StudyLayout, student: str, data_size: str, arm: str, release: str,
+          pool_ngram: int | None, cutoff: str | None = None) -> dg.MaterializeResult:
+    """`cutoff`: the student's training-data cutoff, for the profile's after-cutoff date window."""
+    # Grade the samples by execution, then per-problem counts and the score rows (appended, never overwritten).
     prompt_id = evaluation.prompt_id
     where = (student, data_size, arm, release, prompt_id)
     samples = layout.generations(*where).read_jsonl()
@@ -114,8 +131,10 @@ def score(context, *, evaluation: EvaluationConfig, benchmark: BenchmarkConfig, 
     scored_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     per_problem = [{**identity, **row, "scored_at": scored_at}
                    for row in metrics.per_problem_table(samples, grades, problems)]
+    overlap = pool_overlap(layout, release, problems, ngram=pool_ngram)
     rows = [{**identity, **row, "scored_at": scored_at}
-            for row in metrics.score_rows(per_problem, date_windows=benchmark.scoring_windows())]
+            for row in metrics.score_rows(per_problem, date_windows=benchmark.scoring_windows(cutoff),
+                                          contaminated=overlap["question_ids"] if overlap else None)]
     run_tag = f"{student}__{layout.eval_label(data_size, arm)}__{release}__{prompt_id}__{context.run.run_id[:8]}"
     # One file per scoring run: concurrent runs append without racing on a shared file.
     layout.scores_file("per_problem", run_tag).write_parquet(pl.DataFrame(per_problem))
@@ -134,10 +153,11 @@ def score(context, *, evaluation: EvaluationConfig, benchmark: BenchmarkConfig, 
         "pass@1_by_date_window": json_meta({r["date_window"]: {"value": r["value"], "stderr": r["stderr"],
                                                                "n_problems": r["n_problems"]}
                                             for r in rows if r["difficulty"] == "all" and r["metric"] == "pass@1"}),
+        **_overlap_metadata(overlap, rows),
         "grader": json_meta({k: grades.get(k) for k in ("backend", "isolation", "warning") if k in grades}),
         "grading_wall_s": round(time.time() - started, 2),
         "scores": dg.MetadataValue.md(md_table(
-            [r for r in rows if r["date_window"] == "all"],
+            [r for r in rows if r["date_window"] == metrics.ALL],
             ["difficulty", "metric", "value", "stderr", "n_problems", "n_samples"])),
     })
 
@@ -147,9 +167,15 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     ablations = P.ablation_partitions(cfg.student_names)
     evaluation, benchmark, launch = cfg.evaluation, cfg.benchmark, cfg.launch
     stage = cfg.ablation.base_data_size
+    # The UI marks samples/scores stale when what produced them changes (sampling, prompt; grading, windows).
+    generation_version = config_version(evaluation)
+    pool_ngram = cfg.pool.ngram
+    scoring_version = config_version(cfg.grading, benchmark.date_windows, evaluation.prompt_id, pool_ngram,
+                                     {s.name: s.cutoff for s in cfg.students})
 
     @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["sft_checkpoint", _newest_release_dep()],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
+              automation_condition=on_new_inputs(checkpoint="sft_checkpoint"), code_version=generation_version)
     def lcb_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
                         layout: dg.ResourceParam[StudyLayout],
                         launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
@@ -161,7 +187,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                           data_size=data_size, arm=MAIN_ARM, release=release)
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
-    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"], kinds={"docker"})
+    @dg.asset(partitions_def=checkpoints, group_name="evaluation", deps=["lcb_generations"], kinds={"docker"},
+              automation_condition=on_new_inputs(), code_version=scoring_version)
     def lcb_scores(context: dg.AssetExecutionContext, config: EvalRunConfig, layout: dg.ResourceParam[StudyLayout],
                    grader: GraderResource) -> dg.MaterializeResult:
         """pass@1 (unbiased over n), completion rate and think-tag rate, overall and per difficulty."""
@@ -170,10 +197,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                                   student=student, data_size=data_size, arm=MAIN_ARM,
                                   prompt_id=evaluation.prompt_id)
         return score(context, evaluation=evaluation, benchmark=benchmark, grader=grader, layout=layout,
-                     student=student, data_size=data_size, arm=MAIN_ARM, release=release)
+                     student=student, data_size=data_size, arm=MAIN_ARM, release=release, pool_ngram=pool_ngram,
+                     cutoff=cfg.student(student).cutoff)
 
     @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_checkpoint", _newest_release_dep()],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
+              automation_condition=on_new_inputs(checkpoint="ablation_checkpoint"),
+              code_version=generation_version)
     def ablation_generations(context: dg.AssetExecutionContext, config: EvalRunConfig,
                              layout: dg.ResourceParam[StudyLayout],
                              launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
@@ -185,7 +215,8 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                           data_size=stage, arm=arm, release=release)
         return dg.MaterializeResult(metadata=_generation_metadata(report))
 
-    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"], kinds={"docker"})
+    @dg.asset(partitions_def=ablations, group_name="evaluation", deps=["ablation_generations"], kinds={"docker"},
+              automation_condition=on_new_inputs(), code_version=scoring_version)
     def ablation_scores(context: dg.AssetExecutionContext, config: EvalRunConfig,
                         layout: dg.ResourceParam[StudyLayout], grader: GraderResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
@@ -193,9 +224,24 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         release = scoring_release(context, layout, config.release, generations_asset="ablation_generations",
                                   student=student, data_size=stage, arm=arm, prompt_id=evaluation.prompt_id)
         return score(context, evaluation=evaluation, benchmark=benchmark, grader=grader, layout=layout,
-                     student=student, data_size=stage, arm=arm, release=release)
+                     student=student, data_size=stage, arm=arm, release=release, pool_ngram=pool_ngram,
+                     cutoff=cfg.student(student).cutoff)
 
     return dg.Definitions(assets=[lcb_generations, lcb_scores, ablation_generations, ablation_scores])
+
+
+def _overlap_metadata(overlap: dict | None, rows: list[dict]) -> dict:
+    """The pool re-checked against this release: the problems it overlaps (count, ids), and pass@1 without them."""
+    if overlap is None:
+        return {"pool_overlap": "not checked: no pool.parquet in storage"}
+    clean = [r for r in rows if r["difficulty"] == metrics.ALL and r["metric"] == "pass@1"
+             and r["date_window"] == metrics.UNCONTAMINATED]
+    meta = {"pool_overlap_count": overlap["n_overlapping"], "pool_overlap_ids": json_meta(overlap["question_ids"]),
+            "pool_overlap_rule": overlap["rule"]}
+    if clean:  # absent when the pool overlaps every problem
+        meta |= {"pass@1_uncontaminated": clean[0]["value"], "pass@1_uncontaminated_stderr": clean[0]["stderr"],
+                 "n_problems_uncontaminated": clean[0]["n_problems"]}
+    return meta
 
 
 def _newest_release_dep() -> dg.AssetDep:

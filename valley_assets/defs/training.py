@@ -5,6 +5,7 @@ production); both run the same entrypoint, `valley_assets.training.sft`, which r
 """
 
 
+import hashlib
 import time
 
 import dagster as dg
@@ -13,7 +14,7 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis.provenance import provenance_manifest, write_manifest
 from valley_assets.config import LaunchConfig, StudentSpec, StudyConfig, TrackingConfig
-from valley_assets.defs.common import GPU_POOL, json_meta
+from valley_assets.defs.common import GPU_POOL, config_version, json_meta
 from valley_assets.defs.model_refs import base_model_ref, checkpoint_model_ref, is_demo_model
 from valley_assets.generation.prompts import build_messages
 from valley_assets.launch.base import Launcher
@@ -52,10 +53,20 @@ def run_sft(context, *, student: StudentSpec, prompt_id: str, launch: LaunchConf
         resume_from_checkpoint="auto",
         report_to=list(tracking.report_to),
     ).model_dump(mode="json")
-    report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
-                          gpus=launch.training_gpus, kind="training")
+    # Re-materializing a checkpoint whose recipe, base model and training data are unchanged launches no Job: the
+    # entrypoint would find the same finished model and train nothing, but only after a pod got its GPUs.
+    sft = SFTParams.model_validate(params)
+    fingerprint = sft.run_fingerprint()
+    finished = sft.finished_run(fingerprint)
+    if finished is not None:
+        context.log.info(f"{params['output_dir']} already holds the model trained from these inputs: no training")
+        report = {**finished, "skipped_already_complete": True}
+    else:
+        report = launcher.run(context, module=SFT_MODULE, params=params, name=run_name,
+                              gpus=launch.training_gpus, kind="training")
     # The entrypoint publishes the final model at the root of output_dir, `_COMPLETE` written last.
-    return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"]}
+    return {**report, "final_model_dir": params["output_dir"], "trained_recipe": params["recipe"],
+            "run_fingerprint": fingerprint}
 
 
 def build(cfg: StudyConfig) -> dg.Definitions:
@@ -64,6 +75,9 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     ablations = P.ablation_partitions(cfg.student_names)
     prompt_id, launch, tracking = cfg.evaluation.prompt_id, cfg.launch, cfg.tracking
     profile, data_seed, pool_seed = cfg.profile, cfg.data.seed, cfg.pool.seed
+    # What a checkpoint is trained with besides its data: each student's resolved recipe, the GPUs, the prompt.
+    training_version = config_version({s.name: [s.model, load_recipe(s.recipe).model_dump(mode="json")]
+                                       for s in cfg.students}, cfg.launch.training_gpus, cfg.evaluation.prompt_id)
 
     @dg.asset(partitions_def=students, group_name="training", deps=["training_problems", "teacher_traces"],
               kinds={"pytorch"})
@@ -96,7 +110,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
 
     @dg.asset(partitions_def=checkpoints, group_name="training",
               deps=["distill_subset", "student_base_model"],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL, code_version=training_version)
     def sft_checkpoint(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
                        launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """SFT of a student on one nested subset. `0` is the base model as is (the valley's starting point)."""
@@ -121,11 +135,13 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         provenance = write_checkpoint_provenance(layout, profile=profile, data_seed=data_seed, pool_seed=pool_seed,
                                                  launch=launch, arm=MAIN_ARM, manifest=manifest, data_files=data_files)
         layout.checkpoint_manifest(student, data_size).write_json(manifest)
-        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
+        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance},
+                                    data_version=model_version(report, base))
 
     @dg.asset(partitions_def=ablations, group_name="training",
               deps=["ablation_subset", dg.AssetDep("sft_checkpoint", partition_mapping=_stage_mapping(cfg))],
-              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL)
+              kinds={"pytorch"}, tags={"valley/gpu": "true"}, pool=GPU_POOL,
+              code_version=config_version(training_version, cfg.ablation.base_data_size))
     def ablation_checkpoint(context: dg.AssetExecutionContext, layout: dg.ResourceParam[StudyLayout],
                             launcher: dg.ResourceParam[Launcher]) -> dg.MaterializeResult:
         """Continue SFT from the stage checkpoint (`ablation.base_data_size`) on one ablation arm."""
@@ -144,9 +160,19 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         provenance = write_checkpoint_provenance(layout, profile=profile, data_seed=data_seed, pool_seed=pool_seed,
                                                  launch=launch, arm=arm, manifest=manifest, data_files=data_files)
         layout.checkpoint_manifest(student, stage, arm).write_json(manifest)
-        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance})
+        return dg.MaterializeResult(metadata={**_training_metadata(manifest), **provenance},
+                                    data_version=model_version(report, init))
 
     return dg.Definitions(assets=[student_base_model, sft_checkpoint, ablation_checkpoint])
+
+
+def model_version(report: dict, base: str) -> dg.DataVersion:
+    """The checkpoint's data version: what its model was trained from (the SFT run fingerprint: recipe, base model,
+    training file), or the base model itself for `0`. Unchanged when a re-materialization trains nothing, so the
+    evaluation's automation condition (`on_new_inputs`) does not re-generate."""
+    if report.get("run_fingerprint"):
+        return dg.DataVersion(report["run_fingerprint"])
+    return dg.DataVersion(hashlib.sha256(f"base:{base}".encode()).hexdigest())
 
 
 def _stage_mapping(cfg: StudyConfig) -> dg.PartitionMapping:
@@ -178,6 +204,13 @@ def write_checkpoint_provenance(layout: StudyLayout, *, profile: str, data_seed:
     A checkpoint with no data files is the base model as is: nothing trained, no recipe, no GPU time.
     """
     report = manifest.get("report") or {}
+    data_size = manifest.get("data_size") or manifest["stage"]
+    stored = layout.checkpoint_provenance(manifest["student"], data_size, arm)
+    if report.get("skipped_already_complete") and stored.exists():
+        # Nothing was trained: the manifest of the run that trained this model stays (its wall time, GPU-hours).
+        record = stored.read_json()
+        return {"provenance": json_meta(record), "provenance_path": stored.uri,
+                "git_revision": record["git"]["revision"], "gpu_hours": record["gpu_hours"]}
     trained = bool(data_files)
     seeds: dict[str, int] = {"data": data_seed}
     hyperparameters: dict = {}
@@ -193,7 +226,6 @@ def write_checkpoint_provenance(layout: StudyLayout, *, profile: str, data_seed:
         gpu_count=launch.training_gpus if trained else 0,
         extra={"profile": profile, "checkpoint": checkpoint,
                "training_summary": {k: report[k] for k in _SUMMARY_KEYS if k in report}})
-    data_size = manifest.get("data_size") or manifest["stage"]
     path = write_manifest(layout.checkpoint_dir(manifest["student"], data_size, arm).uri, record)
     return {"provenance": json_meta(record), "provenance_path": path, "git_revision": record["git"]["revision"],
             "gpu_hours": record["gpu_hours"]}
@@ -202,6 +234,8 @@ def write_checkpoint_provenance(layout: StudyLayout, *, profile: str, data_seed:
 def _training_metadata(manifest: dict) -> dict:
     report = manifest.get("report") or {}
     meta = {"model": manifest["model"], "wall_time_s": manifest["wall_time_s"]}
+    if report:
+        meta["training_launched"] = not report.get("skipped_already_complete", False)
     for key in ("final_loss", "train_loss_mean", "tokens_seen", "steps", "epochs", "examples",
                 "examples_dropped_too_long", "resumed_from_step", "world_size", "precision"):
         if key in report:

@@ -6,6 +6,10 @@ union of files 1..N, so it exists exactly when every one of those files exists.
 
 A source is either a folder (local path or fsspec URL, e.g. an object-store mirror of the dataset) or a Hugging Face
 dataset id, listed with `huggingface_hub.HfApi().list_repo_files`.
+
+A hub repo can also change its files in place (a fixed test case, a re-dated problem): a new commit with the same
+file names. The release sensor then registers the newest release again under a key that names the commit,
+`release_v6-rev<sha12>` (`revision_release`); `lcb_problems` of that key reads the files at that commit.
 """
 
 from __future__ import annotations
@@ -74,3 +78,32 @@ def discover_releases(
 ) -> list[str]:
     """Release keys (`release_v1`, …) that `source` holds, oldest first."""
     return releases_from_filenames(list_source_files(source, hf_api=hf_api, revision=revision), prefix=prefix)
+
+
+REVISION_SEP = "-rev"
+_REVISION_KEY_RE = re.compile(r"^(?P<release>.+)-rev(?P<revision>[0-9a-f]{7,40})$")
+
+
+def revision_release(release: str, revision: str) -> str:
+    """The key of `release` as published at hub commit `revision`: `release_v6-rev<first 12 hex digits>`."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", revision or ""):
+        raise ValueError(f"hub revision {revision!r} is not a commit sha (hex)")
+    return f"{release}{REVISION_SEP}{revision[:12]}"
+
+
+def split_revision(key: str) -> tuple[str, str | None]:
+    """`release_v6-rev0123abcd4567` -> (`release_v6`, `0123abcd4567`); a key without a revision -> (key, None)."""
+    m = _REVISION_KEY_RE.match(key)
+    return (m["release"], m["revision"]) if m else (key, None)
+
+
+def source_revision(source: str, *, hf_api=None) -> str | None:
+    """The commit sha a hub dataset repo is at now (`HfApi.dataset_info(...).sha`); None for a folder source, whose
+    new releases are new files only."""
+    if not is_hub_source(source):
+        return None
+    if hf_api is None:
+        from huggingface_hub import HfApi
+
+        hf_api = HfApi()
+    return hf_api.dataset_info(source.removeprefix(HUB_PREFIX)).sha

@@ -18,7 +18,7 @@ Rows for a (date window, difficulty) with no problems are left out rather than w
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
 from valley_assets.records import Sample, ScoreValues, check_rows
@@ -31,6 +31,7 @@ SAMPLE_FIELDS_READ = ("question_id", "sample_idx", "text", "finish_reason")
 
 METRICS = ("pass@1", "completion_rate", "think_rate")
 ALL = "all"
+UNCONTAMINATED = "uncontaminated"  # the date_window label of the scores over the problems the pool does not overlap
 
 
 def is_complete(sample: Mapping) -> bool:
@@ -164,20 +165,31 @@ def _metric_values(rows: Sequence[Mapping], metric: str) -> list[float]:
 
 
 def score_rows(
-    per_problem: Sequence[Mapping], *, date_windows: Sequence[tuple[str | None, str | None]] | None = None
+    per_problem: Sequence[Mapping], *,
+    date_windows: Sequence[tuple[str | None, str | None] | tuple[str, str | None, str | None]] | None = None,
+    contaminated: Collection[str] | None = None,
 ) -> list[ScoreValues]:
     """Scores-table rows without who and when (`ScoreValues`; the scoring asset adds student, data_size, arm,
     release and scored_at to make each a `ScoreRow`): for each prompt id × date window × difficulty
-    (all/easy/medium/hard) × metric: value, n_problems, n_samples, stderr, date_window label."""
-    windows = list(date_windows) if date_windows else [(None, None)]
+    (all/easy/medium/hard) × metric: value, n_problems, n_samples, stderr, date_window label.
+
+    `contaminated`: question ids of the release that overlap the training pool; given (even empty), the rows are
+    also computed over every problem but those, with the date_window label `uncontaminated`.
+    A window is `(start, end)`, labelled by `window_label`, or `(label, start, end)` (a per-student window named
+    the same for every student, such as `after_cutoff`)."""
+    windows = [w if len(w) == 3 else (window_label(w), *w) for w in (date_windows or [(None, None)])]
     by_prompt: dict[str, list[Mapping]] = defaultdict(list)
     for r in per_problem:
         by_prompt[r["prompt_id"]].append(r)
     out = []
     for prompt_id, rows in sorted(by_prompt.items()):
-        for window in windows:
-            label = window_label(window)
-            in_win = [r for r in rows if in_window(r["contest_date"], window, question_id=r["question_id"])]
+        problem_sets = [(label, [r for r in rows if in_window(r["contest_date"], (start, end),
+                                                              question_id=r["question_id"])])
+                        for label, start, end in windows]
+        if contaminated is not None:
+            excluded = set(contaminated)
+            problem_sets.append((UNCONTAMINATED, [r for r in rows if r["question_id"] not in excluded]))
+        for label, in_win in problem_sets:
             for difficulty in (ALL, *DIFFICULTIES):
                 group = in_win if difficulty == ALL else [r for r in in_win if r["difficulty"] == difficulty]
                 if not group:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from valley_assets.entrypoint import EntrypointParams
+from valley_assets.training import checkpoints as ckpt
 from valley_assets.training.recipe import BASE_KEY, Recipe, RecipeError, load_recipe
 
 # Trackers the entrypoint knows how to place; credentials and endpoints come only from the environment (the pod's
@@ -67,3 +68,16 @@ class SFTParams(EntrypointParams):
     @property
     def resume(self) -> bool:
         return self.resume_from_checkpoint == "auto"
+
+    def run_fingerprint(self) -> str:
+        """What a finished model in `output_dir` was trained from (recipe, base model, training file's sha256): the
+        entrypoint trains nothing when `output_dir` holds a complete model of this fingerprint, and the training
+        assets launch no Job then (`finished_run`)."""
+        return ckpt.run_fingerprint(self.recipe.model_dump(), self.base_model, ckpt.file_sha256(self.train_file))
+
+    def finished_run(self, fingerprint: str | None = None) -> dict | None:
+        """The summary of the finished model `output_dir` holds for exactly these inputs, or None."""
+        fingerprint = fingerprint or self.run_fingerprint()
+        if ckpt.is_complete_checkpoint(self.output_dir) and ckpt.read_run_fingerprint(self.output_dir) == fingerprint:
+            return ckpt.read_summary(self.output_dir)
+        return None

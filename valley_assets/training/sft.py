@@ -109,11 +109,8 @@ def train(params: SFTParams, session: EntrypointSession) -> dict[str, Any]:
     )
 
     # 1. Is this exact run already done? Otherwise make output_dir ours (state from other inputs is deleted).
-    fingerprint = ckpt.run_fingerprint(
-        recipe.model_dump(), params.base_model, ckpt.file_sha256(params.train_file)
-    )
-    if ckpt.is_complete_checkpoint(output_dir) and ckpt.read_run_fingerprint(output_dir) == fingerprint:
-        summary = ckpt.read_summary(output_dir)
+    fingerprint = params.run_fingerprint()
+    if (summary := params.finished_run(fingerprint)) is not None:
         session.log(f"{output_dir} already holds the finished model for these inputs; nothing to train")
         return {**summary, "skipped_already_complete": True}
     if global_rank() == 0:
