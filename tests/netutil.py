@@ -7,10 +7,12 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
@@ -64,3 +66,31 @@ def wait_for_code_location(graphql: Callable[..., dict], *, check_alive: Callabl
         if time.time() > deadline:
             raise RuntimeError(f"the code location did not load in {timeout_s:.0f}s:\n{log_tail()}")
         time.sleep(1)
+
+
+@contextmanager
+def connection_trap(host: str = "127.0.0.1") -> Iterator[tuple[int, list]]:
+    """A listening socket on `host` that records every connection made to it while the block runs; yields its port
+    and the list of accepted connections (containment tests assert it stays empty)."""
+    server = socket.socket()
+    server.bind((host, 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    connections: list = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                connections.append(server.accept())
+            except OSError:
+                pass
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield server.getsockname()[1], connections
+    finally:
+        stop.set()
+        acceptor.join()
+        server.close()

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from tests.rehearsal.moto_s3 import moto_s3, moto_s3_env, moto_s3_server  # noqa: F401 (fixtures)
 from valley_assets import partitions as P
 from valley_assets.config import load_study_config
 from valley_assets.data.decontam import release_overlap
@@ -81,3 +82,31 @@ def test_scores_report_the_overlap_and_pass_at_1_without_it(tmp_path):
     clean = rows.filter((pl.col("date_window") == metrics.UNCONTAMINATED) & (pl.col("difficulty") == "all")
                         & (pl.col("metric") == "pass@1"))
     assert clean["value"].to_list() == [pytest.approx(0.5)] and clean["n_problems"].to_list() == [2]
+
+
+@pytest.mark.parametrize("root_kind", ["local", "s3"])
+def test_the_overlap_is_computed_once_per_pool_version(root_kind, tmp_path, request, monkeypatch):
+    """Every checkpoint's scoring on a release asks the same question of the same pool: the stored answer is reused
+    while the pool is unchanged, and recomputed when the pool is rebuilt (a new extra teacher, say)."""
+    from valley_assets.defs import evaluation
+
+    if root_kind == "s3":
+        root = request.getfixturevalue("moto_s3_env").uri("study")
+    else:
+        root = str(tmp_path / "study")
+    layout = StudyLayout(root)
+    problems = [_problem("sum", SUM), _problem("prod", PRODUCT)]
+    layout.pool().write_parquet(pl.DataFrame({"id": ["t1"], "question": [SUM]}))
+    computed = []
+    monkeypatch.setattr(evaluation, "release_overlap",
+                        lambda *a, **k: computed.append(1) or release_overlap(*a, **k))
+
+    first = evaluation.pool_overlap(layout, RELEASE, problems, ngram=None)
+    again = evaluation.pool_overlap(layout, RELEASE, problems, ngram=None)
+    assert first == again and first["question_ids"] == ["sum"] and len(computed) == 1
+    evaluation.pool_overlap(layout, RELEASE, problems, ngram=13)  # another rule: computed again
+    assert len(computed) == 2
+
+    layout.pool().write_parquet(pl.DataFrame({"id": ["t1", "t2"], "question": [SUM, PRODUCT + " (copied)"]}))
+    rebuilt = evaluation.pool_overlap(layout, RELEASE, problems, ngram=None)
+    assert len(computed) == 3 and rebuilt["n_pool_questions"] == 2 and rebuilt["pool_version"] != first["pool_version"]

@@ -51,6 +51,9 @@ class StoredPath:
     def is_file(self) -> bool:
         return self.storage.is_file(*self.parts)
 
+    def version(self) -> str:
+        return self.storage.version(*self.parts)
+
     # folders
     def list(self, pattern: str = "*") -> list[str]:
         return self.storage.list(*self.parts, pattern=pattern)

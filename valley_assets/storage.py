@@ -94,6 +94,13 @@ class StudyStorage:
     def _uri_of(self, fs_path: str) -> str:
         return str(fs_path) if self.is_local else self.fs.unstrip_protocol(fs_path)
 
+    def version(self, *parts: str) -> str:
+        """What changes when the file is rewritten, read from the store's listing, not the file: its size with the
+        object store's ETag, or the local modification time (atomic writes replace the file, so both change)."""
+        info = self.fs.info(self._fs_path(*parts))
+        changed = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+        return f"{info.get('size')}:{changed}"
+
     def is_dir(self, *parts: str) -> bool:
         return self.fs.isdir(self._fs_path(*parts))
 

@@ -4,15 +4,14 @@ Every attack prints, on success, exactly the expected output, so AC would mean t
 """
 
 import os
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 from grading_helpers import make_problem
 
+from tests.netutil import connection_trap
 from valley_assets.grading import grade
 from valley_assets.grading.backends import CHILD_UID_BASE, CONTAINER_LABEL
 
@@ -67,34 +66,14 @@ def test_hostile_programs_are_contained(backend, isolation_of_process_backend, m
     monkeypatch.setenv("VALLEY_CONTAINMENT_SECRET", SECRET)
     victim_dir = tempfile.mkdtemp(prefix="valley-victim-", dir="/var/tmp")
     os.chmod(victim_dir, 0o777)  # only the sandbox may stop the write
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    connections = []
-    stop = threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                connections.append(server.accept())
-            except OSError:
-                pass
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    attacks = _attacks(victim_dir, server.getsockname()[1])
-    problem = make_problem("attack", [("", "ESCAPED")])
-    # Another grader on the machine (a benchmark, a parallel job) runs programs under the same uids: only what this
-    # grading leaves behind counts.
-    others = set(_sandbox_uid_processes())
-    try:
+    with connection_trap() as (port, connections):
+        attacks = _attacks(victim_dir, port)
+        problem = make_problem("attack", [("", "ESCAPED")])
+        # Another grader on the machine (a benchmark, a parallel job) runs programs under the same uids: only what
+        # this grading leaves behind counts.
+        others = set(_sandbox_uid_processes())
         out = grade([problem], [{"question_id": "attack", "code_list": list(attacks.values())}], backend=backend,
                     workers=2, timeout_s=1.0, memory_mb=512)
-    finally:
-        stop.set()
-        acceptor.join()
-        server.close()
     verdicts = dict(zip(attacks, (r["verdict"] for r in out["results"]["attack"])))
     assert all(v != "AC" for v in verdicts.values()), verdicts
     assert verdicts["infinite loop"] == "TLE" and verdicts["long sleep"] == "TLE"

@@ -11,34 +11,7 @@ import json
 import time
 from collections.abc import Callable
 
-LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename
-  ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } ... on InvalidSubsetError { message }
-  ... on UnauthorizedError { message } } }"""
-BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
-  ... on PartitionBackfill { status error { message } runs(limit: 100) { runId status }
-    assetBackfillData { assetBackfillStatuses { ... on AssetPartitionsStatusCounts { assetKey { path }
-      numPartitionsTargeted numPartitionsMaterialized numPartitionsFailed }
-      ... on UnpartitionedAssetStatus { assetKey { path } materialized failed } } } } } }"""
-RUN_ERRORS = """query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events { __typename
-  ... on ExecutionStepFailureEvent { stepKey error { message causes { message } } }
-  ... on RunFailureEvent { message } ... on EngineEvent { message } } } } }"""
-MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename
-  ... on Asset { assetMaterializations(limit: 200) { partition runId
-    metadataEntries { label __typename ... on TextMetadataEntry { text } ... on JsonMetadataEntry { jsonString }
-      ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue } } } } } }"""
-
-
-def run_errors(deployment, run_id: str) -> list[str]:
-    events = deployment.graphql(RUN_ERRORS, {"id": run_id})["logsForRun"].get("events", [])
-    out = []
-    for e in events:
-        if e["__typename"] == "ExecutionStepFailureEvent":
-            err = e.get("error") or {}
-            causes = " | ".join(c["message"] for c in err.get("causes") or [])
-            out.append(f"{e['stepKey']}: {err.get('message', '')}{' caused by ' + causes if causes else ''}")
-        elif e["__typename"] == "RunFailureEvent":
-            out.append(f"run: {e.get('message')}")
-    return out
+from tests.webserver_graphql import BACKFILL_STATUS, LAUNCH_BACKFILL, MATERIALIZATIONS, run_errors
 
 
 def launch_stage(deployment, assets: list[str], title: str) -> str:

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.netutil import connection_trap
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.grading import grade
 from valley_assets.grading.backends import docker_available
@@ -162,29 +162,6 @@ def _containment_attacks(victim_dir: str, port: int) -> dict[str, str]:
 
 
 def test_containment_attacks_in_the_pods_shape(cluster, tmp_path):
-    server = socket.socket()
-    server.bind(("0.0.0.0", 0))  # reachable from a pod on a network as host.docker.internal
-    server.listen(8)
-    server.settimeout(0.2)
-    connections, stop = [], threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                connections.append(server.accept())
-            except OSError:
-                pass
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    port = server.getsockname()[1]
-    attacks = _containment_attacks(str(tmp_path), port)
-    attacks["network to the host"] = (f"import socket\ns = socket.create_connection(('host.docker.internal', {port}),"
-                                      " timeout=2)\nprint('ESCAPED')\n")
-    attacks["cluster API token"] = ("import os\nprint('ESCAPED' if os.path.exists("
-                                    "'/var/run/secrets/kubernetes.io/serviceaccount/token') else 'no token')\n")
-    attacks["write the root filesystem"] = "open('/etc/escaped', 'w').write('x')\nprint('ESCAPED')\n"
-    problem = _problem("attack", [("", "ESCAPED")])
     settings = KubernetesGradingSettings(**{**rehearsal_grader(cluster).kubernetes.model_dump(),
                                             "samples_per_shard": 8, "max_pods": 2})
     shapes: list[dict] = []
@@ -202,17 +179,23 @@ def test_containment_attacks_in_the_pods_shape(cluster, tmp_path):
                         pass
             time.sleep(0.1)
 
-    watcher = threading.Thread(target=watch_containers, daemon=True)
-    watcher.start()
-    try:
-        out = grade_on_kubernetes([problem], [{"question_id": "attack", "code_list": list(attacks.values())}],
-                                  settings=settings, timeout_s=TIMEOUT_S, memory_mb=512)
-    finally:
-        stop.set()
-        stop_watch.set()
-        acceptor.join()
-        watcher.join()
-        server.close()
+    # on 0.0.0.0: reachable from a pod on a Docker network as host.docker.internal
+    with connection_trap("0.0.0.0") as (port, connections):
+        attacks = _containment_attacks(str(tmp_path), port)
+        attacks["network to the host"] = (f"import socket\ns = socket.create_connection(('host.docker.internal', "
+                                          f"{port}), timeout=2)\nprint('ESCAPED')\n")
+        attacks["cluster API token"] = ("import os\nprint('ESCAPED' if os.path.exists("
+                                        "'/var/run/secrets/kubernetes.io/serviceaccount/token') else 'no token')\n")
+        attacks["write the root filesystem"] = "open('/etc/escaped', 'w').write('x')\nprint('ESCAPED')\n"
+        problem = _problem("attack", [("", "ESCAPED")])
+        watcher = threading.Thread(target=watch_containers, daemon=True)
+        watcher.start()
+        try:
+            out = grade_on_kubernetes([problem], [{"question_id": "attack", "code_list": list(attacks.values())}],
+                                      settings=settings, timeout_s=TIMEOUT_S, memory_mb=512)
+        finally:
+            stop_watch.set()
+            watcher.join()
     verdicts = dict(zip(attacks, (r["verdict"] for r in out["results"]["attack"]), strict=True))
     assert all(v != "AC" for v in verdicts.values()), verdicts
     assert verdicts["infinite loop"] == "TLE" and verdicts["long sleep"] == "TLE"

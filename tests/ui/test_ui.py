@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +30,17 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
+from tests.webserver_graphql import (
+    ADD_PARTITION,
+    BACKFILL_STATUS,
+    LAUNCH_BACKFILL,
+    MATERIALIZATIONS,
+    PARTITION_KEYS,
+    RUNS_BY_TAG,
+    SENSOR_TICKS,
+    run_errors,
+    wait_for,
+)
 from valley_assets.analysis import MANIFEST_NAME, external_references, verify_data_files
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.definitions import build_definitions
@@ -71,30 +80,7 @@ DAGSTER_YAML = {"run_coordinator": {"module": "dagster._core.run_coordinator",
                 "telemetry": {"enabled": False}}
 
 
-# --- GraphQL: the queries and mutations the UI sends ----------------------------------------------------------------
-MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename
-  ... on Asset { assetMaterializations(limit: 200) { partition runId
-    metadataEntries { label __typename ... on TextMetadataEntry { text } ... on JsonMetadataEntry { jsonString } } } } } }"""
-RUNS_BY_TAG = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { __typename
-  ... on Runs { results { runId jobName status tags { key value } } } } }"""
-RUN_ERRORS = """query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events { __typename
-  ... on ExecutionStepFailureEvent { stepKey error { message } } ... on RunFailureEvent { message } } } } }"""
-SENSOR_TICKS = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename
-  ... on Sensor { sensorState { status ticks(limit: 10) { status cursor timestamp } } } } }"""
-PARTITION_KEYS = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode { partitionKeys } } }"""
-ADD_PARTITION = """mutation($r: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $r, partitionsDefName: $name, partitionKey: $key) { __typename
-    ... on AddDynamicPartitionSuccess { partitionKey } ... on DuplicateDynamicPartitionError { partitionName }
-    ... on UnauthorizedError { message } ... on PythonError { message } } }"""
-LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename
-  ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } ... on InvalidSubsetError { message }
-  ... on UnauthorizedError { message } } }"""
-BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
-  ... on PartitionBackfill { status error { message } runs(limit: 20) { runId status }
-    assetBackfillData { assetBackfillStatuses { ... on AssetPartitionsStatusCounts { assetKey { path }
-      numPartitionsTargeted numPartitionsMaterialized numPartitionsFailed } } } } } }"""
-
-
+# --- GraphQL: the queries and mutations the UI sends (tests/webserver_graphql.py) -------------------------------------
 def materializations(server, asset: str) -> list[dict]:
     """Newest first: {"partition", "runId", "meta": {label: text}} per materialization of `asset`."""
     node = server.graphql(MATERIALIZATIONS, {"key": {"path": [asset]}})["assetOrError"]
@@ -108,25 +94,6 @@ def runs_tagged(server, tags: dict[str, str]) -> list[dict]:
     tag_list = [{"key": k, "value": v} for k, v in tags.items()]
     runs = server.graphql(RUNS_BY_TAG, {"tags": tag_list})["runsOrError"]["results"]
     return [{**r, "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in runs]
-
-
-def run_errors(server, run_id: str) -> list[str]:
-    events = server.graphql(RUN_ERRORS, {"id": run_id})["logsForRun"].get("events", [])
-    return [e.get("stepKey", "run") + ": " + (e.get("error") or {}).get("message", e.get("message") or "")
-            for e in events if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")]
-
-
-def wait_for(what: str, check: Callable[[], object], server, timeout_s: float, every_s: float = 2.0):
-    """Poll `check` until it returns something truthy; on timeout fail with what was awaited and the server log."""
-    deadline = time.time() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n--- dagster dev log ---\n"
-                                 f"{server.log_tail(3000)}")
-        time.sleep(every_s)
 
 
 def fail_on_failed_runs(server, runs: list[dict]) -> None:

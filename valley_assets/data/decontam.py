@@ -92,6 +92,10 @@ class ContaminationIndex:
         return None
 
 
+def overlap_rule(ngram: int | None) -> str:
+    return "exact" if ngram is None else f"exact or {ngram}-gram"
+
+
 def release_overlap(problems: Iterable[dict], pool_questions: Iterable[str], *, ngram: int | None = 13) -> dict:
     """Which of a release's problems the training pool overlaps, by the rule the pool was decontaminated with.
 
@@ -105,5 +109,5 @@ def release_overlap(problems: Iterable[dict], pool_questions: Iterable[str], *, 
         hit = index.match(question)
         if hit is not None:
             overlapping.update(hit.question_ids)
-    return {"rule": "exact" if ngram is None else f"exact or {ngram}-gram", "n_pool_questions": len(questions),
+    return {"rule": overlap_rule(ngram), "n_pool_questions": len(questions),
             "n_overlapping": len(overlapping), "question_ids": sorted(overlapping)}

@@ -6,7 +6,6 @@ grades and scores live under their own path, so re-scoring on a new release neve
 """
 
 
-import io
 import time
 
 import dagster as dg
@@ -15,8 +14,9 @@ import polars as pl
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
-from valley_assets.data.decontam import release_overlap
+from valley_assets.data.decontam import overlap_rule, release_overlap
 from valley_assets.defs.common import GPU_POOL, config_version, json_meta, on_new_inputs, resolve_release
+from valley_assets.defs.data import pool_scan
 from valley_assets.defs.model_refs import checkpoint_model_ref
 from valley_assets.generation.params import GenerationParams
 from valley_assets.launch.base import Launcher
@@ -99,13 +99,22 @@ GRADING_SYNC_INTERVAL_S = 30.0
 def pool_overlap(layout: StudyLayout, release: str, problems: list[dict], *, ngram: int | None) -> dict | None:
     """The release's problems that the training pool overlaps (`data.decontam.release_overlap`, the pool's own
     rule), written to `pool_overlap.json` beside the release's problems. The pool was decontaminated against the
-    releases known when it was built; a release published later may hold problems it trained on. None when no pool
-    is in storage (a base model scored before any data was built): the metadata says it was not checked."""
-    if not layout.pool().exists():
+    releases known when it was built; a release published later may hold problems it trained on. Every checkpoint's
+    scoring on a release asks the same question: the answer is computed once per pool version and rule, reading only
+    the pool's question column. None when no pool is in storage (a base model scored before any data was built): the
+    metadata says it was not checked."""
+    pool, stored = layout.pool(), layout.pool_overlap(release)
+    if not pool.exists():
         return None
-    questions = pl.read_parquet(io.BytesIO(layout.pool().read_bytes()), columns=["question"])["question"]
-    overlap = {"release": release, **release_overlap(problems, questions.to_list(), ngram=ngram)}
-    layout.pool_overlap(release).write_json(overlap)
+    pool_version, rule = pool.version(), overlap_rule(ngram)
+    if stored.exists():
+        known = stored.read_json()
+        if known.get("pool_version") == pool_version and known.get("rule") == rule:
+            return known
+    questions = pool_scan(layout).select("question").collect()["question"]
+    overlap = {"release": release, "pool_version": pool_version,
+               **release_overlap(problems, questions.to_list(), ngram=ngram)}
+    stored.write_json(overlap)
     return overlap
 
 
