@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,6 +24,16 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
+from tests.webserver_graphql import (
+    ADD_PARTITION,
+    BACKFILL_STATUS,
+    LAUNCH_BACKFILL,
+    MATERIALIZATIONS,
+    RUN_MESSAGES,
+    RUNS_BY_TAG,
+    SENSOR_TICKS,
+    wait_for,
+)
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.definitions import build_definitions
 from valley_assets.defs.automation import AUTOMATION_SENSOR
@@ -58,21 +67,6 @@ DAGSTER_YAML = {"run_coordinator": {"module": "dagster._core.run_coordinator", "
                                     "config": {"dequeue_interval_seconds": 1, "max_concurrent_runs": 2}},
                 "telemetry": {"enabled": False}}
 
-MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename
-  ... on Asset { assetMaterializations(limit: 500) { partition runId timestamp
-    metadataEntries { label __typename ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } } } } }"""
-RUNS = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}, limit: 500) { __typename
-  ... on Runs { results { runId jobName status tags { key value } assetSelection { path } } } } }"""
-RUN_MESSAGES = """query($id: ID!) { logsForRun(runId: $id, limit: 2000) { __typename ... on EventConnection {
-  events { __typename ... on MessageEvent { message } } } } }"""
-SENSOR_TICKS = """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename
-  ... on Sensor { sensorState { status ticks(limit: 20) { status cursor timestamp } } } } }"""
-ADD_PARTITION = """mutation($r: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $r, partitionsDefName: $name, partitionKey: $key) { __typename } }"""
-LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename
-  ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } ... on InvalidSubsetError { message } } }"""
-BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
-  ... on PartitionBackfill { status runs(limit: 20) { runId status } } } }"""
 
 
 # --- what the UI shows, through its GraphQL ---------------------------------------------------------------------------
@@ -85,7 +79,7 @@ def materializations(server, asset: str) -> list[dict]:
 
 
 def runs(server, **tags: str) -> list[dict]:
-    found = server.graphql(RUNS, {"tags": [{"key": k, "value": v} for k, v in tags.items()]})["runsOrError"]
+    found = server.graphql(RUNS_BY_TAG, {"tags": [{"key": k, "value": v} for k, v in tags.items()]})["runsOrError"]
     return [{**r, "tags": {t["key"]: t["value"] for t in r["tags"]},
              "assets": sorted("/".join(a["path"]) for a in r["assetSelection"] or [])} for r in found["results"]]
 
@@ -103,18 +97,6 @@ def ticks(server, sensor: str) -> list[dict]:
     state = server.graphql(SENSOR_TICKS, {"s": {**REPO, "sensorName": sensor}})["sensorOrError"]["sensorState"]
     assert state["status"] == "RUNNING", (sensor, state)  # started by the daemon, from the profile's defaults
     return state["ticks"]
-
-
-def wait_for(what: str, check: Callable[[], object], server, timeout_s: float, every_s: float = 3.0):
-    deadline = time.time() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n--- dagster dev log ---\n"
-                                 f"{server.log_tail(4000)}")
-        time.sleep(every_s)
 
 
 def no_failed_runs(server) -> None:
@@ -268,7 +250,8 @@ def test_a_new_release_scores_every_main_and_ablation_checkpoint_once(new_releas
     by_id = {r["runId"]: r for r in new_release.runs}
     for scored in (new_release.main, new_release.arms):
         for partition, run_ids in scored.items():
-            assert len(run_ids) == 1, (partition, run_ids)  # once
+            assert len(run_ids) == 1, (partition, [by_id.get(i, {"runId": i, "not": "an automation run"})
+                                                    for i in run_ids])  # once
             run = by_id[run_ids[0]]  # requested by the automation sensor, nobody else
             assert run["tags"]["dagster/partition"] == partition
     assert set(new_release.main) == set(MAIN) and set(new_release.arms) == set(ARMS)

@@ -67,6 +67,9 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         # One run per checkpoint partition, tagged with it, as a UI launch would be (not one backfill per tick):
         # each is queued on the GPU pool on its own and shows up under the partition's runs.
         emit_backfills=False,
+        # Evaluated where the code is: the conditions use `defs.common.UpdatedWithRootTarget`, which the daemon
+        # (which has no user code) cannot run. The cursor still lives in the instance.
+        use_user_code_server=True,
         description="New checkpoints and new releases get generations and scores on the newest release, once; new "
                     "scores refresh the analysis (the assets' automation conditions).",
     )

@@ -24,6 +24,54 @@ GPU_POOL = "valley-gpu"
 ASSET_CODE_VERSION = "j1"
 
 
+class UpdatedWithRootTarget(dg.AutomationCondition):
+    """Dagster's `executed_with_root_target()`, per partition: true for an input partition whose latest
+    materialization came from a run that also targeted the asset being evaluated (a generations+scores run, a
+    train-and-evaluate backfill), so that run's own update does not ask for the asset a second time.
+
+    Why not the built-in: in dagster 1.13 it looks up the run of the input *asset's* latest materialization, whatever
+    its partition, and calls every other partition "not executed with the root". Two checkpoints evaluated by
+    concurrent runs: the first to finish had its scores requested again (tests/automation/test_conditions.py,
+    seen under the daemon). Evaluated on the user code server (`use_user_code_server` on `valley_automation`), on
+    the partitions newly updated this tick only (it follows `newly_updated()` in an `&`).
+    """
+
+    @property
+    def name(self) -> str:
+        return "updated_with_root_target"
+
+    @property
+    def description(self) -> str:
+        return "latest materialization of this partition was in a run that targeted the evaluated asset"
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    def evaluate(self, context):
+        root, key, instance = context.root_context.key, context.key, context.asset_graph_view.instance
+        subset = context.candidate_subset
+
+        def in_run_with_root(partition: str | None) -> bool:
+            if key == root:  # a self-dependency: another partition of the same asset, never "this run"
+                return False
+            latest = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
+                limit=1).records
+            if not latest or not latest[0].run_id:
+                return False
+            run = instance.get_run_by_id(latest[0].run_id)
+            return bool(run and root in (run.asset_selection or set()))
+
+        if subset.is_partitioned:
+            keys = {pk for pk in subset.expensively_compute_partition_keys() if in_run_with_root(pk)}
+            true_subset = subset.compute_intersection_with_partition_keys(keys)
+        else:
+            true_subset = subset if not subset.is_empty and in_run_with_root(None) else \
+                context.asset_graph_view.get_empty_subset(key=key)
+        return dg.AutomationResult(context, true_subset)
+
+
 def on_new_inputs(*, checkpoint: str | None = None) -> dg.AutomationCondition:
     """Generations and scores (main and ablation): requested once each time an input changes, by the
     `valley_automation` sensor (defs/automation.py).
@@ -42,7 +90,7 @@ def on_new_inputs(*, checkpoint: str | None = None) -> dg.AutomationCondition:
     """
     requested = (dg.AutomationCondition.newly_requested()
                  | dg.AutomationCondition.initial_evaluation()).with_label("requested")
-    not_by_this_run = ~dg.AutomationCondition.executed_with_root_target()
+    not_by_this_run = ~UpdatedWithRootTarget()
     newly_updated = (dg.AutomationCondition.newly_updated() & not_by_this_run).with_label("newly_updated_without_root")
     updated = dg.AutomationCondition.any_deps_match(newly_updated)
     if checkpoint:
@@ -81,7 +129,7 @@ def on_new_scores(*, only: Sequence[str] = ()) -> dg.AutomationCondition:
     requested = (dg.AutomationCondition.newly_requested()
                  | dg.AutomationCondition.initial_evaluation()).with_label("requested")
     newly_updated = (dg.AutomationCondition.newly_updated()
-                     & ~dg.AutomationCondition.executed_with_root_target()).with_label("newly_updated_without_root")
+                     & ~UpdatedWithRootTarget()).with_label("newly_updated_without_root")
     updated = dg.AutomationCondition.any_deps_match(newly_updated)
     bundled = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
     if only:
