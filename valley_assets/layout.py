@@ -98,6 +98,11 @@ class StoredPath:
     def read_parquet(self) -> pl.DataFrame:
         return self.storage.read_parquet(*self.parts)
 
+    def scan_parquet(self) -> pl.LazyFrame:
+        """Scanned lazily where it is stored, reading only the columns and rows a query needs (polars reads object
+        stores itself, with the same AWS_* environment as the storage)."""
+        return pl.scan_parquet(self.uri)
+
     def write_parquet(self, frame: pl.DataFrame) -> str:
         self.storage.write_parquet(frame, *self.parts)
         return self.uri

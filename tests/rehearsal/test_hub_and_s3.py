@@ -164,14 +164,14 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     result = data_defs.build_study_pool(cfg.pool, layout, extra_trace_uris=[], contamination_problems=contamination,
                                         count_tokens=count_words, max_tokens=data_defs.pool_token_budget(cfg.students))
     assert storage.names("pool") == ["pool.parquet", "quarantine.parquet"]
-    pool = data_defs.pool_scan(layout).collect()
+    pool = layout.pool().scan_parquet().collect()
     assert pool.height == result.stats["n_pool"] == 48 and result.quarantine.height == 0
     assert (pool["question"] != "-").all()
     lcb = storage.read_jsonl("lcb", "release_v7", "problems.jsonl")
     for name, (ok, details) in {
-        "no_contamination": checks.check_no_contamination(data_defs.pool_scan(layout), lcb, ngram=cfg.pool.ngram),
-        "non_empty": checks.check_non_empty(data_defs.pool_scan(layout)),
-        "schema": checks.check_schema(data_defs.pool_scan(layout)),
+        "no_contamination": checks.check_no_contamination(layout.pool().scan_parquet(), lcb, ngram=cfg.pool.ngram),
+        "non_empty": checks.check_non_empty(layout.pool().scan_parquet()),
+        "schema": checks.check_schema(layout.pool().scan_parquet()),
     }.items():
         assert ok, (name, details)
 
@@ -184,8 +184,8 @@ def test_data_stage_on_s3_storage_and_s3_hub_mirror(hub, moto_s3_env: MotoS3):  
     small, large = storage.read_parquet("subsets", "1k.parquet"), storage.read_parquet("subsets", "2k.parquet")
     assert small.height == 10 and large.height == 20 and set(small["id"]) <= set(large["id"])
     for arm in ("easy", "hard", "correct", "incorrect"):
-        assert select_ablation_arm(data_defs.pool_scan(layout), arm, 3, cfg.pool.seed).height == 3, arm
-    assert select_subset(data_defs.pool_scan(layout), 5)["pool_rank"].to_list() == [0, 1, 2, 3, 4]
+        assert select_ablation_arm(layout.pool().scan_parquet(), arm, 3, cfg.pool.seed).height == 3, arm
+    assert select_subset(layout.pool().scan_parquet(), 5)["pool_rank"].to_list() == [0, 1, 2, 3, 4]
 
 
 # --- defect 8 (part): the grader's resume log survives the pod ------------------------------------------------------

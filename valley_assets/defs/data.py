@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from valley_assets import partitions as P
 from valley_assets.analysis import to_markdown_table as md_table
@@ -33,11 +32,6 @@ def pool_token_budget(students: Iterable[StudentSpec]) -> int:
     """The pool keeps traces that every student trains on: the tightest `max_length` of the students' recipes (the
     one home of a student's token budget; the SFT entrypoint drops longer examples by the same number)."""
     return min(load_recipe(s.recipe).max_length for s in students)
-
-
-def pool_scan(layout: StudyLayout) -> pl.LazyFrame:
-    """The pool, scanned lazily where it is stored (polars reads object stores itself, with the same AWS_* env)."""
-    return pl.scan_parquet(layout.pool().uri)
 
 
 def build_study_pool(pool_cfg: PoolConfig, layout: StudyLayout, *, extra_trace_uris: list[str],
@@ -66,7 +60,7 @@ def build_study_pool(pool_cfg: PoolConfig, layout: StudyLayout, *, extra_trace_u
             for stored in (pool, quarantine):
                 stored.upload(work / stored.name)
             # the result's lazy frames scan the local copies, which are removed below: point them at the store
-            result = dataclasses.replace(result, pool=pool_scan(layout), pool_path=None, quarantine_path=None)
+            result = dataclasses.replace(result, pool=layout.pool().scan_parquet(), pool_path=None, quarantine_path=None)
     finally:
         if not layout.is_local:
             shutil.rmtree(work, ignore_errors=True)
@@ -153,7 +147,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
         key = P.validate_data_size_key(context.partition_key)
         n_rows = P.data_size_rows(key, rows_per_k)
         # Scanned lazily: only the subset's rows are read, not the whole pool (tens of GB at 1.4M traces).
-        subset = select_subset(pool_scan(layout), n_rows)
+        subset = select_subset(layout.pool().scan_parquet(), n_rows)
         layout.subset(key).write_parquet(subset)
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,
@@ -179,7 +173,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
     def pool_is_clean(context: dg.AssetCheckExecutionContext,
                       layout: dg.ResourceParam[StudyLayout]) -> dg.AssetCheckResult:
         """No LCB contamination, no empty trace or question, the declared schema."""
-        pool_df = pool_scan(layout)  # the checks stream the columns they need
+        pool_df = layout.pool().scan_parquet()  # the checks stream the columns they need
         problems = []
         for release in releases:
             if layout.lcb_problems(release).exists():
@@ -199,7 +193,7 @@ def build(cfg: StudyConfig) -> dg.Definitions:
                         layout: dg.ResourceParam[StudyLayout]) -> dg.MaterializeResult:
         """One ablation arm: easy vs hard TACO problems, correct vs incorrect teacher answers (sizes from config)."""
         arm = context.partition_key
-        subset = select_ablation_arm(pool_scan(layout), arm, ablation_rows[arm], pool_cfg.seed)
+        subset = select_ablation_arm(layout.pool().scan_parquet(), arm, ablation_rows[arm], pool_cfg.seed)
         layout.ablation_subset(arm).write_parquet(subset)
         return dg.MaterializeResult(metadata={
             "n_rows": subset.height,

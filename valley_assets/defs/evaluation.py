@@ -16,7 +16,6 @@ from valley_assets.analysis import to_markdown_table as md_table
 from valley_assets.config import BenchmarkConfig, EvaluationConfig, LaunchConfig, StudyConfig
 from valley_assets.data.decontam import overlap_rule, release_overlap
 from valley_assets.defs.common import GPU_POOL, config_version, json_meta, on_new_inputs, resolve_release
-from valley_assets.defs.data import pool_scan
 from valley_assets.defs.model_refs import checkpoint_model_ref
 from valley_assets.generation.params import GenerationParams
 from valley_assets.launch.base import Launcher
@@ -111,7 +110,7 @@ def pool_overlap(layout: StudyLayout, release: str, problems: list[dict], *, ngr
         known = stored.read_json()
         if known.get("pool_version") == pool_version and known.get("rule") == rule:
             return known
-    questions = pool_scan(layout).select("question").collect()["question"]
+    questions = layout.pool().scan_parquet().select("question").collect()["question"]
     overlap = {"release": release, "pool_version": pool_version,
                **release_overlap(problems, questions.to_list(), ngram=ngram)}
     stored.write_json(overlap)
