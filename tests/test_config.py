@@ -45,7 +45,8 @@ def test_relative_storage_resolves_against_project_dir(monkeypatch, tmp_path):
 def test_every_kubernetes_setting_of_a_profile_reaches_the_launcher(tmp_path):
     import yaml
 
-    from valley_assets.launch.kubernetes import GPU_TOLERATION, KubernetesJobLauncher
+    from valley_assets.launch.job_spec import GPU_TOLERATION
+    from valley_assets.launch.kubernetes import KubernetesJobLauncher
     from valley_assets.resources import build_resources
 
     eks = {"eks.amazonaws.com/nodegroup": "h100-pool"}

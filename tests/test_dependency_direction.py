@@ -25,8 +25,9 @@ WORKER_MODULES = ("valley_assets.model_files", "valley_assets.entrypoint", "vall
                   "valley_assets.storage")
 # Modules inside a worker package that run on the Dagster side, never in a worker pod: Dagster definitions (run in
 # the code server), and the kubernetes grading backend, which runs in the Dagster run pod of the scoring assets and
-# starts its grading Jobs through launch.kubernetes (dagster-pipes), as the training launcher does. The grading
-# pods themselves run runner.py and shard_driver.py (standard library only, checked below as entry modules).
+# builds and watches its grading Jobs with launch.job_spec, launch.k8s_api and launch.job_watch, as the training
+# launcher (launch.kubernetes) does. The grading pods themselves run runner.py and shard_driver.py (standard library
+# only, checked below as entry modules).
 ASSET_SIDE_IN_WORKER_PACKAGES = {"valley_assets.generation.sensor", "valley_assets.grading.kubernetes_backend"}
 FORBIDDEN = ("dagster", "valley_assets.config", "valley_assets.partitions")
 # What the launchers start (`python -m <module>`) and what pool worker processes import.

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from dagster._core.errors import DagsterExecutionInterruptedError
 from kubernetes import client as k8s
 
-from valley_assets.launch.kubernetes import CONTAINER_NAME, INDEX_ANNOTATION, K8sApi
+from valley_assets.launch.job_spec import CONTAINER_NAME, INDEX_ANNOTATION
+from valley_assets.launch.k8s_api import K8sApi
 
 API_FACTORY = "k8s_double:installed_api"
 _installed: list = []

@@ -14,14 +14,8 @@ import pytest
 
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.launch.base import LaunchError
-from valley_assets.launch.kubernetes import (
-    HF_TOKEN_KEY,
-    JobSpec,
-    KubernetesJobLauncher,
-    build_headless_service,
-    build_job,
-    to_manifest,
-)
+from valley_assets.launch.job_spec import HF_TOKEN_KEY, JobSpec, build_headless_service, build_job, to_manifest
+from valley_assets.launch.kubernetes import KubernetesJobLauncher
 from valley_assets.launch.local import LocalProcessLauncher
 from valley_assets.launch.quantity import scale_quantity
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from valley_assets.config import PROFILES_DIR, load_study_config
-from valley_assets.launch.kubernetes import (
+from valley_assets.launch.job_spec import (
     EKS_H100_NODE_SELECTOR,
     GKE_H100_NODE_SELECTOR,
     GPU_TOLERATION,

@@ -24,19 +24,19 @@ from k8s_double import (
 )
 
 from valley_assets.launch.base import LaunchError
-from valley_assets.launch.kubernetes import (
+from valley_assets.launch.job_spec import (
     EKS_H100_NODE_SELECTOR,
     GKE_H100_NODE_SELECTOR,
     JobSpec,
-    KubernetesJobLauncher,
     build_headless_service,
     build_job,
-    failure_is_disruption,
     job_name,
     label_value,
     launch_command,
     to_manifest,
 )
+from valley_assets.launch.job_watch import failure_is_disruption
+from valley_assets.launch.kubernetes import KubernetesJobLauncher
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSIONS = ("1.30.0", "1.33.0")

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from valley_assets.launch.kubernetes import INDEX_ANNOTATION, KubernetesJobLauncher, build_job, to_manifest
+from valley_assets.launch.job_spec import INDEX_ANNOTATION, build_job, to_manifest
+from valley_assets.launch.kubernetes import KubernetesJobLauncher
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,21 +28,20 @@ import dagster as dg
 import kubernetes_validate
 import pytest
 
-from valley_assets.launch.kubernetes import (
+from valley_assets.launch.job_spec import (
     CONTAINER_NAME,
     DISRUPTION_RULE,
     HF_TOKEN_KEY,
     INDEX_ANNOTATION,
     JobSpec,
-    K8sApi,
-    KubernetesJobLauncher,
-    PodResources,
     build_headless_service,
     build_job,
-    failure_is_disruption,
-    job_outcome,
     to_manifest,
 )
+from valley_assets.launch.job_watch import failure_is_disruption, job_outcome
+from valley_assets.launch.k8s_api import K8sApi
+from valley_assets.launch.kubernetes import KubernetesJobLauncher
+from valley_assets.launch.pod_sizing import PodResources
 
 from .kube_standin import KubeStandin
 from .kube_standin.cluster import compact_indexes, policy_verdict
@@ -571,7 +570,7 @@ def test_the_launcher_restarts_a_disrupted_two_node_job_as_a_new_attempt(standin
 ORPHAN_MAKER = """
 import sys, time
 from tests.rehearsal.kube_standin import KubeStandin
-from valley_assets.launch.kubernetes import JobSpec, build_job, to_manifest
+from valley_assets.launch.job_spec import JobSpec, build_job, to_manifest
 standin = KubeStandin().start()
 job = to_manifest(build_job(JobSpec(name="orphan", namespace="valley", image=sys.argv[1], shm_size="64Mi",
                                     command=["python", "-c", "import time; time.sleep(600)"])))

@@ -35,7 +35,7 @@ import yaml
 
 from tests.rehearsal import driver
 from tests.rehearsal.deployment import DagsterDeployment, PostgresServer, helm_pod_env, postgres_available
-from valley_assets.launch.kubernetes import job_name
+from valley_assets.launch.job_spec import job_name
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.rehearsal, pytest.mark.docker, pytest.mark.slow]

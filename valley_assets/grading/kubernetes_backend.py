@@ -4,7 +4,7 @@ Where it runs: in the process that grades (the Dagster run pod of `lcb_scores`),
 from object storage and writes the results file and its per-sample log exactly as the local grader does
 (`grade_on_kubernetes` = `grader.grade` with this pool as its SampleExecutor in place of the local one).
 
-The Job (one place builds Job specs: `launch.kubernetes.JobSpec` -> `build_job`):
+The Job (one place builds Job specs: `launch.job_spec.JobSpec` -> `build_job`):
 - the samples still to grade are sharded by question (`plan_shards`: every sample of a question in one shard, so its
   tests travel once; shards = ceil(samples / samples_per_shard), at most max_pods; questions placed largest first on
   the lightest shard); completion index i grades shard i; all indexes run at once;
@@ -54,16 +54,9 @@ from valley_assets.grading import shard_driver
 from valley_assets.grading.backends import Isolation, SandboxError, runner_source
 from valley_assets.grading.grader import GradingJob
 from valley_assets.grading.runner import SampleRequest, SampleResult
-from valley_assets.launch.kubernetes import (
-    CONTAINER_NAME,
-    INDEX_ANNOTATION,
-    LABEL_PREFIX,
-    JobSpec,
-    K8sApi,
-    build_job,
-    job_outcome,
-    load_api_factory,
-)
+from valley_assets.launch.job_spec import CONTAINER_NAME, INDEX_ANNOTATION, LABEL_PREFIX, JobSpec, build_job
+from valley_assets.launch.job_watch import job_outcome
+from valley_assets.launch.k8s_api import K8sApi, load_api_factory
 
 GRADER_ROLE_LABEL = f"{LABEL_PREFIX}/role"
 GRADER_ROLE = "grader"  # what k8s/grader-networkpolicy.yaml selects
