@@ -159,7 +159,9 @@ def main() -> None:
 
     base_keys = ("families", "seed", "n_train", "pretrain_steps", "pretrain_lr", "n_generic", "n_direct", "direct_difficulties",
                  "hidden", "layers", "heads", "vocab", "seq_len", "batch", "wrong_fraction")
-    src = (REPO / "valley_assets/demo/tiny_model.py").read_bytes() + (REPO / "valley_assets/demo/problems.py").read_bytes()
+    # The cached base student depends on the world's source: the tiny model, the world builder and every family module.
+    world_sources = ["tiny_model.py", "problems.py", *sorted(p.name for p in (REPO / "valley_assets/demo").glob("famil*.py"))]
+    src = b"".join((REPO / "valley_assets/demo" / name).read_bytes() for name in world_sources)
     key = hashlib.sha256((json.dumps({k: getattr(args, k) for k in base_keys}) + hashlib.sha256(src).hexdigest())
                          .encode()).hexdigest()[:16]
     base = Path(args.cache) / key

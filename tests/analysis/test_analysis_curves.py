@@ -8,7 +8,8 @@ import pytest
 from analysis_fixtures import PAPER_QWEN, PAPER_ROWS, exact_rows
 
 from valley_assets.analysis import TableError, fit_valley, log_linear_slope, valley_curves
-from valley_assets.analysis.curves import curve_table_rows, fit_table_rows, paper_key
+from valley_assets.analysis.curve_tables import curve_table_rows, fit_table_rows
+from valley_assets.analysis.curves import paper_key
 
 
 def _paper_triples():

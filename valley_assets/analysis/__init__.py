@@ -5,19 +5,8 @@ Pure functions over the per-problem eval table and the scores table of docs/arch
 
 from valley_assets.analysis.ablation import AblationDelta, AblationReport, ablation_report
 from valley_assets.analysis.bootstrap import Estimate, bootstrap_mean, paired_bootstrap_difference
-from valley_assets.analysis.curves import (
-    PAPER_PASS_AT_1,
-    CurvePoint,
-    PaperPoint,
-    ValleyCurve,
-    ValleyFit,
-    curve_table_rows,
-    fit_table_rows,
-    fit_valley,
-    log_linear_slope,
-    valley_curves,
-    window_table_rows,
-)
+from valley_assets.analysis.curve_tables import curve_table_rows, fit_table_rows, window_table_rows
+from valley_assets.analysis.curves import PAPER_PASS_AT_1, CurvePoint, PaperPoint, ValleyCurve, valley_curves
 from valley_assets.analysis.plots import plot_difficulty, plot_rates, plot_valley
 from valley_assets.analysis.provenance import (
     MANIFEST_NAME,
@@ -34,6 +23,7 @@ from valley_assets.analysis.report import (
     to_markdown_table,
 )
 from valley_assets.analysis.tables import TableError, latest_scores, read_per_problem, read_scores
+from valley_assets.analysis.valley_fit import ValleyFit, fit_valley, log_linear_slope
 
 __all__ = [
     "MANIFEST_NAME",

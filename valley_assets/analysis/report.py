@@ -20,7 +20,8 @@ from typing import Any
 import polars as pl
 
 from valley_assets.analysis.ablation import AblationReport
-from valley_assets.analysis.curves import ValleyCurve, curve_table_rows, fit_table_rows
+from valley_assets.analysis.curve_tables import curve_table_rows, fit_table_rows
+from valley_assets.analysis.curves import ValleyCurve
 from valley_assets.analysis.plots import plot_difficulty, plot_rates, plot_valley
 from valley_assets.analysis.tables import TableLike, latest_scores
 
