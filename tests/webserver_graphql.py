@@ -11,7 +11,7 @@ MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key)
   ... on Asset { assetMaterializations(limit: 500) { partition runId timestamp
     metadataEntries { label __typename ... on TextMetadataEntry { text } ... on JsonMetadataEntry { jsonString }
       ... on BoolMetadataEntry { boolValue } ... on IntMetadataEntry { intValue }
-      ... on FloatMetadataEntry { floatValue } } } } } }"""
+      ... on FloatMetadataEntry { floatValue } ... on MarkdownMetadataEntry { mdStr } } } } } }"""
 RUNS_BY_TAG = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}, limit: 500) { __typename
   ... on Runs { results { runId jobName status tags { key value } assetSelection { path } } } } }"""
 RUN_MESSAGES = """query($id: ID!) { logsForRun(runId: $id, limit: 2000) { __typename ... on EventConnection {

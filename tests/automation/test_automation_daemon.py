@@ -2,9 +2,10 @@
 
 One demo home is materialized per module on the smallest config that has every stage (2 data sizes, the 4 ablation
 arms), then `dagster dev` serves it and, with no action but the ones named:
-- a `test7.jsonl` dropped into the benchmark source: the release sensor registers `release_v7` and fetches its
-  problems; `valley_automation` (the assets' automation conditions) then scores every main and ablation checkpoint
-  on it, once each, and refreshes the curve and the report;
+- a `test7.jsonl` dropped into the benchmark source (one of its problems is a training pool question): the release
+  sensor registers `release_v7` and fetches its problems; `valley_automation` (the assets' automation conditions)
+  then scores every main and ablation checkpoint on it, once each, with the pool's overlap reported and scores
+  without it and per date window, and refreshes the curve (per window) and the report;
 - the daemon restarted: nothing is requested again;
 - a new data size (`3k`) backfilled up to its checkpoint only: its generations and scores follow on the newest
   release;
@@ -37,6 +38,7 @@ from tests.webserver_graphql import (
 from valley_assets.config import PROFILES_DIR, load_study_config
 from valley_assets.definitions import build_definitions
 from valley_assets.defs.automation import AUTOMATION_SENSOR
+from valley_assets.defs.common import layout_for
 from valley_assets.study_runner import run_study
 from valley_assets.training.checkpoints import COMPLETE_MARKER
 
@@ -48,6 +50,7 @@ NEW_SIZE = "3k"
 MAIN = [f"0|{STUDENT}", f"1k|{STUDENT}"]
 ARMS = [f"{arm}|{STUDENT}" for arm in ("correct", "easy", "hard", "incorrect")]
 REPO = {"repositoryLocationName": "valley", "repositoryName": "__repository__"}
+VALUE_FIELDS = ("text", "jsonString", "mdStr", "boolValue", "intValue", "floatValue")  # MATERIALIZATIONS' entry values
 # tests/test_graph_e2e.py's minimal study (4 traces per "1k", 6 held-out problems, 4 rows per ablation arm), one
 # sample of 48 tokens per problem, the sensors on short intervals.
 CONFIG = {
@@ -60,8 +63,9 @@ CONFIG = {
     "analysis": {"bootstrap_samples": 50},
     "automation": {"release_check_interval_s": 30, "condition_interval_s": 10},
     # LiveCodeBench's layout: test.jsonl (the demo's held-out problems) .. test6.jsonl, release_v6 = all six files.
-    "benchmark": {"releases": ["release_v6"]},
+    "benchmark": {"releases": ["release_v6"], "date_windows": [{"start": "2025-05-01"}]},
 }
+WINDOW = "2025-05-01.."
 # Two runs at a time on this 2-core machine; the queue is polled every second.
 DAGSTER_YAML = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
                                     "config": {"dequeue_interval_seconds": 1, "max_concurrent_runs": 2}},
@@ -74,7 +78,7 @@ def materializations(server, asset: str) -> list[dict]:
     node = server.graphql(MATERIALIZATIONS, {"key": {"path": [asset]}})["assetOrError"]
     assert node["__typename"] == "Asset", (asset, node)
     return [{"partition": m["partition"], "runId": m["runId"], "timestamp": float(m["timestamp"]),
-             "meta": {e["label"]: e.get("text", e.get("boolValue")) for e in m["metadataEntries"]}}
+             "meta": {e["label"]: next((e[f] for f in VALUE_FIELDS if f in e), None) for e in m["metadataEntries"]}}
             for m in node["assetMaterializations"]]
 
 
@@ -147,13 +151,15 @@ def serve(dagster_dev, home):
     return dagster_dev(home.dagster_home, home.tmp / f"dagster_dev.{home.restarts}.log", env=home.env)
 
 
-def write_release_file(source: Path, name: str, number: int, n: int) -> None:
-    """An LCB-style release file of `n` stdin problems (a + b * number), published atomically (write, rename)."""
+def write_release_file(source: Path, name: str, number: int, n: int, statements: dict[int, str] | None = None) -> None:
+    """An LCB-style release file of `n` stdin problems (a + b * number), published atomically (write, rename);
+    `statements` replaces the statement of problem i (a training pool question, to be found by the overlap check)."""
     rows = []
     for i in range(n):
         tests = json.dumps([{"input": f"{i} 2\n", "output": f"{i + 2 * number}\n", "testtype": "stdin"}])
         rows.append({"question_id": f"lcb-{number}-{i}", "question_title": f"release {number} #{i}",
-                     "question_content": f"Read two integers a and b and print a + {number} * b. (set {number}.{i})",
+                     "question_content": (statements or {}).get(
+                         i, f"Read two integers a and b and print a + {number} * b. (set {number}.{i})"),
                      "platform": "atcoder", "contest_date": f"2025-0{min(number, 9)}-01T00:00:00",
                      "starter_code": "", "difficulty": "easy", "public_test_cases": tests,
                      "private_test_cases": "[]", "metadata": "{}"})
@@ -172,7 +178,8 @@ def new_release(dagster_dev, home):
             "release_v6" in (t["cursor"] or "") for t in ticks(server, "lcb_release_sensor")), server, 180)
         wait_for("two automation ticks", lambda: len(ticks(server, AUTOMATION_SENSOR)) >= 2, server, 120)
         assert automation_runs(server) == []  # a built home: nothing to do
-        write_release_file(home.store / "lcb_source", "test7.jsonl", 7, n=2)
+        pool_question = layout_for(home.cfg).pool().scan_parquet().select("question").collect()["question"][0]
+        write_release_file(home.store / "lcb_source", "test7.jsonl", 7, n=2, statements={0: pool_question})
 
         def everything_scored():
             no_failed_runs(server)
@@ -187,7 +194,10 @@ def new_release(dagster_dev, home):
         main, arms = scored_on(server, "lcb_scores", NEW_RELEASE), scored_on(server, "ablation_scores", NEW_RELEASE)
         before_restart = automation_runs(server)
         report = next(m for m in materializations(server, "valley_report"))
-    return SimpleNamespace(main=main, arms=arms, runs=before_restart, report=report)
+        scores = [m for asset in ("lcb_scores", "ablation_scores") for m in materializations(server, asset)
+                  if m["meta"].get("release") == NEW_RELEASE]
+        curve = next(m for m in materializations(server, "valley_curve"))
+    return SimpleNamespace(main=main, arms=arms, runs=before_restart, report=report, scores=scores, curve=curve)
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +271,21 @@ def test_a_new_release_scores_every_main_and_ablation_checkpoint_once(new_releas
     # the report followed, on the new release
     assert new_release.report["meta"]["release"] == NEW_RELEASE
     assert new_release.report["runId"] in by_id
+
+
+def test_the_new_releases_scores_report_the_pool_overlap_and_the_date_windows(new_release):
+    assert len(new_release.scores) == len(MAIN + ARMS)
+    for m in new_release.scores:
+        meta = m["meta"]
+        # test7's first problem is a training pool question: found when the release is scored, and left out
+        assert meta["pool_overlap_count"] == 1 and json.loads(meta["pool_overlap_ids"]) == ["lcb-7-0"], meta
+        assert meta["n_problems_uncontaminated"] == meta["n_problems"] - 1 and "pass@1_uncontaminated" in meta
+        by_window = json.loads(meta["pass@1_by_date_window"])
+        assert set(by_window) >= {"all", WINDOW}, by_window
+        # the window holds release_v7's contests (2025-07) and v5/v6's, not the older files'
+        assert 0 < by_window[WINDOW]["n_problems"] < by_window["all"]["n_problems"]
+    assert new_release.curve["meta"]["release"] == NEW_RELEASE
+    assert WINDOW in new_release.curve["meta"]["pass@1_by_window"]
 
 
 def test_a_daemon_restart_requests_nothing_again(new_release, restarted):
