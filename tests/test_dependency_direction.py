@@ -4,8 +4,8 @@ Worker-side modules run in training pods, generation Jobs, the grader and pool w
 in Dagster or the study config (whose partitions module imports Dagster). The import graph is read from the source
 (every `import` statement, the ones inside functions too: a lazy import is still a dependency, and the circle this
 test guards against, config -> generation.backends -> models -> config, was made only of lazy ones), then checked:
-no cycle between modules, and no path from a worker module to `dagster`, `valley_assets.config` or
-`valley_assets.partitions`. A fresh interpreter then imports each entry module and looks at `sys.modules`.
+no cycle between modules, and no path from a worker module to `dagster`, `valley_assets.config` (with its section
+modules `config_study` and `config_execution`) or `valley_assets.partitions`. A fresh interpreter then imports each entry module and looks at `sys.modules`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ WORKER_MODULES = ("valley_assets.model_files", "valley_assets.entrypoint", "vall
 # launcher (launch.kubernetes) does. The grading pods themselves run runner.py and shard_driver.py (standard library
 # only, checked below as entry modules).
 ASSET_SIDE_IN_WORKER_PACKAGES = {"valley_assets.generation.sensor", "valley_assets.grading.kubernetes_backend"}
-FORBIDDEN = ("dagster", "valley_assets.config", "valley_assets.partitions")
+FORBIDDEN = ("dagster", "valley_assets.config", "valley_assets.config_study", "valley_assets.config_execution",
+             "valley_assets.partitions")
 # What the launchers start (`python -m <module>`) and what pool worker processes import.
 ENTRY_MODULES = ("valley_assets.training.sft", "valley_assets.generation.run", "valley_assets.grading.cli",
                  "valley_assets.grading.runner", "valley_assets.grading.shard_driver", "valley_assets.data.pool",
@@ -157,7 +158,7 @@ def test_worker_modules_reach_neither_dagster_nor_the_study_config(module):
 def test_entry_module_imports_without_dagster_in_a_fresh_interpreter(module):
     code = (f"import sys, json, {module}\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster' "
-            f"or m in ('valley_assets.config', 'valley_assets.partitions'))))")
+            f"or m in {FORBIDDEN[1:]!r})))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-3000:]
