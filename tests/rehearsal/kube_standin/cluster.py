@@ -233,6 +233,7 @@ class Cluster:
         self.require_referenced_objects = require_referenced_objects
         self.docker = docker_client or docker.from_env(timeout=120, max_pool_size=64)
         self.lock = threading.RLock()
+        self._service_account_lock = threading.Lock()
         self.objects: dict[str, dict[tuple[str, str], dict]] = {plural: {} for plural in RESOURCES}
         self.received: list[dict] = []  # every object created through the API or the helpers, as received
         self.events: list[tuple[str, str, str, str]] = []  # (namespace, object, reason, message)
@@ -904,14 +905,19 @@ class Cluster:
         /var/run/secrets/kubernetes.io/serviceaccount (bind-mount it the same way into other containers)."""
         _, _, root = self.in_cluster
         folder = os.path.join(root, namespace)
-        if not os.path.isdir(folder):
-            os.makedirs(folder, mode=0o755)
-            shutil.copy(os.path.join(root, "ca.crt"), os.path.join(folder, "ca.crt"))
-            shutil.copy(os.path.join(root, "token"), os.path.join(folder, "token"))
-            with open(os.path.join(folder, "namespace"), "w") as handle:
-                handle.write(namespace)
-            for name in ("ca.crt", "token", "namespace"):
-                os.chmod(os.path.join(folder, name), 0o644)
+        # Pods of one Job start on their own threads: the first to get here fills the folder while the others
+        # wait, so no container is created with a half-written mount.
+        with self._service_account_lock:
+            if not os.path.isdir(folder):
+                staging = tempfile.mkdtemp(dir=root, prefix=f".{namespace}-")
+                os.chmod(staging, 0o755)
+                shutil.copy(os.path.join(root, "ca.crt"), os.path.join(staging, "ca.crt"))
+                shutil.copy(os.path.join(root, "token"), os.path.join(staging, "token"))
+                with open(os.path.join(staging, "namespace"), "w") as handle:
+                    handle.write(namespace)
+                for name in ("ca.crt", "token", "namespace"):
+                    os.chmod(os.path.join(staging, name), 0o644)
+                os.rename(staging, folder)
         return folder
 
     def _network(self, namespace: str):
