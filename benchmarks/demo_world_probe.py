@@ -60,6 +60,10 @@ def run_sft(args, base: Path, rows: list[dict], out: Path) -> dict:
             fh.write(json.dumps(row) + "\n")
     overrides = {"num_train_epochs": args.epochs, "learning_rate": args.lr, "max_length": args.max_length,
                  "save_steps": 10_000}
+    if args.global_batch:
+        # The recipe's global batch (and the per-device batch under it: one process here, so equal) sets how many
+        # optimizer steps the same tokens buy.
+        overrides |= {"global_batch_size": args.global_batch, "per_device_batch_size": args.global_batch}
     params = {"recipe": {"base": "demo-tiny", **overrides}, "train_file": str(train_file),
               "base_model": str(base), "output_dir": str(out / "run"), "resume_from_checkpoint": None}
     (out / "params.json").write_text(json.dumps(params))
@@ -112,6 +116,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[0, 10, 100, 300])
     ap.add_argument("--epochs", type=float, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--global-batch", type=int, default=0, help="SFT global batch (0: the demo recipe's)")
     ap.add_argument("--max-length", type=int, default=640)
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--pretrain-lr", type=float, default=3e-3)

@@ -40,7 +40,7 @@ def test_recipe_validation_errors():
         load_recipe("demo-tiny", {"lr": 1.0})
     with pytest.raises(RecipeError, match="unknown recipe"):
         load_recipe("no-such-recipe")
-    with pytest.raises(RecipeError, match="world_size = 4 x 4"):
+    with pytest.raises(RecipeError, match="world_size = 2 x 4"):
         load_recipe("demo-tiny").gradient_accumulation_steps(4)
 
 
