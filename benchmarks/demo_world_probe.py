@@ -138,6 +138,9 @@ def main() -> None:
     ap.add_argument("--wrong-fraction", type=float, default=0.3)
     ap.add_argument("--families", nargs="+", help="restrict the world to these families (probe only: monkeypatched)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for pre-training, SFT and sampling")
+    ap.add_argument("--eval-seen", type=int, default=0,
+                    help="also evaluate each fine-tuned student on this many of the training problems its SFT rows came "
+                         "from (in pool order): pass@1 on problems it was taught, beside the held-out pass@1")
     ap.add_argument("--cache", default="/tmp/demo_probe_cache", help="base students are reused across runs from here")
     args = ap.parse_args()
 
@@ -189,6 +192,12 @@ def main() -> None:
                 model = sft["model"]
             t3 = time.time()
             result = evaluate(args, model, evaluation)
+            if args.eval_seen:
+                # The generalization gap: problems whose traces were in this student's SFT rows.
+                seen_ids = list(dict.fromkeys(t["question_id"] for t in pool[:size]))[:args.eval_seen]
+                seen = evaluate(args, model, [by_id[q] for q in seen_ids]) if seen_ids else {}
+                result["seen"] = {"n_problems": len(seen_ids),
+                                  **{k: seen[k] for k in ("pass@1", "completion_rate", "think_rate") if k in seen}}
             print(json.dumps({"size": size, **result, "sft_steps": sft.get("steps"),
                               "sft_final_loss": sft.get("final_loss"), "sft_s": round(t3 - t2, 1),
                               "eval_s": round(time.time() - t3, 1)}), flush=True)
