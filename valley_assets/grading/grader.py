@@ -33,7 +33,7 @@ from valley_assets.grading.backends import (
     start_worker,
 )
 from valley_assets.grading.problems import GradingProblem, ProblemFormatError, problem_from_record, validate_generations
-from valley_assets.grading.runner import SampleRequest, SampleResult
+from valley_assets.grading.runner import ERROR_MESSAGE_CHARS, SampleRequest, SampleResult, failure_of
 from valley_assets.science.passk import mean_pass_at_k
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,32 @@ def summarize(results: dict[str, list[dict]], difficulty_of: dict[str, str]) -> 
     return summary
 
 
+# A trivial program graded in a fresh sandbox after a sample lost two sandboxes in a row: it tells a program that
+# breaks its sandbox (killed its runner, wrote into its pipes: possible where the runtime is weaker than Linux, see
+# benchmarks/RESULTS.md "Grading under gVisor") from a sandbox infrastructure that is failing.
+CANARY_CODE = "print(input())\n"
+
+
+def canary_request(request: SampleRequest) -> SampleRequest:
+    """A request that every working sandbox answers AC, with the limits of `request`."""
+    return {"id": f"valley-canary/{request['id']}", "code": CANARY_CODE, "fn_name": None, "inputs": ["7\n"],
+            "outputs": ["7\n"], "timeout_s": request["timeout_s"], "wall_s": request["wall_s"],
+            "memory_mb": request["memory_mb"], "output_cap": 1024, "scratch": ""}
+
+
+def lost_sandbox_result(request: SampleRequest, error: SandboxError) -> SampleResult:
+    """The verdict of a program whose sandbox was lost twice while a fresh one grades a trivial program: RE before
+    any test, as the harness fails every test of a program whose process died without results."""
+    message = f"the program broke its sandbox twice (a fresh sandbox then graded a trivial program): {error}"
+    return {"id": request["id"], "passed": False, "verdict": "RE", "tests_run": 0, "time_s": 0.0,
+            "failure": failure_of(request, "RE", None, ("SandboxLost", message[:ERROR_MESSAGE_CHARS]))}
+
+
 class _Pool:
-    """One thread per sandbox; each pulls samples from a shared queue. Sandbox failures restart the sandbox once
-    per sample; a second failure stops the whole grading with that error."""
+    """One thread per sandbox; each pulls samples from a shared queue. A sandbox that fails while it grades a
+    sample is replaced and the sample graded again; when the fresh sandbox fails on it too, a trivial program is
+    graded in a third: if that passes, the sample broke its sandboxes and its verdict is RE (`lost_sandbox_result`),
+    otherwise the infrastructure is failing and the whole grading stops with the error."""
 
     def __init__(self, isolation: Isolation, n_workers: int, memory_mb: int):
         self.isolation = isolation  # a SampleExecutor
@@ -225,11 +248,29 @@ class _Pool:
                     log.warning("grader: replacing sandbox %s: %s", worker.name, response["retire"])
                     self._drop(index)
                 return response
-            except SandboxError:
+            except SandboxError as exc:
                 self._drop(index)
-                if attempt == 2 or self.stopping.is_set():
+                if self.stopping.is_set():
                     raise
+                if attempt == 2:
+                    return self._blame_sample_or_raise(index, request, exc)
         raise AssertionError("unreachable")
+
+    def _blame_sample_or_raise(self, index: int, request: SampleRequest, error: SandboxError) -> SampleResult:
+        try:
+            worker = self._worker(index)
+            canary = worker.grade(dict(canary_request(request), scratch=worker.scratch, nproc=worker.nproc))
+        except SandboxError as canary_error:
+            self._drop(index)
+            raise SandboxError(f"{error}; then a fresh sandbox failed a trivial program too: {canary_error}") \
+                from error
+        if canary.get("verdict") != "AC" or canary.get("retire"):
+            self._drop(index)
+            raise SandboxError(f"{error}; then a fresh sandbox graded a trivial program {canary.get('verdict')}: "
+                               f"{canary.get('failure')}") from error
+        log.warning("grader: sample %s broke two sandboxes; a fresh one grades a trivial program: RE (%s)",
+                    request["id"], error)
+        return lost_sandbox_result(request, error)
 
     def _worker(self, index: int) -> Worker:
         with self.lock:

@@ -1066,10 +1066,13 @@ def _empty_dir_fd(dir_fd: int, depth: int) -> None:
 
 def sysv_ipc_objects(owner_uid: int) -> list[tuple[str, int]]:
     """(kind, id) of the System V shared memory segments, message queues and semaphore sets owned or created by
-    `owner_uid`, from /proc/sysvipc (of this IPC namespace)."""
+    `owner_uid`, from /proc/sysvipc (of this IPC namespace), else by `_sysv_ids_since_last_look`."""
     found = []
     for kind in ("shm", "msg", "sem"):
         raw = _read_small_all(f"/proc/sysvipc/{kind}")
+        if raw is None:
+            found.extend((kind, ident) for ident in _sysv_ids_since_last_look(kind, owner_uid))
+            continue
         if not raw:
             continue
         lines = raw.decode("ascii", "replace").splitlines()
@@ -1085,6 +1088,55 @@ def sysv_ipc_objects(owner_uid: int) -> list[tuple[str, int]]:
                     found.append((kind, int(fields[1])))
             except (ValueError, IndexError):
                 continue
+    return found
+
+
+IPC_PRIVATE, IPC_CREAT, IPC_STAT = 0, 0o1000, 2
+_SYSV_ID_WINDOW = 4096  # ids looked at per kind and call, at most (a sample that allocated more is not followed)
+_sysv_looked_to: dict[str, int] = {}  # kind -> ids below this were looked at (and were not the owner's, or gone)
+
+
+def _sysv_ctl(libc, kind: str, ident: int, command: int, buf=None) -> int:
+    if kind == "sem":
+        return libc.semctl(ident, 0, command, buf)
+    return getattr(libc, kind + "ctl")(ident, command, buf)
+
+
+def _sysv_probe_id(libc, kind: str) -> int:
+    """Create and remove a private object of `kind`: its id is where the id allocator stands now (-1: refused)."""
+    if kind == "shm":
+        ident = libc.shmget(IPC_PRIVATE, 1, IPC_CREAT | 0o600)
+    elif kind == "msg":
+        ident = libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600)
+    else:
+        ident = libc.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600)
+    if ident >= 0:
+        _sysv_ctl(libc, kind, ident, IPC_RMID)
+    return ident
+
+
+def _sysv_ids_since_last_look(kind: str, owner_uid: int) -> list[int]:
+    """Where /proc/sysvipc is missing (gVisor 20221219 has none): the ids of `kind` owned or created by `owner_uid`
+    among those allocated since the last look. gVisor hands out ids in sequence without reusing them, so a probe
+    object's id bounds what a sample can have created, and IPC_STAT by id (struct ipc_perm: key, uid, gid, cuid)
+    says whether each still exists and whose it is. Linux, whose ids are not sequential, has /proc/sysvipc."""
+    import ctypes
+
+    libc = _libc()
+    now = _sysv_probe_id(libc, kind)
+    if now < 0:
+        return []
+    start = max(_sysv_looked_to.get(kind, 0), now - _SYSV_ID_WINDOW)
+    buf = ctypes.create_string_buffer(512)
+    found = []
+    for ident in range(start, now):
+        if _sysv_ctl(libc, kind, ident, IPC_STAT, buf) == -1:
+            continue
+        uid, cuid = struct.unpack_from("=I", buf, 4)[0], struct.unpack_from("=I", buf, 12)[0]
+        if owner_uid in (uid, cuid):
+            found.append(ident)
+    # Objects still there are looked at again next time (the caller removes them, then looks again).
+    _sysv_looked_to[kind] = min(found) if found else now + 1
     return found
 
 
