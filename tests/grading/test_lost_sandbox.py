@@ -18,11 +18,14 @@ HONEST = "print(input())\n"
 BREAKER = "# BREAKS_ITS_SANDBOX\nprint(input())\n"
 
 
-def _sandboxes_lost_by(marker: str, monkeypatch, *, refuse_after: int | None = None) -> list[int]:
-    """Make every sandbox's runner die while it grades a sample whose code holds `marker`; with `refuse_after`,
-    sandboxes after that many fail to start (an engine going down). Returns the start count, updated live."""
+def _sandboxes_lost_by(marker: str, monkeypatch, *, refuse_after: int | None = None,
+                       times: int | None = None) -> list[int]:
+    """Make a sandbox's runner die while it grades a sample whose code holds `marker` (every time, or the first
+    `times` times); with `refuse_after`, sandboxes after that many fail to start (an engine going down). Returns the
+    start count, updated live."""
     real_start = grader.start_worker
     starts = [0]
+    losses = [0]
 
     def start(isolation, index, memory_mb):
         starts[0] += 1
@@ -32,7 +35,8 @@ def _sandboxes_lost_by(marker: str, monkeypatch, *, refuse_after: int | None = N
         real_grade = worker.grade
 
         def grade(request):
-            if marker in request["code"]:
+            if marker in request["code"] and (times is None or losses[0] < times):
+                losses[0] += 1
                 worker.process.kill()
                 worker.process.wait()
             return real_grade(request)
@@ -56,26 +60,10 @@ def test_a_sample_that_breaks_two_sandboxes_is_re_and_the_grading_goes_on(monkey
 
 
 def test_a_sample_lost_once_keeps_the_verdict_of_its_second_sandbox(monkeypatch):
-    real_start = grader.start_worker
-    lost = []
-
-    def start(isolation, index, memory_mb):
-        worker = real_start(isolation, index, memory_mb)
-        real_grade = worker.grade
-
-        def grade(request):
-            if request["code"] == BREAKER and not lost:
-                lost.append(request["id"])
-                worker.process.kill()
-                worker.process.wait()
-            return real_grade(request)
-
-        worker.grade = grade
-        return worker
-
-    monkeypatch.setattr(grader, "start_worker", start)
+    starts = _sandboxes_lost_by("BREAKS_ITS_SANDBOX", monkeypatch, times=1)
     results = grade_programs(PROBLEM, [HONEST, BREAKER, HONEST], workers=1, timeout_s=2.0)
-    assert lost and [r["verdict"] for r in results] == ["AC", "AC", "AC"]
+    assert [r["verdict"] for r in results] == ["AC", "AC", "AC"]
+    assert starts[0] == 2  # the first sandbox and the one that graded the breaker again
 
 
 def test_when_the_canary_cannot_run_the_grading_stops_with_the_infrastructure_error(monkeypatch):
